@@ -1,0 +1,425 @@
+//! `weirctl`: administers a Weir control plane over gRPC.
+//!
+//! Exit codes: 0 success, 1 unexpected failure, 2 bad usage, 3 not found, 4 already exists,
+//! 5 not authenticated or not allowed, 6 control plane unreachable, 7 invalid argument.
+
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use weir_proto::admin::admin_client::AdminClient;
+use weir_proto::admin::*;
+
+use output::{Format, Printer};
+
+#[derive(Parser)]
+#[command(name = "weirctl", version, about = "Administer a Weir control plane")]
+struct Cli {
+    /// Control plane gRPC URL.
+    #[arg(
+        long,
+        global = true,
+        env = "WEIR_CONTROL_PLANE",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    control_plane: String,
+    /// Admin token.
+    #[arg(long, global = true, env = "WEIR_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value = "table")]
+    output: OutputArg,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputArg {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Upstream providers.
+    #[command(subcommand)]
+    Providers(ProvidersCmd),
+    /// Models and their routes.
+    #[command(subcommand)]
+    Models(ModelsCmd),
+    /// Users.
+    #[command(subcommand)]
+    Users(UsersCmd),
+    /// Gateway API keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Request logs.
+    #[command(subcommand)]
+    Logs(LogsCmd),
+}
+
+#[derive(Subcommand)]
+enum ProvidersCmd {
+    /// List providers.
+    List,
+    /// Add a provider.
+    Create {
+        #[arg(long)]
+        key: String,
+        /// openai or anthropic.
+        #[arg(long, default_value = "openai")]
+        kind: String,
+        #[arg(long)]
+        base_url: String,
+        /// Name of the env var on data-plane hosts that holds the upstream secret.
+        #[arg(long, default_value = "")]
+        api_key_env: String,
+        /// Extra upstream header, NAME=VALUE (repeatable).
+        #[arg(long = "header", value_parser = parse_kv)]
+        headers: Vec<(String, String)>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCmd {
+    /// List models with their targets and prices.
+    List,
+    /// Add a model and its route.
+    Create {
+        #[arg(long)]
+        key: String,
+        /// PROVIDER:UPSTREAM_MODEL[:WEIGHT] (repeatable, in fallback order).
+        #[arg(long = "target", required = true, value_parser = parse_target)]
+        targets: Vec<Target>,
+    },
+    /// Set a model's price (US dollars per million tokens); applies to new requests.
+    Price {
+        #[arg(long)]
+        model: String,
+        /// Fresh input tokens, $/MTok.
+        #[arg(long)]
+        input_price: String,
+        /// Output tokens, $/MTok.
+        #[arg(long)]
+        output_price: String,
+        /// Cached input tokens, $/MTok; defaults to the input price.
+        #[arg(long, default_value = "")]
+        cached_input_price: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCmd {
+    /// List users.
+    List,
+    /// Add a user.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "")]
+        email: String,
+        /// Do not keep request logs for this user's keys.
+        #[arg(long)]
+        no_request_logging: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// List keys (never their secrets).
+    List {
+        /// Include revoked keys.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Create a key; its secret is printed once.
+    Create(KeyCreate),
+    /// Revoke a key by id or display prefix; running data planes stop accepting it.
+    Revoke { key: String },
+}
+
+#[derive(Args)]
+struct KeyCreate {
+    /// Owning user (id or name).
+    #[arg(long)]
+    user: String,
+    #[arg(long)]
+    name: String,
+    /// Allowed model (repeatable); none means every model.
+    #[arg(long = "model")]
+    models: Vec<String>,
+    /// Expiry, RFC 3339.
+    #[arg(long, default_value = "")]
+    expires_at: String,
+    /// Print only the secret (for scripts).
+    #[arg(long)]
+    secret_only: bool,
+}
+
+#[derive(Subcommand)]
+enum LogsCmd {
+    /// List request logs, newest first.
+    List {
+        #[arg(long, default_value = "")]
+        request_id: String,
+        #[arg(long, default_value = "")]
+        model: String,
+        #[arg(long, default_value = "")]
+        user: String,
+        #[arg(long, default_value_t = 0)]
+        status: u32,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Continue from a previous page's cursor.
+        #[arg(long, default_value = "")]
+        cursor: String,
+    },
+    /// Show one request log by log id or request id.
+    Show { id: String },
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))
+}
+
+fn parse_target(s: &str) -> Result<Target, String> {
+    let mut parts = s.splitn(3, ':');
+    let provider = parts.next().filter(|p| !p.is_empty());
+    let model = parts.next().filter(|m| !m.is_empty());
+    let (Some(provider_key), Some(upstream_model)) = (provider, model) else {
+        return Err(format!("{s:?} is not PROVIDER:UPSTREAM_MODEL[:WEIGHT]"));
+    };
+    let weight = match parts.next() {
+        None => 1,
+        Some(w) => w
+            .parse()
+            .map_err(|_| format!("weight {w:?} in {s:?} is not a whole number"))?,
+    };
+    Ok(Target {
+        provider_key: provider_key.to_string(),
+        upstream_model: upstream_model.to_string(),
+        weight,
+    })
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let printer = Printer::new(match cli.output {
+        OutputArg::Table => Format::Table,
+        OutputArg::Json => Format::Json,
+    });
+    match run(cli, &printer).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("weirctl: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+/// A failure with its exit code.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl From<Status> for Failure {
+    fn from(s: Status) -> Self {
+        let code = match s.code() {
+            Code::NotFound => 3,
+            Code::AlreadyExists => 4,
+            Code::Unauthenticated | Code::PermissionDenied => 5,
+            Code::Unavailable | Code::DeadlineExceeded => 6,
+            Code::InvalidArgument => 7,
+            _ => 1,
+        };
+        Failure {
+            code,
+            message: s.message().to_string(),
+        }
+    }
+}
+
+/// Adds the admin token to every call.
+type AuthInterceptor = Box<dyn FnMut(Request<()>) -> Result<Request<()>, Status> + Send>;
+
+type Client =
+    AdminClient<tonic::service::interceptor::InterceptedService<Channel, AuthInterceptor>>;
+
+async fn connect(cli: &Cli) -> Result<Client, Failure> {
+    let token = cli.admin_token.clone().ok_or(Failure {
+        code: 5,
+        message: "no admin token: set WEIR_ADMIN_TOKEN or pass --admin-token".into(),
+    })?;
+    let value: MetadataValue<_> = format!("Bearer {token}").parse().map_err(|_| Failure {
+        code: 7,
+        message: "the admin token contains characters that cannot be sent".into(),
+    })?;
+    let channel = Channel::from_shared(cli.control_plane.clone())
+        .map_err(|_| Failure {
+            code: 7,
+            message: format!("{:?} is not a valid control-plane URL", cli.control_plane),
+        })?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| Failure {
+            code: 6,
+            message: format!(
+                "cannot reach the control plane at {}: {e}",
+                cli.control_plane
+            ),
+        })?;
+    let interceptor: AuthInterceptor = Box::new(move |mut req: Request<()>| {
+        req.metadata_mut().insert("authorization", value.clone());
+        Ok(req)
+    });
+    Ok(AdminClient::with_interceptor(channel, interceptor))
+}
+
+async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
+    let mut c = connect(&cli).await?;
+    match cli.command {
+        Command::Providers(ProvidersCmd::List) => {
+            let r = c
+                .list_providers(ListProvidersRequest {})
+                .await?
+                .into_inner();
+            p.providers(&r.providers);
+        }
+        Command::Providers(ProvidersCmd::Create {
+            key,
+            kind,
+            base_url,
+            api_key_env,
+            headers,
+        }) => {
+            let r = c
+                .create_provider(CreateProviderRequest {
+                    key,
+                    kind,
+                    base_url,
+                    api_key_env,
+                    extra_headers: headers.into_iter().collect(),
+                })
+                .await?
+                .into_inner();
+            p.providers(&[r]);
+        }
+        Command::Models(ModelsCmd::List) => {
+            let r = c.list_models(ListModelsRequest {}).await?.into_inner();
+            p.models(&r.models);
+        }
+        Command::Models(ModelsCmd::Create { key, targets }) => {
+            let r = c
+                .create_model(CreateModelRequest { key, targets })
+                .await?
+                .into_inner();
+            p.models(&[r]);
+        }
+        Command::Models(ModelsCmd::Price {
+            model,
+            input_price,
+            output_price,
+            cached_input_price,
+        }) => {
+            let r = c
+                .set_price(SetPriceRequest {
+                    model_key: model,
+                    input_per_mtok: input_price,
+                    cached_input_per_mtok: cached_input_price,
+                    output_per_mtok: output_price,
+                })
+                .await?
+                .into_inner();
+            p.price(&r);
+        }
+        Command::Users(UsersCmd::List) => {
+            let r = c.list_users(ListUsersRequest {}).await?.into_inner();
+            p.users(&r.users);
+        }
+        Command::Users(UsersCmd::Create {
+            name,
+            email,
+            no_request_logging,
+        }) => {
+            let r = c
+                .create_user(CreateUserRequest {
+                    name,
+                    email,
+                    request_logging_enabled: Some(!no_request_logging),
+                })
+                .await?
+                .into_inner();
+            p.users(&[r]);
+        }
+        Command::Keys(KeysCmd::List { all }) => {
+            let r = c
+                .list_api_keys(ListApiKeysRequest {
+                    include_revoked: all,
+                })
+                .await?
+                .into_inner();
+            p.keys(&r.keys);
+        }
+        Command::Keys(KeysCmd::Create(k)) => {
+            let r = c
+                .create_api_key(CreateApiKeyRequest {
+                    name: k.name,
+                    owner_user: k.user,
+                    allowed_models: k.models,
+                    expires_at: k.expires_at,
+                })
+                .await?
+                .into_inner();
+            if k.secret_only {
+                println!("{}", r.secret);
+            } else {
+                p.created_key(&r);
+            }
+        }
+        Command::Keys(KeysCmd::Revoke { key }) => {
+            let r = c
+                .revoke_api_key(RevokeApiKeyRequest { key })
+                .await?
+                .into_inner();
+            p.keys(&[r]);
+        }
+        Command::Logs(LogsCmd::List {
+            request_id,
+            model,
+            user,
+            status,
+            limit,
+            cursor,
+        }) => {
+            let r = c
+                .list_request_logs(ListRequestLogsRequest {
+                    request_id,
+                    model_key: model,
+                    user_id: user,
+                    status_code: status,
+                    limit,
+                    cursor,
+                })
+                .await?
+                .into_inner();
+            p.logs(&r);
+        }
+        Command::Logs(LogsCmd::Show { id }) => {
+            let r = c
+                .get_request_log(GetRequestLogRequest { id })
+                .await?
+                .into_inner();
+            p.log_detail(&r);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,329 @@
+//! Printing admin results as readable tables or as JSON for scripts.
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
+use serde::Serialize;
+use weir_proto::admin::*;
+
+/// Output format.
+#[derive(Clone, Copy)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// Prints results in one format.
+pub struct Printer {
+    format: Format,
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header.to_vec());
+    t
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map(|n| n.to_string()).unwrap_or_else(|| "-".into())
+}
+
+fn dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
+}
+
+impl Printer {
+    /// A printer for `format`.
+    pub fn new(format: Format) -> Self {
+        Printer { format }
+    }
+
+    fn json<T: Serialize + ?Sized>(&self, v: &T) {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    }
+
+    /// Providers.
+    pub fn providers(&self, ps: &[Provider]) {
+        if let Format::Json = self.format {
+            return self.json(ps);
+        }
+        let mut t = table(&["KEY", "KIND", "BASE URL", "SECRET ENV", "CREATED"]);
+        for p in ps {
+            t.add_row(vec![
+                &p.key,
+                &p.kind,
+                &p.base_url,
+                dash(&p.api_key_env),
+                &p.created_at,
+            ]);
+        }
+        println!("{t}");
+    }
+
+    /// Models.
+    pub fn models(&self, ms: &[Model]) {
+        if let Format::Json = self.format {
+            return self.json(ms);
+        }
+        let mut t = table(&["MODEL", "TARGETS", "PRICE IN/CACHED/OUT $/MTok"]);
+        for m in ms {
+            let targets: Vec<String> = m
+                .targets
+                .iter()
+                .map(|x| format!("{}:{} (w{})", x.provider_key, x.upstream_model, x.weight))
+                .collect();
+            let price = m
+                .price
+                .as_ref()
+                .map(|p| {
+                    format!(
+                        "{} / {} / {}",
+                        p.input_per_mtok, p.cached_input_per_mtok, p.output_per_mtok
+                    )
+                })
+                .unwrap_or_else(|| "unpriced".into());
+            t.add_row(vec![m.key.clone(), targets.join(", "), price]);
+        }
+        println!("{t}");
+    }
+
+    /// A price.
+    pub fn price(&self, p: &Price) {
+        if let Format::Json = self.format {
+            return self.json(p);
+        }
+        let mut t = table(&[
+            "MODEL",
+            "INPUT",
+            "CACHED INPUT",
+            "OUTPUT",
+            "VALID FROM",
+            "VERSION",
+        ]);
+        t.add_row(vec![
+            p.model_key.clone(),
+            p.input_per_mtok.clone(),
+            p.cached_input_per_mtok.clone(),
+            p.output_per_mtok.clone(),
+            p.valid_from.clone(),
+            p.version.to_string(),
+        ]);
+        println!("{t}");
+    }
+
+    /// Users.
+    pub fn users(&self, us: &[User]) {
+        if let Format::Json = self.format {
+            return self.json(us);
+        }
+        let mut t = table(&["NAME", "ID", "EMAIL", "REQUEST LOGS", "CREATED"]);
+        for u in us {
+            t.add_row(vec![
+                u.name.as_str(),
+                &u.id,
+                dash(&u.email),
+                if u.request_logging_enabled {
+                    "on"
+                } else {
+                    "off"
+                },
+                &u.created_at,
+            ]);
+        }
+        println!("{t}");
+    }
+
+    /// Keys.
+    pub fn keys(&self, ks: &[ApiKey]) {
+        if let Format::Json = self.format {
+            return self.json(ks);
+        }
+        let mut t = table(&[
+            "PREFIX", "NAME", "OWNER", "MODELS", "EXPIRES", "REVOKED", "ID",
+        ]);
+        for k in ks {
+            let models = if k.allowed_models.is_empty() {
+                "all".to_string()
+            } else {
+                k.allowed_models.join(",")
+            };
+            t.add_row(vec![
+                k.display_prefix.as_str(),
+                &k.name,
+                dash(&k.owner_user_name),
+                &models,
+                dash(&k.expires_at),
+                dash(&k.revoked_at),
+                &k.id,
+            ]);
+        }
+        println!("{t}");
+    }
+
+    /// A new key with its one-time secret.
+    pub fn created_key(&self, r: &CreateApiKeyResponse) {
+        if let Format::Json = self.format {
+            return self.json(r);
+        }
+        if let Some(k) = &r.key {
+            self.keys(std::slice::from_ref(k));
+        }
+        println!("Secret (shown once, store it now):\n{}", r.secret);
+    }
+
+    /// A page of logs.
+    pub fn logs(&self, r: &ListRequestLogsResponse) {
+        if let Format::Json = self.format {
+            return self.json(r);
+        }
+        let mut t = table(&[
+            "TIME",
+            "REQUEST ID",
+            "MODEL",
+            "STATUS",
+            "OUTCOME",
+            "MS",
+            "IN",
+            "OUT",
+            "TOTAL",
+            "COST $",
+        ]);
+        for l in &r.logs {
+            t.add_row(vec![
+                l.created_at.clone(),
+                l.request_id.clone(),
+                l.model_key.clone(),
+                l.status_code.to_string(),
+                l.outcome.clone(),
+                l.duration_ms.to_string(),
+                opt(l.input_tokens),
+                opt(l.output_tokens),
+                opt(l.total_tokens),
+                if l.cost_usd.is_empty() {
+                    dash(&l.pricing_status).to_string()
+                } else {
+                    l.cost_usd.clone()
+                },
+            ]);
+        }
+        println!("{t}");
+        if !r.next_cursor.is_empty() {
+            println!("more: --cursor {}", r.next_cursor);
+        }
+    }
+
+    /// One log in full.
+    pub fn log_detail(&self, d: &RequestLogDetail) {
+        if let Format::Json = self.format {
+            return self.json(d);
+        }
+        let s = d.summary.clone().unwrap_or_default();
+        let mut t = table(&["FIELD", "VALUE"]);
+        let rows: Vec<(&str, String)> = vec![
+            ("log id", s.log_id),
+            ("request id", s.request_id),
+            ("time", s.created_at),
+            (
+                "operation",
+                format!("{}{}", s.operation, if s.stream { " (stream)" } else { "" }),
+            ),
+            ("model", s.model_key),
+            (
+                "provider / upstream model",
+                format!("{} / {}", dash(&s.provider_key), dash(&d.upstream_model)),
+            ),
+            ("status", format!("{} {}", s.status_code, s.outcome)),
+            ("error", dash(&d.error_message).to_string()),
+            ("latency ms", s.duration_ms.to_string()),
+            ("time to first byte ms", opt(d.ttfb_ms)),
+            (
+                "tokens in / out / total",
+                format!(
+                    "{} / {} / {}",
+                    opt(s.input_tokens),
+                    opt(s.output_tokens),
+                    opt(s.total_tokens)
+                ),
+            ),
+            (
+                "cached / reasoning tokens",
+                format!(
+                    "{} / {}",
+                    opt(d.cached_input_tokens),
+                    opt(d.reasoning_tokens)
+                ),
+            ),
+            (
+                "cost $",
+                format!("{} ({})", dash(&s.cost_usd), dash(&s.pricing_status)),
+            ),
+            (
+                "user / key",
+                format!("{} / {}", dash(&s.user_id), dash(&s.api_key_id)),
+            ),
+            ("node / group", format!("{} / {}", d.node_id, d.fleet_group)),
+            ("user agent", dash(&d.user_agent).to_string()),
+            ("policy", d.policy.clone()),
+            ("same request id", d.same_request_id_count.to_string()),
+        ];
+        for (k, v) in rows {
+            t.add_row(vec![k.to_string(), v]);
+        }
+        println!("{t}");
+        if !d.tags.is_empty() {
+            let tags: Vec<String> = d
+                .tags
+                .iter()
+                .map(|t| format!("{}={}", t.key, t.value))
+                .collect();
+            println!("tags: {}", tags.join("; "));
+        }
+        let mut a = table(&[
+            "#", "PROVIDER", "MODEL", "STATUS", "ERROR", "MS", "ANSWERED",
+        ]);
+        for at in &d.attempts {
+            a.add_row(vec![
+                at.number.to_string(),
+                at.provider_key.clone(),
+                at.upstream_model.clone(),
+                at.status_code.to_string(),
+                if at.error_kind.is_empty() {
+                    "-".to_string()
+                } else {
+                    format!("{}: {}", at.error_kind, at.error_message)
+                },
+                at.duration_ms.to_string(),
+                if at.produced_response { "yes" } else { "no" }.to_string(),
+            ]);
+        }
+        println!("attempts:\n{a}");
+        let pretty = |s: &str| {
+            serde_json::from_str::<serde_json::Value>(s)
+                .and_then(|v| serde_json::to_string_pretty(&v))
+                .unwrap_or_else(|_| s.to_string())
+        };
+        let trunc = |b: bool| if b { " (truncated)" } else { "" };
+        println!(
+            "request payload{}:\n{}",
+            trunc(d.request_payload_truncated),
+            if d.request_payload.is_empty() {
+                "-".into()
+            } else {
+                pretty(&d.request_payload)
+            }
+        );
+        println!(
+            "response payload{}:\n{}",
+            trunc(d.response_payload_truncated),
+            if d.response_payload.is_empty() {
+                "-".into()
+            } else {
+                pretty(&d.response_payload)
+            }
+        );
+    }
+}

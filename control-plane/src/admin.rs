@@ -1,0 +1,861 @@
+//! The admin service (`weir.admin.v1.Admin`): every operator operation, authenticated by admin
+//! token, with one error type mapped once to gRPC status codes.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::{PgPool, Row};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+use weir_proto::admin::admin_server::Admin;
+use weir_proto::admin::*;
+use weir_proto::config::{self as cfg, ResourceType};
+use weir_proto::validate;
+
+use crate::config_snapshot::bump;
+use crate::pricing;
+
+/// Everything an admin call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("missing or invalid admin token")]
+    Unauthenticated,
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("database unavailable: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<AdminError> for Status {
+    fn from(e: AdminError) -> Status {
+        let msg = e.to_string();
+        match e {
+            AdminError::Unauthenticated => Status::unauthenticated(msg),
+            AdminError::PermissionDenied(_) => Status::permission_denied(msg),
+            AdminError::NotFound(_) => Status::not_found(msg),
+            AdminError::AlreadyExists(_) => Status::already_exists(msg),
+            AdminError::Invalid(_) => Status::invalid_argument(msg),
+            AdminError::Database(_) => Status::unavailable(msg),
+        }
+    }
+}
+
+impl From<validate::Invalid> for AdminError {
+    fn from(e: validate::Invalid) -> Self {
+        AdminError::Invalid(e.message)
+    }
+}
+
+/// Maps a unique violation to `AlreadyExists` with `what` in the message.
+fn unique(what: String) -> impl FnOnce(sqlx::Error) -> AdminError {
+    move |e| match &e {
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => {
+            AdminError::AlreadyExists(format!("{what} already exists"))
+        }
+        _ => AdminError::Database(e),
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// Sees and changes everything.
+    PlatformAdmin,
+    /// Reads only its team's logs.
+    TeamViewer(Uuid),
+}
+
+/// Serves `weir.admin.v1.Admin`.
+pub struct AdminService {
+    pool: PgPool,
+}
+
+impl AdminService {
+    /// A service on `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        AdminService { pool }
+    }
+
+    async fn caller<T>(&self, req: &Request<T>) -> Result<Caller, AdminError> {
+        let token = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(AdminError::Unauthenticated)?;
+        let hash = weir_proto::api_key::hash(token.trim());
+        let row = sqlx::query(
+            "SELECT role, team_id FROM admin_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(&hash[..])
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(AdminError::Unauthenticated)?;
+        let role: String = row.get("role");
+        match (role.as_str(), row.get::<Option<Uuid>, _>("team_id")) {
+            ("platform_admin", _) => Ok(Caller::PlatformAdmin),
+            ("team_viewer", Some(team)) => Ok(Caller::TeamViewer(team)),
+            _ => Err(AdminError::Unauthenticated),
+        }
+    }
+
+    async fn admin<T>(&self, req: &Request<T>) -> Result<(), AdminError> {
+        match self.caller(req).await? {
+            Caller::PlatformAdmin => Ok(()),
+            Caller::TeamViewer(_) => Err(AdminError::PermissionDenied(
+                "this operation needs a platform_admin token".into(),
+            )),
+        }
+    }
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn opt_ts(t: Option<DateTime<Utc>>) -> String {
+    t.map(ts).unwrap_or_default()
+}
+
+fn parse_id(what: &str, s: &str) -> Result<Uuid, AdminError> {
+    Uuid::parse_str(s).map_err(|_| AdminError::Invalid(format!("{what} {s:?} is not a UUID")))
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn create_provider(
+        &self,
+        req: Request<CreateProviderRequest>,
+    ) -> Result<Response<Provider>, Status> {
+        self.admin(&req).await?;
+        let r = req.into_inner();
+        let p = cfg::Provider {
+            key: r.key,
+            kind: r.kind,
+            base_url: r.base_url.trim_end_matches('/').to_string(),
+            api_key_env: r.api_key_env,
+            extra_headers: r.extra_headers,
+        };
+        validate::validate_provider(&p).map_err(AdminError::from)?;
+        let id = Uuid::now_v7();
+        let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
+        let created: DateTime<Utc> = sqlx::query_scalar(
+            "INSERT INTO providers (id, key, kind, base_url, api_key_env, extra_headers)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at",
+        )
+        .bind(id)
+        .bind(&p.key)
+        .bind(&p.kind)
+        .bind(&p.base_url)
+        .bind(&p.api_key_env)
+        .bind(serde_json::to_value(&p.extra_headers).unwrap_or_default())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unique(format!("provider {:?}", p.key)))?;
+        bump(&mut tx, ResourceType::Providers)
+            .await
+            .map_err(AdminError::from)?;
+        tx.commit().await.map_err(AdminError::from)?;
+        Ok(Response::new(Provider {
+            id: id.to_string(),
+            key: p.key,
+            kind: p.kind,
+            base_url: p.base_url,
+            api_key_env: p.api_key_env,
+            extra_headers: p.extra_headers,
+            created_at: ts(created),
+        }))
+    }
+
+    async fn list_providers(
+        &self,
+        req: Request<ListProvidersRequest>,
+    ) -> Result<Response<ListProvidersResponse>, Status> {
+        self.admin(&req).await?;
+        let rows = sqlx::query(
+            "SELECT id, key, kind, base_url, api_key_env, extra_headers, created_at
+             FROM providers ORDER BY key",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(AdminError::from)?;
+        let providers = rows
+            .into_iter()
+            .map(|r| Provider {
+                id: r.get::<Uuid, _>("id").to_string(),
+                key: r.get("key"),
+                kind: r.get("kind"),
+                base_url: r.get("base_url"),
+                api_key_env: r.get("api_key_env"),
+                extra_headers: serde_json::from_value(r.get("extra_headers")).unwrap_or_default(),
+                created_at: ts(r.get("created_at")),
+            })
+            .collect();
+        Ok(Response::new(ListProvidersResponse { providers }))
+    }
+
+    async fn create_model(
+        &self,
+        req: Request<CreateModelRequest>,
+    ) -> Result<Response<Model>, Status> {
+        self.admin(&req).await?;
+        let r = req.into_inner();
+        let route = cfg::Route {
+            model_key: r.key.clone(),
+            targets: r
+                .targets
+                .iter()
+                .map(|t| cfg::Target {
+                    provider_key: t.provider_key.clone(),
+                    upstream_model: t.upstream_model.clone(),
+                    weight: t.weight,
+                })
+                .collect(),
+        };
+        let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
+        let providers: Vec<(Uuid, String)> = sqlx::query_as("SELECT id, key FROM providers")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(AdminError::from)?;
+        let provider_id = |k: &str| {
+            providers
+                .iter()
+                .find(|(_, key)| key == k)
+                .map(|(id, _)| *id)
+        };
+        validate::validate_route(&route, |k| provider_id(k).is_some()).map_err(AdminError::from)?;
+        let id = Uuid::now_v7();
+        let created: DateTime<Utc> =
+            sqlx::query_scalar("INSERT INTO models (id, key) VALUES ($1, $2) RETURNING created_at")
+                .bind(id)
+                .bind(&route.model_key)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unique(format!("model {:?}", route.model_key)))?;
+        for (pos, t) in route.targets.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO model_targets (model_id, position, provider_id, upstream_model, weight)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id)
+            .bind(pos as i32)
+            .bind(provider_id(&t.provider_key))
+            .bind(&t.upstream_model)
+            .bind(t.weight.min(i32::MAX as u32) as i32)
+            .execute(&mut *tx)
+            .await
+            .map_err(AdminError::from)?;
+        }
+        bump(&mut tx, ResourceType::Routes)
+            .await
+            .map_err(AdminError::from)?;
+        tx.commit().await.map_err(AdminError::from)?;
+        Ok(Response::new(Model {
+            id: id.to_string(),
+            key: r.key,
+            targets: r.targets,
+            created_at: ts(created),
+            price: None,
+        }))
+    }
+
+    async fn list_models(
+        &self,
+        req: Request<ListModelsRequest>,
+    ) -> Result<Response<ListModelsResponse>, Status> {
+        self.admin(&req).await?;
+        let rows = sqlx::query(
+            "SELECT m.id, m.key, m.created_at, p.key AS provider_key, t.upstream_model, t.weight
+             FROM models m
+             JOIN model_targets t ON t.model_id = m.id
+             JOIN providers p ON p.id = t.provider_id
+             ORDER BY m.key, t.position",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(AdminError::from)?;
+        let mut models: Vec<Model> = Vec::new();
+        for r in rows {
+            let key: String = r.get("key");
+            let target = Target {
+                provider_key: r.get("provider_key"),
+                upstream_model: r.get("upstream_model"),
+                weight: r.get::<i32, _>("weight") as u32,
+            };
+            match models.last_mut() {
+                Some(m) if m.key == key => m.targets.push(target),
+                _ => models.push(Model {
+                    id: r.get::<Uuid, _>("id").to_string(),
+                    key,
+                    targets: vec![target],
+                    created_at: ts(r.get("created_at")),
+                    price: None,
+                }),
+            }
+        }
+        let keys: Vec<String> = models.iter().map(|m| m.key.clone()).collect();
+        let prices = current_prices(&self.pool, &keys)
+            .await
+            .map_err(AdminError::from)?;
+        for m in &mut models {
+            m.price = prices.iter().find(|p| p.model_key == m.key).cloned();
+        }
+        Ok(Response::new(ListModelsResponse { models }))
+    }
+
+    async fn set_price(&self, req: Request<SetPriceRequest>) -> Result<Response<Price>, Status> {
+        self.admin(&req).await?;
+        let r = req.into_inner();
+        validate::validate_key("model", &r.model_key).map_err(AdminError::from)?;
+        let parse = |field: &str, v: &str| {
+            pricing::parse_usd_per_mtok(v).map_err(|e| AdminError::Invalid(format!("{field}: {e}")))
+        };
+        let input = parse("input_per_mtok", &r.input_per_mtok)?;
+        let output = parse("output_per_mtok", &r.output_per_mtok)?;
+        let cached = if r.cached_input_per_mtok.is_empty() {
+            input
+        } else {
+            parse("cached_input_per_mtok", &r.cached_input_per_mtok)?
+        };
+        let row = sqlx::query(
+            "INSERT INTO prices (model_key, input_pusd_per_token, cached_input_pusd_per_token,
+                                 output_pusd_per_token)
+             VALUES ($1, $2, $3, $4) RETURNING id, valid_from",
+        )
+        .bind(&r.model_key)
+        .bind(input)
+        .bind(cached)
+        .bind(output)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(AdminError::from)?;
+        Ok(Response::new(Price {
+            model_key: r.model_key,
+            input_per_mtok: pricing::format_usd_per_mtok(input),
+            cached_input_per_mtok: pricing::format_usd_per_mtok(cached),
+            output_per_mtok: pricing::format_usd_per_mtok(output),
+            valid_from: ts(row.get("valid_from")),
+            version: row.get("id"),
+        }))
+    }
+
+    async fn create_user(&self, req: Request<CreateUserRequest>) -> Result<Response<User>, Status> {
+        self.admin(&req).await?;
+        let r = req.into_inner();
+        if r.name.trim().is_empty() || r.name.len() > 128 {
+            return Err(AdminError::Invalid("user name must be 1-128 characters".into()).into());
+        }
+        let id = Uuid::now_v7();
+        let enabled = r.request_logging_enabled.unwrap_or(true);
+        let created: DateTime<Utc> = sqlx::query_scalar(
+            "INSERT INTO users (id, name, email, request_logging_enabled) VALUES ($1, $2, $3, $4)
+             RETURNING created_at",
+        )
+        .bind(id)
+        .bind(&r.name)
+        .bind(&r.email)
+        .bind(enabled)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unique(format!("user {:?}", r.name)))?;
+        Ok(Response::new(User {
+            id: id.to_string(),
+            name: r.name,
+            email: r.email,
+            request_logging_enabled: enabled,
+            created_at: ts(created),
+        }))
+    }
+
+    async fn list_users(
+        &self,
+        req: Request<ListUsersRequest>,
+    ) -> Result<Response<ListUsersResponse>, Status> {
+        self.admin(&req).await?;
+        let rows = sqlx::query(
+            "SELECT id, name, email, request_logging_enabled, created_at FROM users ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(AdminError::from)?;
+        let users = rows
+            .into_iter()
+            .map(|r| User {
+                id: r.get::<Uuid, _>("id").to_string(),
+                name: r.get("name"),
+                email: r.get("email"),
+                request_logging_enabled: r.get("request_logging_enabled"),
+                created_at: ts(r.get("created_at")),
+            })
+            .collect();
+        Ok(Response::new(ListUsersResponse { users }))
+    }
+
+    async fn create_api_key(
+        &self,
+        req: Request<CreateApiKeyRequest>,
+    ) -> Result<Response<CreateApiKeyResponse>, Status> {
+        self.admin(&req).await?;
+        let r = req.into_inner();
+        if r.name.trim().is_empty() {
+            return Err(AdminError::Invalid("key name must not be empty".into()).into());
+        }
+        let expires_at = if r.expires_at.is_empty() {
+            None
+        } else {
+            Some(
+                DateTime::parse_from_rfc3339(&r.expires_at)
+                    .map_err(|e| {
+                        AdminError::Invalid(format!(
+                            "expires_at {:?} is not RFC 3339: {e}",
+                            r.expires_at
+                        ))
+                    })?
+                    .with_timezone(&Utc),
+            )
+        };
+        for m in &r.allowed_models {
+            validate::validate_key("model", m).map_err(AdminError::from)?;
+        }
+        let (user_id, user_name): (Uuid, String) = sqlx::query_as(
+            "SELECT id, name FROM users WHERE id::text = $1 OR name = $1 ORDER BY (id::text = $1) DESC LIMIT 1",
+        )
+        .bind(&r.owner_user)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(AdminError::from)?
+        .ok_or_else(|| AdminError::NotFound(format!("user {:?} not found", r.owner_user)))?;
+        let team_id: Option<Uuid> = sqlx::query_scalar(
+            "SELECT team_id FROM team_members WHERE user_id = $1 ORDER BY team_id LIMIT 1",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(AdminError::from)?;
+        let minted = weir_proto::api_key::mint();
+        let id = Uuid::now_v7();
+        let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
+        let created: DateTime<Utc> = sqlx::query_scalar(
+            "INSERT INTO api_keys (id, name, key_hash, display_prefix, owner_user_id, user_id,
+                                   team_id, allowed_models, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8) RETURNING created_at",
+        )
+        .bind(id)
+        .bind(&r.name)
+        .bind(&minted.hash[..])
+        .bind(&minted.display_prefix)
+        .bind(user_id)
+        .bind(team_id)
+        .bind(&r.allowed_models)
+        .bind(expires_at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(AdminError::from)?;
+        bump(&mut tx, ResourceType::ApiKeys)
+            .await
+            .map_err(AdminError::from)?;
+        tx.commit().await.map_err(AdminError::from)?;
+        Ok(Response::new(CreateApiKeyResponse {
+            key: Some(ApiKey {
+                id: id.to_string(),
+                name: r.name,
+                display_prefix: minted.display_prefix,
+                owner_user_id: user_id.to_string(),
+                owner_user_name: user_name,
+                user_id: user_id.to_string(),
+                allowed_models: r.allowed_models,
+                expires_at: opt_ts(expires_at),
+                revoked_at: String::new(),
+                created_at: ts(created),
+            }),
+            secret: minted.secret,
+        }))
+    }
+
+    async fn list_api_keys(
+        &self,
+        req: Request<ListApiKeysRequest>,
+    ) -> Result<Response<ListApiKeysResponse>, Status> {
+        self.admin(&req).await?;
+        let include_revoked = req.get_ref().include_revoked;
+        let rows = sqlx::query(&format!(
+            "{KEY_SELECT} WHERE $1 OR k.revoked_at IS NULL ORDER BY k.created_at"
+        ))
+        .bind(include_revoked)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(AdminError::from)?;
+        Ok(Response::new(ListApiKeysResponse {
+            keys: rows.iter().map(key_from_row).collect(),
+        }))
+    }
+
+    async fn revoke_api_key(
+        &self,
+        req: Request<RevokeApiKeyRequest>,
+    ) -> Result<Response<ApiKey>, Status> {
+        self.admin(&req).await?;
+        let wanted = req.into_inner().key;
+        let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM api_keys WHERE id::text = $1 OR display_prefix = $1",
+        )
+        .bind(&wanted)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(AdminError::from)?;
+        let id = match ids.as_slice() {
+            [] => return Err(AdminError::NotFound(format!("key {wanted:?} not found")).into()),
+            [id] => *id,
+            _ => {
+                return Err(AdminError::Invalid(format!(
+                    "{} keys share the prefix {wanted:?}; revoke by id",
+                    ids.len()
+                ))
+                .into())
+            }
+        };
+        sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(AdminError::from)?;
+        bump(&mut tx, ResourceType::ApiKeys)
+            .await
+            .map_err(AdminError::from)?;
+        let row = sqlx::query(&format!("{KEY_SELECT} WHERE k.id = $1"))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(AdminError::from)?;
+        tx.commit().await.map_err(AdminError::from)?;
+        Ok(Response::new(key_from_row(&row)))
+    }
+
+    async fn list_request_logs(
+        &self,
+        req: Request<ListRequestLogsRequest>,
+    ) -> Result<Response<ListRequestLogsResponse>, Status> {
+        let caller = self.caller(&req).await?;
+        let r = req.into_inner();
+        let limit = match r.limit {
+            0 => 50,
+            n @ 1..=1000 => n as i64,
+            n => {
+                return Err(
+                    AdminError::Invalid(format!("limit {n} is out of range 1..=1000")).into(),
+                )
+            }
+        };
+        let cursor = if r.cursor.is_empty() {
+            None
+        } else {
+            Some(decode_cursor(&r.cursor)?)
+        };
+        let user_id = if r.user_id.is_empty() {
+            None
+        } else {
+            Some(parse_id("user_id", &r.user_id)?)
+        };
+        let team = match caller {
+            Caller::PlatformAdmin => None,
+            Caller::TeamViewer(t) => Some(t),
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {SUMMARY_COLUMNS} FROM request_logs l
+             WHERE ($1::text IS NULL OR l.request_id = $1)
+               AND ($2::text IS NULL OR l.model_key = $2)
+               AND ($3::uuid IS NULL OR l.user_id = $3)
+               AND ($4::int IS NULL OR l.status_code = $4)
+               AND ($5::uuid IS NULL OR l.team_id = $5)
+               AND ($6::timestamptz IS NULL OR (l.created_at, l.log_id) < ($6, $7))
+             ORDER BY l.created_at DESC, l.log_id DESC
+             LIMIT $8"
+        ))
+        .bind((!r.request_id.is_empty()).then_some(&r.request_id))
+        .bind((!r.model_key.is_empty()).then_some(&r.model_key))
+        .bind(user_id)
+        .bind((r.status_code != 0).then_some(r.status_code as i32))
+        .bind(team)
+        .bind(cursor.map(|c| c.0))
+        .bind(cursor.map(|c| c.1))
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(AdminError::from)?;
+        let more = rows.len() as i64 > limit;
+        let logs: Vec<RequestLogSummary> = rows
+            .iter()
+            .take(limit as usize)
+            .map(summary_from_row)
+            .collect();
+        let next_cursor = if more {
+            let last = &rows[limit as usize - 1];
+            encode_cursor(last.get("created_at"), last.get("log_id"))
+        } else {
+            String::new()
+        };
+        Ok(Response::new(ListRequestLogsResponse { logs, next_cursor }))
+    }
+
+    async fn get_request_log(
+        &self,
+        req: Request<GetRequestLogRequest>,
+    ) -> Result<Response<RequestLogDetail>, Status> {
+        let caller = self.caller(&req).await?;
+        let wanted = req.into_inner().id;
+        if wanted.is_empty() {
+            return Err(AdminError::Invalid("id must not be empty".into()).into());
+        }
+        let by_log_id = Uuid::parse_str(&wanted).ok();
+        let team = match caller {
+            Caller::PlatformAdmin => None,
+            Caller::TeamViewer(t) => Some(t),
+        };
+        let row = sqlx::query(&format!(
+            "SELECT {SUMMARY_COLUMNS}, l.error_message, l.upstream_model, l.ttfb_us,
+                    l.cached_input_tokens, l.reasoning_tokens, l.node_id, l.fleet_group, l.user_agent,
+                    l.request_payload_truncated, l.response_payload_truncated, l.policy,
+                    (SELECT count(*) FROM request_logs s WHERE s.request_id = l.request_id) AS same_count
+             FROM request_logs l
+             WHERE (l.log_id = $1 OR ($1 IS NULL AND l.request_id = $2))
+               AND ($3::uuid IS NULL OR l.team_id = $3)
+             ORDER BY l.created_at DESC, l.log_id DESC
+             LIMIT 1"
+        ))
+        .bind(by_log_id)
+        .bind(&wanted)
+        .bind(team)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(AdminError::from)?;
+        // A team viewer asking for another team's log gets the same answer as for a missing one.
+        let row =
+            row.ok_or_else(|| AdminError::NotFound(format!("request log {wanted:?} not found")))?;
+        let log_id: Uuid = row.get("log_id");
+        let created_at: DateTime<Utc> = row.get("created_at");
+        let payload = sqlx::query(
+            "SELECT request::text AS request, response::text AS response
+             FROM request_log_payloads WHERE log_id = $1 AND created_at = $2",
+        )
+        .bind(log_id)
+        .bind(created_at)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(AdminError::from)?;
+        let tags = sqlx::query(
+            "SELECT key, value FROM request_log_tags WHERE log_id = $1 AND created_at = $2 ORDER BY key",
+        )
+        .bind(log_id)
+        .bind(created_at)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(AdminError::from)?;
+        let attempts = sqlx::query(
+            "SELECT attempt_no, provider_key, upstream_model, status_code, error_kind,
+                    error_message, duration_us, produced_response
+             FROM request_log_attempts WHERE log_id = $1 AND created_at = $2 ORDER BY attempt_no",
+        )
+        .bind(log_id)
+        .bind(created_at)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(AdminError::from)?;
+        let u64_col = |name: &str| row.get::<Option<i64>, _>(name).map(|v| v.max(0) as u64);
+        let detail = RequestLogDetail {
+            summary: Some(summary_from_row(&row)),
+            error_message: row.get("error_message"),
+            upstream_model: row.get("upstream_model"),
+            ttfb_ms: u64_col("ttfb_us").map(|us| us / 1000),
+            cached_input_tokens: u64_col("cached_input_tokens"),
+            reasoning_tokens: u64_col("reasoning_tokens"),
+            node_id: row.get("node_id"),
+            fleet_group: row.get("fleet_group"),
+            user_agent: row.get("user_agent"),
+            tags: tags
+                .iter()
+                .map(|t| Tag {
+                    key: t.get("key"),
+                    value: t.get("value"),
+                })
+                .collect(),
+            attempts: attempts
+                .iter()
+                .map(|a| Attempt {
+                    number: a.get::<i16, _>("attempt_no") as u32,
+                    provider_key: a.get("provider_key"),
+                    upstream_model: a.get("upstream_model"),
+                    status_code: a.get::<i32, _>("status_code") as u32,
+                    error_kind: a.get("error_kind"),
+                    error_message: a.get("error_message"),
+                    duration_ms: (a.get::<i64, _>("duration_us").max(0) as u64) / 1000,
+                    produced_response: a.get("produced_response"),
+                })
+                .collect(),
+            request_payload: payload
+                .as_ref()
+                .and_then(|p| p.get::<Option<String>, _>("request"))
+                .unwrap_or_default(),
+            response_payload: payload
+                .as_ref()
+                .and_then(|p| p.get::<Option<String>, _>("response"))
+                .unwrap_or_default(),
+            request_payload_truncated: row.get("request_payload_truncated"),
+            response_payload_truncated: row.get("response_payload_truncated"),
+            policy: row.get::<serde_json::Value, _>("policy").to_string(),
+            same_request_id_count: row.get::<i64, _>("same_count") as u32,
+        };
+        Ok(Response::new(detail))
+    }
+}
+
+const KEY_SELECT: &str =
+    "SELECT k.id, k.name, k.display_prefix, k.owner_user_id, u.name AS owner_user_name,
+        k.user_id, k.allowed_models, k.expires_at, k.revoked_at, k.created_at
+ FROM api_keys k LEFT JOIN users u ON u.id = k.owner_user_id";
+
+fn key_from_row(r: &sqlx::postgres::PgRow) -> ApiKey {
+    let id = |c: &str| {
+        r.get::<Option<Uuid>, _>(c)
+            .map(|u| u.to_string())
+            .unwrap_or_default()
+    };
+    ApiKey {
+        id: r.get::<Uuid, _>("id").to_string(),
+        name: r.get("name"),
+        display_prefix: r.get("display_prefix"),
+        owner_user_id: id("owner_user_id"),
+        owner_user_name: r
+            .get::<Option<String>, _>("owner_user_name")
+            .unwrap_or_default(),
+        user_id: id("user_id"),
+        allowed_models: r.get("allowed_models"),
+        expires_at: opt_ts(r.get("expires_at")),
+        revoked_at: opt_ts(r.get("revoked_at")),
+        created_at: ts(r.get("created_at")),
+    }
+}
+
+const SUMMARY_COLUMNS: &str =
+    "l.log_id, l.request_id, l.created_at, l.operation, l.stream, l.model_key,
+        l.provider_key, l.status_code, l.outcome, l.duration_us, l.input_tokens, l.output_tokens,
+        l.total_tokens, l.user_id, l.api_key_id, l.cost_pusd, l.pricing_status, l.harness_key";
+
+fn summary_from_row(r: &sqlx::postgres::PgRow) -> RequestLogSummary {
+    let u64_col = |name: &str| r.get::<Option<i64>, _>(name).map(|v| v.max(0) as u64);
+    let id = |c: &str| {
+        r.get::<Option<Uuid>, _>(c)
+            .map(|u| u.to_string())
+            .unwrap_or_default()
+    };
+    RequestLogSummary {
+        log_id: r.get::<Uuid, _>("log_id").to_string(),
+        request_id: r.get("request_id"),
+        created_at: ts(r.get("created_at")),
+        operation: r.get("operation"),
+        stream: r.get("stream"),
+        model_key: r.get("model_key"),
+        provider_key: r.get("provider_key"),
+        status_code: r.get::<i32, _>("status_code") as u32,
+        outcome: r.get("outcome"),
+        duration_ms: (r.get::<i64, _>("duration_us").max(0) as u64) / 1000,
+        input_tokens: u64_col("input_tokens"),
+        output_tokens: u64_col("output_tokens"),
+        total_tokens: u64_col("total_tokens"),
+        user_id: id("user_id"),
+        api_key_id: id("api_key_id"),
+        cost_usd: r
+            .get::<Option<i64>, _>("cost_pusd")
+            .map(pricing::format_usd)
+            .unwrap_or_default(),
+        pricing_status: r
+            .get::<Option<String>, _>("pricing_status")
+            .unwrap_or_default(),
+        harness: r.get("harness_key"),
+    }
+}
+
+/// Cursor: `<created_at micros>.<log id>`, the keyset of the last row of a page.
+fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
+    format!("{}.{}", at.timestamp_micros(), id.simple())
+}
+
+fn decode_cursor(s: &str) -> Result<(DateTime<Utc>, Uuid), AdminError> {
+    let bad = || AdminError::Invalid(format!("cursor {s:?} is not one this server issued"));
+    let (micros, id) = s.split_once('.').ok_or_else(bad)?;
+    let at = micros
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(bad)?;
+    let id = Uuid::parse_str(id).map_err(|_| bad())?;
+    Ok((at, id))
+}
+
+async fn current_prices(pool: &PgPool, models: &[String]) -> Result<Vec<Price>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT ON (model_key) id, model_key, input_pusd_per_token,
+                cached_input_pusd_per_token, output_pusd_per_token, valid_from
+         FROM prices WHERE model_key = ANY($1) AND valid_from <= now()
+         ORDER BY model_key, valid_from DESC, id DESC",
+    )
+    .bind(models)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Price {
+            model_key: r.get("model_key"),
+            input_per_mtok: pricing::format_usd_per_mtok(r.get("input_pusd_per_token")),
+            cached_input_per_mtok: pricing::format_usd_per_mtok(
+                r.get("cached_input_pusd_per_token"),
+            ),
+            output_per_mtok: pricing::format_usd_per_mtok(r.get("output_pusd_per_token")),
+            valid_from: ts(r.get("valid_from")),
+            version: r.get("id"),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let at = DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap();
+        let id = Uuid::now_v7();
+        let c = encode_cursor(at, id);
+        assert_eq!(decode_cursor(&c).unwrap(), (at, id));
+        for bad in ["", "x", "1.2", "abc.def", &format!("x.{id}")] {
+            assert!(decode_cursor(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn errors_map_to_grpc_codes() {
+        let cases = [
+            (AdminError::Unauthenticated, tonic::Code::Unauthenticated),
+            (AdminError::NotFound("x".into()), tonic::Code::NotFound),
+            (
+                AdminError::AlreadyExists("x".into()),
+                tonic::Code::AlreadyExists,
+            ),
+            (
+                AdminError::Invalid("x".into()),
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                AdminError::PermissionDenied("x".into()),
+                tonic::Code::PermissionDenied,
+            ),
+        ];
+        for (e, code) in cases {
+            assert_eq!(Status::from(e).code(), code);
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! The config snapshot: every resource type at its current version, read from Postgres in one
+//! consistent transaction, and published to every stream of this replica through a `watch`.
+//!
+//! Admin writes bump `config_versions` and `NOTIFY weir_config` in their transaction, so every
+//! replica (not only the one that took the write) reloads; a slow poll covers a lost
+//! notification or a reconnecting listener.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+use sqlx::{PgPool, Row};
+use tokio::sync::watch;
+use uuid::Uuid;
+use weir_proto::config::{
+    discovery_response::Resources, ApiKey, ApiKeySet, PayloadPolicy, Provider, ProviderSet,
+    ResourceType, Route, RouteSet, Target,
+};
+
+/// The NOTIFY channel admin writes signal on.
+pub const CHANNEL: &str = "weir_config";
+
+/// How often the snapshot is re-read even without a notification.
+const POLL: Duration = Duration::from_secs(5);
+
+/// The resource types the stream serves, in the order a node should apply them.
+pub const TYPES: [ResourceType; 4] = [
+    ResourceType::Providers,
+    ResourceType::Routes,
+    ResourceType::PayloadPolicy,
+    ResourceType::ApiKeys,
+];
+
+/// The `config_versions` name of a type.
+pub fn type_name(t: ResourceType) -> &'static str {
+    match t {
+        ResourceType::Providers => "providers",
+        ResourceType::Routes => "routes",
+        ResourceType::ApiKeys => "api_keys",
+        ResourceType::PayloadPolicy => "payload_policy",
+        ResourceType::Unspecified => "unspecified",
+    }
+}
+
+/// One resource type at one version.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Opaque to nodes; the `config_versions` counter.
+    pub version: String,
+    /// The full set of resources of the type.
+    pub resources: Arc<Resources>,
+}
+
+/// Every type at its current version.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSnapshot {
+    entries: BTreeMap<i32, Entry>,
+}
+
+impl ConfigSnapshot {
+    /// The entry of `t`, when loaded.
+    pub fn get(&self, t: ResourceType) -> Option<&Entry> {
+        self.entries.get(&(t as i32))
+    }
+}
+
+/// Reads and republishes the snapshot.
+#[derive(Clone)]
+pub struct ConfigHub {
+    pool: PgPool,
+    tx: Arc<watch::Sender<Arc<ConfigSnapshot>>>,
+}
+
+impl ConfigHub {
+    /// Loads the first snapshot.
+    pub async fn load(pool: PgPool) -> Result<Self, sqlx::Error> {
+        let snap = read_snapshot(&pool, &ConfigSnapshot::default()).await?;
+        let (tx, _) = watch::channel(Arc::new(snap));
+        Ok(ConfigHub {
+            pool,
+            tx: Arc::new(tx),
+        })
+    }
+
+    /// A receiver that sees every new snapshot.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<ConfigSnapshot>> {
+        self.tx.subscribe()
+    }
+
+    /// Re-reads the snapshot now and publishes it if any version moved.
+    pub async fn refresh(&self) -> Result<(), sqlx::Error> {
+        let current = self.tx.borrow().clone();
+        let next = read_snapshot(&self.pool, &current).await?;
+        let changed = TYPES
+            .iter()
+            .any(|t| next.get(*t).map(|e| &e.version) != current.get(*t).map(|e| &e.version));
+        if changed {
+            self.tx.send_replace(Arc::new(next));
+        }
+        Ok(())
+    }
+
+    /// Follows `NOTIFY weir_config` (and polls) until the process stops.
+    pub async fn follow(self) {
+        loop {
+            match PgListener::connect_with(&self.pool).await {
+                Ok(mut listener) => {
+                    if let Err(e) = listener.listen(CHANNEL).await {
+                        tracing::warn!(error = %e, "config listener could not LISTEN");
+                    } else {
+                        // Anything that changed while we were not listening.
+                        self.refresh_logged().await;
+                        loop {
+                            match tokio::time::timeout(POLL, listener.try_recv()).await {
+                                Ok(Ok(Some(_))) | Err(_) => self.refresh_logged().await,
+                                Ok(Ok(None)) => {
+                                    // The connection dropped and reconnected; re-read.
+                                    self.refresh_logged().await;
+                                }
+                                Ok(Err(e)) => {
+                                    tracing::warn!(error = %e, "config listener failed");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "config listener cannot connect"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    async fn refresh_logged(&self) {
+        if let Err(e) = self.refresh().await {
+            tracing::warn!(error = %e, "reloading config snapshot failed; nodes keep the last one");
+        }
+    }
+}
+
+/// Records an admin change to `t` inside the caller's transaction: bumps its version and
+/// notifies every replica at commit.
+pub async fn bump(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    t: ResourceType,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE config_versions SET version = version + 1, updated_at = now() WHERE resource_type = $1",
+    )
+    .bind(type_name(t))
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(type_name(t))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Reads every type whose version differs from `previous`, reusing the rest.
+async fn read_snapshot(
+    pool: &PgPool,
+    previous: &ConfigSnapshot,
+) -> Result<ConfigSnapshot, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let versions: Vec<(String, i64)> =
+        sqlx::query_as("SELECT resource_type, version FROM config_versions")
+            .fetch_all(&mut *tx)
+            .await?;
+    let mut snap = ConfigSnapshot::default();
+    for t in TYPES {
+        let Some((_, v)) = versions.iter().find(|(name, _)| name == type_name(t)) else {
+            continue;
+        };
+        let version = v.to_string();
+        if let Some(old) = previous.get(t).filter(|e| e.version == version) {
+            snap.entries.insert(t as i32, old.clone());
+            continue;
+        }
+        let resources = match t {
+            ResourceType::Providers => Resources::Providers(read_providers(&mut tx).await?),
+            ResourceType::Routes => Resources::Routes(read_routes(&mut tx).await?),
+            ResourceType::ApiKeys => Resources::ApiKeys(read_api_keys(&mut tx).await?),
+            ResourceType::PayloadPolicy => {
+                Resources::PayloadPolicy(read_payload_policy(&mut tx).await?)
+            }
+            ResourceType::Unspecified => continue,
+        };
+        snap.entries.insert(
+            t as i32,
+            Entry {
+                version,
+                resources: Arc::new(resources),
+            },
+        );
+    }
+    tx.commit().await?;
+    Ok(snap)
+}
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
+
+async fn read_providers(tx: &mut Tx<'_>) -> Result<ProviderSet, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT key, kind, base_url, api_key_env, extra_headers FROM providers ORDER BY key",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let providers = rows
+        .into_iter()
+        .map(|r| Provider {
+            key: r.get("key"),
+            kind: r.get("kind"),
+            base_url: r.get("base_url"),
+            api_key_env: r.get("api_key_env"),
+            extra_headers: serde_json::from_value(r.get("extra_headers")).unwrap_or_default(),
+        })
+        .collect();
+    Ok(ProviderSet { providers })
+}
+
+async fn read_routes(tx: &mut Tx<'_>) -> Result<RouteSet, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT m.key AS model_key, p.key AS provider_key, t.upstream_model, t.weight
+         FROM models m
+         JOIN model_targets t ON t.model_id = m.id
+         JOIN providers p ON p.id = t.provider_id
+         ORDER BY m.key, t.position",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut routes: Vec<Route> = Vec::new();
+    for r in rows {
+        let model_key: String = r.get("model_key");
+        let target = Target {
+            provider_key: r.get("provider_key"),
+            upstream_model: r.get("upstream_model"),
+            weight: r.get::<i32, _>("weight").max(0) as u32,
+        };
+        match routes.last_mut() {
+            Some(last) if last.model_key == model_key => last.targets.push(target),
+            _ => routes.push(Route {
+                model_key,
+                targets: vec![target],
+            }),
+        }
+    }
+    Ok(RouteSet { routes })
+}
+
+async fn read_api_keys(tx: &mut Tx<'_>) -> Result<ApiKeySet, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT k.id, k.key_hash, k.display_prefix, k.owner_user_id, k.owner_service_account_id,
+                k.user_id, k.team_id, k.allowed_models, k.expires_at,
+                COALESCE(u.request_logging_enabled, true) AS request_logging_enabled
+         FROM api_keys k
+         LEFT JOIN users u ON u.id = k.owner_user_id
+         WHERE k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
+         ORDER BY k.id",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let id = |u: Option<Uuid>| u.map(|u| u.to_string()).unwrap_or_default();
+    let keys = rows
+        .into_iter()
+        .map(|r| ApiKey {
+            id: r.get::<Uuid, _>("id").to_string(),
+            key_hash: r.get("key_hash"),
+            display_prefix: r.get("display_prefix"),
+            owner_user_id: id(r.get("owner_user_id")),
+            owner_service_account_id: id(r.get("owner_service_account_id")),
+            user_id: id(r.get("user_id")),
+            team_id: id(r.get("team_id")),
+            allowed_models: r.get("allowed_models"),
+            expires_at_unix_ms: r
+                .get::<Option<chrono::DateTime<chrono::Utc>>, _>("expires_at")
+                .map(|t| t.timestamp_millis())
+                .unwrap_or(0),
+            request_logging_enabled: r.get("request_logging_enabled"),
+        })
+        .collect();
+    Ok(ApiKeySet { keys })
+}
+
+async fn read_payload_policy(tx: &mut Tx<'_>) -> Result<PayloadPolicy, sqlx::Error> {
+    let r = sqlx::query(
+        "SELECT capture_mode, request_max_bytes, response_max_bytes, stream_max_events, redaction_paths
+         FROM payload_policies WHERE fleet_group = ''",
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(PayloadPolicy {
+        capture_mode: r.get("capture_mode"),
+        request_max_bytes: r.get::<i32, _>("request_max_bytes") as u32,
+        response_max_bytes: r.get::<i32, _>("response_max_bytes") as u32,
+        stream_max_events: r.get::<i32, _>("stream_max_events") as u32,
+        redaction_paths: r.get("redaction_paths"),
+    })
+}

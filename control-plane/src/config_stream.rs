@@ -1,0 +1,284 @@
+//! The config discovery service: one session per connected data plane.
+//!
+//! A session answers subscriptions, pushes every newer version of a subscribed type, and records
+//! ACKs and NACKs (with their error detail) in the `dataplanes` table, which is what
+//! `weirctl dataplanes` reads.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use weir_proto::config::config_discovery_server::ConfigDiscovery;
+use weir_proto::config::{DiscoveryRequest, DiscoveryResponse, Node, ResourceType};
+
+use crate::config_snapshot::{type_name, ConfigHub, ConfigSnapshot};
+
+/// Serves `weir.config.v1.ConfigDiscovery`.
+pub struct ConfigService {
+    hub: ConfigHub,
+    pool: PgPool,
+    replica_id: String,
+}
+
+impl ConfigService {
+    /// A service publishing `hub`'s snapshots.
+    pub fn new(hub: ConfigHub, pool: PgPool, replica_id: String) -> Self {
+        ConfigService {
+            hub,
+            pool,
+            replica_id,
+        }
+    }
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<DiscoveryResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ConfigDiscovery for ConfigService {
+    type StreamStream = ResponseStream;
+
+    async fn stream(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<ResponseStream>, Status> {
+        let mut inbound = request.into_inner();
+        let first = inbound
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("the stream ended before naming its node"))?;
+        let node = first
+            .node
+            .clone()
+            .ok_or_else(|| Status::invalid_argument("the first message must name the node"))?;
+        if node.id.is_empty() || node.id.len() > 253 {
+            return Err(Status::invalid_argument("node.id must be 1-253 characters"));
+        }
+        register(&self.pool, &node, &self.replica_id)
+            .await
+            .map_err(|e| Status::unavailable(format!("recording the node failed: {e}")))?;
+        tracing::info!(node = %node.id, group = %node.group, "data plane connected");
+
+        let (tx, rx) = mpsc::channel(16);
+        let session = Session {
+            node,
+            pool: self.pool.clone(),
+            out: tx,
+            subs: HashMap::new(),
+            nonce: 0,
+        };
+        tokio::spawn(session.run(first, inbound, self.hub.subscribe()));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[derive(Default)]
+struct Subscription {
+    /// Version last sent (or held by the node when it subscribed).
+    sent: Option<String>,
+    /// Nonce of the last response sent.
+    nonce: String,
+}
+
+struct Session {
+    node: Node,
+    pool: PgPool,
+    out: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    subs: HashMap<i32, Subscription>,
+    nonce: u64,
+}
+
+impl Session {
+    async fn run(
+        mut self,
+        first: DiscoveryRequest,
+        mut inbound: Streaming<DiscoveryRequest>,
+        mut snapshots: watch::Receiver<Arc<ConfigSnapshot>>,
+    ) {
+        let snap = snapshots.borrow_and_update().clone();
+        if self.handle(first, &snap).await.is_err() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                msg = inbound.message() => match msg {
+                    Ok(Some(req)) => {
+                        let snap = snapshots.borrow().clone();
+                        if self.handle(req, &snap).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::info!(node = %self.node.id, %status, "config stream broke");
+                        break;
+                    }
+                },
+                changed = snapshots.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let snap = snapshots.borrow_and_update().clone();
+                    if self.push_newer(&snap).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        tracing::info!(node = %self.node.id, "data plane disconnected");
+        let _ = sqlx::query("UPDATE dataplanes SET last_seen = now() WHERE node_id = $1")
+            .bind(&self.node.id)
+            .execute(&self.pool)
+            .await;
+    }
+
+    async fn handle(&mut self, req: DiscoveryRequest, snap: &ConfigSnapshot) -> Result<(), Closed> {
+        let Ok(t) = ResourceType::try_from(req.r#type) else {
+            return self
+                .fail(Status::invalid_argument(format!(
+                    "unknown resource type {}",
+                    req.r#type
+                )))
+                .await;
+        };
+        if t == ResourceType::Unspecified {
+            return self
+                .fail(Status::invalid_argument("resource type must be set"))
+                .await;
+        }
+        if req.response_nonce.is_empty() {
+            // A subscription: the node says what it holds.
+            let held = (!req.version.is_empty()).then_some(req.version);
+            self.subs.insert(
+                t as i32,
+                Subscription {
+                    sent: held,
+                    nonce: String::new(),
+                },
+            );
+            return self.push_if_newer(t, snap).await;
+        }
+        let current_nonce = self.subs.get(&(t as i32)).map(|s| s.nonce.as_str());
+        if current_nonce != Some(req.response_nonce.as_str()) {
+            // An answer to a response that a newer one already superseded.
+            return Ok(());
+        }
+        match req.error_detail {
+            None => record_ack(&self.pool, &self.node.id, t, &req.version).await,
+            Some(err) => {
+                tracing::warn!(
+                    node = %self.node.id,
+                    resource = type_name(t),
+                    code = %err.code,
+                    error = %err.message,
+                    "data plane rejected config"
+                );
+                record_nack(&self.pool, &self.node.id, t, &err.code, &err.message).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn push_newer(&mut self, snap: &ConfigSnapshot) -> Result<(), Closed> {
+        let types: Vec<i32> = self.subs.keys().copied().collect();
+        for t in types {
+            if let Ok(t) = ResourceType::try_from(t) {
+                self.push_if_newer(t, snap).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn push_if_newer(
+        &mut self,
+        t: ResourceType,
+        snap: &ConfigSnapshot,
+    ) -> Result<(), Closed> {
+        let Some(entry) = snap.get(t) else {
+            return Ok(());
+        };
+        let sub = self.subs.entry(t as i32).or_default();
+        if sub.sent.as_deref() == Some(entry.version.as_str()) {
+            return Ok(());
+        }
+        self.nonce += 1;
+        let nonce = self.nonce.to_string();
+        sub.sent = Some(entry.version.clone());
+        sub.nonce = nonce.clone();
+        let resp = DiscoveryResponse {
+            r#type: t as i32,
+            version: entry.version.clone(),
+            nonce,
+            resources: Some((*entry.resources).clone()),
+        };
+        self.out.send(Ok(resp)).await.map_err(|_| Closed)
+    }
+
+    async fn fail(&mut self, status: Status) -> Result<(), Closed> {
+        let _ = self.out.send(Err(status)).await;
+        Err(Closed)
+    }
+}
+
+/// The node's side of the stream is gone.
+struct Closed;
+
+async fn register(pool: &PgPool, node: &Node, replica: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO dataplanes (node_id, fleet_group, software_version, address, labels,
+                                 acked_versions, connected_since, last_seen, control_plane)
+         VALUES ($1, $2, $3, $4, $5, '{}', now(), now(), $6)
+         ON CONFLICT (node_id) DO UPDATE SET
+             fleet_group = EXCLUDED.fleet_group,
+             software_version = EXCLUDED.software_version,
+             address = EXCLUDED.address,
+             labels = EXCLUDED.labels,
+             connected_since = now(),
+             last_seen = now(),
+             control_plane = EXCLUDED.control_plane",
+    )
+    .bind(&node.id)
+    .bind(&node.group)
+    .bind(&node.software_version)
+    .bind(&node.address)
+    .bind(serde_json::to_value(&node.labels).unwrap_or_default())
+    .bind(replica)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+async fn record_ack(pool: &PgPool, node: &str, t: ResourceType, version: &str) {
+    let r = sqlx::query(
+        "UPDATE dataplanes
+         SET acked_versions = jsonb_set(acked_versions, ARRAY[$2::text], to_jsonb($3::text)),
+             last_seen = now()
+         WHERE node_id = $1",
+    )
+    .bind(node)
+    .bind(type_name(t))
+    .bind(version)
+    .execute(pool)
+    .await;
+    if let Err(e) = r {
+        tracing::warn!(node, error = %e, "recording an ACK failed");
+    }
+}
+
+async fn record_nack(pool: &PgPool, node: &str, t: ResourceType, code: &str, message: &str) {
+    let r = sqlx::query(
+        "UPDATE dataplanes SET last_nack = $2, last_nack_at = now(), last_seen = now()
+         WHERE node_id = $1",
+    )
+    .bind(node)
+    .bind(format!("{}: {code}: {message}", type_name(t)))
+    .execute(pool)
+    .await;
+    if let Err(e) = r {
+        tracing::warn!(node, error = %e, "recording a NACK failed");
+    }
+}

@@ -1,0 +1,111 @@
+//! Connecting to Postgres (configured or embedded), applying migrations, and the start-up rows
+//! the control plane needs.
+
+use std::path::Path;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+use crate::embedded_pg::{Durability, EmbeddedPgError, EmbeddedPostgres};
+
+/// The migrations in `migrations/`, compiled in.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Why the database could not be made ready.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    #[error("embedded Postgres: {0}")]
+    Embedded(#[from] EmbeddedPgError),
+    #[error("connecting to Postgres: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("applying migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Query(#[from] sqlx::Error),
+}
+
+/// A ready database: the pool, and the embedded cluster when we run one.
+pub struct Database {
+    /// Shared connection pool.
+    pub pool: PgPool,
+    /// Kept alive for as long as the database is in use; stops the cluster on drop.
+    pub embedded: Option<EmbeddedPostgres>,
+}
+
+/// Database name used inside the embedded cluster.
+const EMBEDDED_DB: &str = "weir";
+
+impl Database {
+    /// Connects to `url`, or starts the embedded cluster under `data_dir` when `url` is `None`,
+    /// and applies migrations.
+    pub async fn open(url: Option<&str>, data_dir: &Path) -> Result<Self, DatabaseError> {
+        let (url, embedded) = match url {
+            Some(u) => (u.to_string(), None),
+            None => {
+                let root = data_dir.join("postgres");
+                // Starting a cluster blocks (initdb can take seconds); keep it off the runtime.
+                let pg = tokio::task::spawn_blocking(move || {
+                    EmbeddedPostgres::start(&root, Durability::Durable)
+                })
+                .await
+                .expect("embedded postgres start does not panic")?;
+                create_database_if_missing(&pg.url("postgres"), EMBEDDED_DB).await?;
+                (pg.url(EMBEDDED_DB), Some(pg))
+            }
+        };
+        let pool = connect(&url).await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Database { pool, embedded })
+    }
+}
+
+/// Opens a pool sized for a control plane.
+pub async fn connect(url: &str) -> Result<PgPool, DatabaseError> {
+    let opts: PgConnectOptions = url.parse().map_err(DatabaseError::Connect)?;
+    PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect_with(opts)
+        .await
+        .map_err(DatabaseError::Connect)
+}
+
+/// Creates `name` through the maintenance database at `admin_url` unless it exists.
+pub async fn create_database_if_missing(admin_url: &str, name: &str) -> Result<(), DatabaseError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(admin_url)
+        .await
+        .map_err(DatabaseError::Connect)?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&pool)
+            .await?;
+    if !exists {
+        // Identifiers cannot be bound; `name` is ours, quoted anyway.
+        sqlx::query(&format!(
+            "CREATE DATABASE \"{}\"",
+            name.replace('"', "\"\"")
+        ))
+        .execute(&pool)
+        .await?;
+    }
+    pool.close().await;
+    Ok(())
+}
+
+/// Makes sure the configured bootstrap admin token is accepted (as a platform admin).
+pub async fn ensure_admin_token(pool: &PgPool, token: &str) -> Result<(), sqlx::Error> {
+    let hash = weir_proto::api_key::hash(token);
+    sqlx::query(
+        "INSERT INTO admin_tokens (id, name, token_hash, role)
+         VALUES ($1, 'bootstrap', $2, 'platform_admin')
+         ON CONFLICT (token_hash) DO NOTHING",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(&hash[..])
+    .execute(pool)
+    .await?;
+    Ok(())
+}

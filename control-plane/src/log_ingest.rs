@@ -1,0 +1,700 @@
+//! Log ingest: the `weir.logs.v1.LogIngest` service and the batch writer behind it.
+//!
+//! Each batch is written in one transaction with one bulk `INSERT … SELECT FROM UNNEST(…)` per
+//! table, and acked only after commit. The summary insert is `ON CONFLICT DO NOTHING RETURNING
+//! log_id`, and children and ledger rows are written only for the ids it returned, so a resent
+//! batch writes nothing twice.
+
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::Stream;
+use sqlx::{PgPool, Row};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
+use weir_proto::logs::log_ingest_server::LogIngest;
+use weir_proto::logs::{BatchAck, LogBatch, RequestLog};
+
+use crate::partitions::Partitions;
+use crate::pricing::{self, Price, Usage};
+
+/// Why a batch was not written; the data plane keeps it and resends.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<IngestError> for Status {
+    fn from(e: IngestError) -> Status {
+        Status::unavailable(format!("batch not written, resend it: {e}"))
+    }
+}
+
+/// What one batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// New request logs.
+    pub inserted: u32,
+    /// Request logs that were already there.
+    pub duplicates: u32,
+    /// Records that can never be written.
+    pub rejected: u32,
+}
+
+/// Writes batches of request logs.
+pub struct LogWriter {
+    pool: PgPool,
+    partitions: Arc<Partitions>,
+}
+
+/// A record with its id and time decoded.
+struct Decoded<'a> {
+    id: Uuid,
+    at: DateTime<Utc>,
+    rec: &'a RequestLog,
+    cost: Option<i64>,
+    pricing_status: Option<&'static str>,
+    price_id: Option<i64>,
+}
+
+impl LogWriter {
+    /// A writer on `pool`.
+    pub fn new(pool: PgPool, partitions: Arc<Partitions>) -> Self {
+        LogWriter { pool, partitions }
+    }
+
+    /// Writes one batch in one transaction.
+    pub async fn write(&self, records: &[RequestLog]) -> Result<WriteOutcome, IngestError> {
+        let mut out = WriteOutcome::default();
+        let mut rows: Vec<Decoded<'_>> = Vec::with_capacity(records.len());
+        for rec in records {
+            match decode_log_id(&rec.log_id) {
+                Some((id, at)) => rows.push(Decoded {
+                    id,
+                    at,
+                    rec,
+                    cost: None,
+                    pricing_status: None,
+                    price_id: None,
+                }),
+                None => {
+                    out.rejected += 1;
+                    tracing::error!(
+                        request_id = %rec.request_id,
+                        "rejected a request log whose log id is not a UUIDv7"
+                    );
+                }
+            }
+        }
+        if rows.is_empty() {
+            return Ok(out);
+        }
+        let days: Vec<NaiveDate> = rows.iter().map(|r| r.at.date_naive()).collect();
+        self.partitions.ensure(&self.pool, &days).await?;
+        self.price(&mut rows).await?;
+
+        let mut tx = self.pool.begin().await?;
+        let inserted: HashSet<Uuid> = insert_summaries(&mut tx, &rows)
+            .await?
+            .into_iter()
+            .collect();
+        let new_rows: Vec<&Decoded<'_>> =
+            rows.iter().filter(|r| inserted.contains(&r.id)).collect();
+        insert_payloads(&mut tx, &new_rows).await?;
+        insert_tags(&mut tx, &new_rows).await?;
+        insert_attempts(&mut tx, &new_rows).await?;
+        insert_ledger(&mut tx, &new_rows).await?;
+        tx.commit().await?;
+        out.inserted = inserted.len() as u32;
+        out.duplicates = (rows.len() - inserted.len()) as u32;
+        Ok(out)
+    }
+
+    /// Prices every provider-backed record with the price valid at its time.
+    async fn price(&self, rows: &mut [Decoded<'_>]) -> Result<(), sqlx::Error> {
+        let models: Vec<String> = rows
+            .iter()
+            .filter(|r| !r.rec.attempts.is_empty())
+            .map(|r| r.rec.model_key.clone())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let mut prices: HashMap<String, Vec<(i64, DateTime<Utc>, Price)>> = HashMap::new();
+        if !models.is_empty() {
+            let fetched = sqlx::query(
+                "SELECT id, model_key, valid_from, input_pusd_per_token, cached_input_pusd_per_token,
+                        output_pusd_per_token
+                 FROM prices WHERE model_key = ANY($1) ORDER BY valid_from DESC, id DESC",
+            )
+            .bind(&models)
+            .fetch_all(&self.pool)
+            .await?;
+            for r in fetched {
+                prices.entry(r.get("model_key")).or_default().push((
+                    r.get("id"),
+                    r.get("valid_from"),
+                    Price {
+                        input: r.get("input_pusd_per_token"),
+                        cached_input: r.get("cached_input_pusd_per_token"),
+                        output: r.get("output_pusd_per_token"),
+                    },
+                ));
+            }
+        }
+        for row in rows.iter_mut().filter(|r| !r.rec.attempts.is_empty()) {
+            let usage = row.rec.usage.as_ref();
+            let input = usage.and_then(|u| u.input_tokens);
+            let output = usage.and_then(|u| u.output_tokens);
+            let (Some(input), Some(output)) = (input, output) else {
+                row.pricing_status = Some("usage_missing");
+                continue;
+            };
+            let valid = prices
+                .get(&row.rec.model_key)
+                .and_then(|ps| ps.iter().find(|(_, from, _)| *from <= row.at));
+            let Some((id, _, price)) = valid else {
+                row.pricing_status = Some("unpriced");
+                continue;
+            };
+            let u = Usage {
+                input,
+                cached_input: usage.and_then(|u| u.cached_input_tokens).unwrap_or(0),
+                output,
+            };
+            match pricing::cost(u, *price) {
+                Some(c) => {
+                    row.cost = Some(c);
+                    row.pricing_status = Some("priced");
+                    row.price_id = Some(*id);
+                }
+                None => row.pricing_status = Some("unpriced"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A UUIDv7 and the instant it names.
+fn decode_log_id(bytes: &[u8]) -> Option<(Uuid, DateTime<Utc>)> {
+    let id = Uuid::from_slice(bytes).ok()?;
+    if id.get_version_num() != 7 {
+        return None;
+    }
+    let (secs, nanos) = id.get_timestamp()?.to_unix();
+    let at = DateTime::from_timestamp(secs as i64, nanos)?;
+    // Postgres microsecond precision: round to what will be stored, so the key matches exactly.
+    Some((id, DateTime::from_timestamp_micros(at.timestamp_micros())?))
+}
+
+/// Postgres text cannot hold NUL.
+fn pg_text(s: &str) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s.to_string()
+    }
+}
+
+/// Payload bytes as text Postgres will accept as jsonb: valid JSON with no `\u0000` escape.
+fn pg_json(bytes: &[u8]) -> Option<String> {
+    if bytes.is_empty() {
+        return None;
+    }
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(mut v) => {
+            if memchr_u0000(bytes) {
+                scrub_nul(&mut v);
+            }
+            serde_json::to_string(&v).ok()
+        }
+        Err(_) => Some(
+            serde_json::json!({ "weir_invalid_payload": String::from_utf8_lossy(bytes).replace('\0', "\u{FFFD}") })
+                .to_string(),
+        ),
+    }
+}
+
+fn memchr_u0000(bytes: &[u8]) -> bool {
+    bytes.windows(6).any(|w| w == b"\\u0000")
+}
+
+fn scrub_nul(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(scrub_nul),
+        serde_json::Value::Object(o) => {
+            let keys: Vec<String> = o.keys().filter(|k| k.contains('\0')).cloned().collect();
+            for k in keys {
+                if let Some(val) = o.remove(&k) {
+                    o.insert(k.replace('\0', "\u{FFFD}"), val);
+                }
+            }
+            o.values_mut().for_each(scrub_nul);
+        }
+        _ => {}
+    }
+}
+
+fn opt_uuid(s: &str) -> Option<Uuid> {
+    Uuid::parse_str(s).ok()
+}
+
+fn opt_i64(v: Option<u64>) -> Option<i64> {
+    v.and_then(|v| i64::try_from(v).ok())
+}
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
+
+async fn insert_summaries(tx: &mut Tx<'_>, rows: &[Decoded<'_>]) -> Result<Vec<Uuid>, sqlx::Error> {
+    let n = rows.len();
+    let mut log_id = Vec::with_capacity(n);
+    let mut created_at = Vec::with_capacity(n);
+    let mut request_id = Vec::with_capacity(n);
+    let mut operation = Vec::with_capacity(n);
+    let mut stream = Vec::with_capacity(n);
+    let mut model_key = Vec::with_capacity(n);
+    let mut provider_key = Vec::with_capacity(n);
+    let mut upstream_model = Vec::with_capacity(n);
+    let mut status_code = Vec::with_capacity(n);
+    let mut outcome = Vec::with_capacity(n);
+    let mut error_message = Vec::with_capacity(n);
+    let mut duration_us = Vec::with_capacity(n);
+    let mut ttfb_us = Vec::with_capacity(n);
+    let mut input_tokens = Vec::with_capacity(n);
+    let mut output_tokens = Vec::with_capacity(n);
+    let mut cached_input_tokens = Vec::with_capacity(n);
+    let mut reasoning_tokens = Vec::with_capacity(n);
+    let mut total_tokens = Vec::with_capacity(n);
+    let mut cost_pusd = Vec::with_capacity(n);
+    let mut pricing_status: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut api_key_id = Vec::with_capacity(n);
+    let mut user_id = Vec::with_capacity(n);
+    let mut team_id = Vec::with_capacity(n);
+    let mut service_account_id = Vec::with_capacity(n);
+    let mut node_id = Vec::with_capacity(n);
+    let mut fleet_group = Vec::with_capacity(n);
+    let mut harness_key = Vec::with_capacity(n);
+    let mut harness_label = Vec::with_capacity(n);
+    let mut harness_version = Vec::with_capacity(n);
+    let mut user_agent = Vec::with_capacity(n);
+    let mut service: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut component: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut env: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut exposed_tool_count = Vec::with_capacity(n);
+    let mut invoked_tool_count = Vec::with_capacity(n);
+    let mut attempt_count = Vec::with_capacity(n);
+    let mut req_trunc = Vec::with_capacity(n);
+    let mut resp_trunc = Vec::with_capacity(n);
+    let mut policy = Vec::with_capacity(n);
+    for r in rows {
+        let rec = r.rec;
+        let usage = rec.usage.unwrap_or_default();
+        let caller = rec.caller.clone().unwrap_or_default();
+        let harness = rec.harness.clone().unwrap_or_default();
+        log_id.push(r.id);
+        created_at.push(r.at);
+        request_id.push(pg_text(&rec.request_id));
+        operation.push(pg_text(&rec.operation));
+        stream.push(rec.stream);
+        model_key.push(pg_text(&rec.model_key));
+        provider_key.push(pg_text(&rec.provider_key));
+        upstream_model.push(pg_text(&rec.upstream_model));
+        status_code.push(rec.status_code as i32);
+        outcome.push(pg_text(&rec.outcome));
+        error_message.push(pg_text(&rec.error_message));
+        duration_us.push(opt_i64(Some(rec.duration_us)).unwrap_or(i64::MAX));
+        ttfb_us.push(opt_i64(rec.ttfb_us));
+        input_tokens.push(opt_i64(usage.input_tokens));
+        output_tokens.push(opt_i64(usage.output_tokens));
+        cached_input_tokens.push(opt_i64(usage.cached_input_tokens));
+        reasoning_tokens.push(opt_i64(usage.reasoning_tokens));
+        total_tokens.push(opt_i64(usage.total_tokens));
+        cost_pusd.push(r.cost);
+        pricing_status.push(r.pricing_status.map(str::to_string));
+        api_key_id.push(opt_uuid(&caller.api_key_id));
+        user_id.push(opt_uuid(&caller.user_id));
+        team_id.push(opt_uuid(&caller.team_id));
+        service_account_id.push(opt_uuid(&caller.service_account_id));
+        node_id.push(pg_text(&rec.node_id));
+        fleet_group.push(pg_text(&rec.fleet_group));
+        harness_key.push(if harness.key.is_empty() {
+            "unknown".to_string()
+        } else {
+            pg_text(&harness.key)
+        });
+        harness_label.push(pg_text(&harness.label));
+        harness_version.push(pg_text(&harness.version));
+        user_agent.push(pg_text(&harness.user_agent));
+        let tag = |k: &str| {
+            rec.tags
+                .iter()
+                .find(|t| t.key == k)
+                .map(|t| pg_text(&t.value))
+        };
+        service.push(tag("service"));
+        component.push(tag("component"));
+        env.push(tag("env"));
+        exposed_tool_count.push(rec.exposed_tool_count.map(|v| v as i32));
+        invoked_tool_count.push(rec.invoked_tool_count.map(|v| v as i32));
+        attempt_count.push(rec.attempts.len().min(i16::MAX as usize) as i16);
+        req_trunc.push(rec.request_payload_truncated);
+        resp_trunc.push(rec.response_payload_truncated);
+        let p = rec.policy.clone().unwrap_or_default();
+        policy.push(serde_json::json!({
+            "capture_mode": p.capture_mode,
+            "request_max_bytes": p.request_max_bytes,
+            "response_max_bytes": p.response_max_bytes,
+            "stream_max_events": p.stream_max_events,
+            "policy_version": p.policy_version,
+            "operation": rec.operation,
+            "stream": rec.stream,
+        }));
+    }
+    sqlx::query_scalar(
+        "INSERT INTO request_logs (
+            log_id, created_at, request_id, operation, stream, model_key, provider_key,
+            upstream_model, status_code, outcome, error_message, duration_us, ttfb_us,
+            input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, total_tokens,
+            cost_pusd, pricing_status, api_key_id, user_id, team_id, service_account_id, node_id,
+            fleet_group, harness_key, harness_label, harness_version, user_agent, service,
+            component, env, exposed_tool_count, invoked_tool_count, attempt_count,
+            request_payload_truncated, response_payload_truncated, policy)
+         SELECT * FROM UNNEST(
+            $1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::bool[], $6::text[],
+            $7::text[], $8::text[], $9::int[], $10::text[], $11::text[], $12::bigint[],
+            $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[],
+            $18::bigint[], $19::bigint[], $20::text[], $21::uuid[], $22::uuid[], $23::uuid[],
+            $24::uuid[], $25::text[], $26::text[], $27::text[], $28::text[], $29::text[],
+            $30::text[], $31::text[], $32::text[], $33::text[], $34::int[], $35::int[],
+            $36::smallint[], $37::bool[], $38::bool[], $39::jsonb[])
+         ON CONFLICT DO NOTHING
+         RETURNING log_id",
+    )
+    .bind(log_id)
+    .bind(created_at)
+    .bind(request_id)
+    .bind(operation)
+    .bind(stream)
+    .bind(model_key)
+    .bind(provider_key)
+    .bind(upstream_model)
+    .bind(status_code)
+    .bind(outcome)
+    .bind(error_message)
+    .bind(duration_us)
+    .bind(ttfb_us)
+    .bind(input_tokens)
+    .bind(output_tokens)
+    .bind(cached_input_tokens)
+    .bind(reasoning_tokens)
+    .bind(total_tokens)
+    .bind(cost_pusd)
+    .bind(pricing_status)
+    .bind(api_key_id)
+    .bind(user_id)
+    .bind(team_id)
+    .bind(service_account_id)
+    .bind(node_id)
+    .bind(fleet_group)
+    .bind(harness_key)
+    .bind(harness_label)
+    .bind(harness_version)
+    .bind(user_agent)
+    .bind(service)
+    .bind(component)
+    .bind(env)
+    .bind(exposed_tool_count)
+    .bind(invoked_tool_count)
+    .bind(attempt_count)
+    .bind(req_trunc)
+    .bind(resp_trunc)
+    .bind(policy)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+async fn insert_payloads(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<(), sqlx::Error> {
+    let mut ids = Vec::new();
+    let mut ats = Vec::new();
+    let mut reqs: Vec<Option<String>> = Vec::new();
+    let mut resps: Vec<Option<String>> = Vec::new();
+    for r in rows {
+        let (req, resp) = (
+            pg_json(&r.rec.request_payload),
+            pg_json(&r.rec.response_payload),
+        );
+        if req.is_none() && resp.is_none() {
+            continue;
+        }
+        ids.push(r.id);
+        ats.push(r.at);
+        reqs.push(req);
+        resps.push(resp);
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO request_log_payloads (log_id, created_at, request, response)
+         SELECT l, c, q::jsonb, s::jsonb FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::text[]) AS u(l, c, q, s)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(ids)
+    .bind(ats)
+    .bind(reqs)
+    .bind(resps)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_tags(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<(), sqlx::Error> {
+    let mut ids = Vec::new();
+    let mut ats = Vec::new();
+    let mut keys = Vec::new();
+    let mut values = Vec::new();
+    for r in rows {
+        let mut seen = HashSet::new();
+        for t in &r.rec.tags {
+            if seen.insert(t.key.as_str()) {
+                ids.push(r.id);
+                ats.push(r.at);
+                keys.push(pg_text(&t.key));
+                values.push(pg_text(&t.value));
+            }
+        }
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO request_log_tags (log_id, created_at, key, value)
+         SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::text[])
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(ids)
+    .bind(ats)
+    .bind(keys)
+    .bind(values)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_attempts(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<(), sqlx::Error> {
+    let mut ids = Vec::new();
+    let mut ats = Vec::new();
+    let mut no = Vec::new();
+    let mut provider = Vec::new();
+    let mut model = Vec::new();
+    let mut status = Vec::new();
+    let mut kind = Vec::new();
+    let mut message = Vec::new();
+    let mut duration = Vec::new();
+    let mut ttfb = Vec::new();
+    let mut produced = Vec::new();
+    for r in rows {
+        for a in &r.rec.attempts {
+            ids.push(r.id);
+            ats.push(r.at);
+            no.push(a.number.min(i16::MAX as u32) as i16);
+            provider.push(pg_text(&a.provider_key));
+            model.push(pg_text(&a.upstream_model));
+            status.push(a.status_code as i32);
+            kind.push(pg_text(&a.error_kind));
+            message.push(pg_text(&a.error_message));
+            duration.push(opt_i64(Some(a.duration_us)).unwrap_or(i64::MAX));
+            ttfb.push(opt_i64(a.ttfb_us));
+            produced.push(a.produced_response);
+        }
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO request_log_attempts (log_id, created_at, attempt_no, provider_key,
+            upstream_model, status_code, error_kind, error_message, duration_us, ttfb_us,
+            produced_response)
+         SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::smallint[], $4::text[],
+            $5::text[], $6::int[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bool[])
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(ids)
+    .bind(ats)
+    .bind(no)
+    .bind(provider)
+    .bind(model)
+    .bind(status)
+    .bind(kind)
+    .bind(message)
+    .bind(duration)
+    .bind(ttfb)
+    .bind(produced)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_ledger(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<(), sqlx::Error> {
+    let rows: Vec<&&Decoded<'_>> = rows.iter().filter(|r| r.pricing_status.is_some()).collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::new();
+    let mut ats = Vec::new();
+    let mut key = Vec::new();
+    let mut user = Vec::new();
+    let mut team = Vec::new();
+    let mut sa = Vec::new();
+    let mut model = Vec::new();
+    let mut provider = Vec::new();
+    let mut upstream = Vec::new();
+    let mut input = Vec::new();
+    let mut cached = Vec::new();
+    let mut output = Vec::new();
+    let mut reasoning = Vec::new();
+    let mut status = Vec::new();
+    let mut cost = Vec::new();
+    let mut price = Vec::new();
+    for r in rows {
+        let caller = r.rec.caller.clone().unwrap_or_default();
+        let usage = r.rec.usage.unwrap_or_default();
+        ids.push(r.id);
+        ats.push(r.at);
+        key.push(opt_uuid(&caller.api_key_id));
+        user.push(opt_uuid(&caller.user_id));
+        team.push(opt_uuid(&caller.team_id));
+        sa.push(opt_uuid(&caller.service_account_id));
+        model.push(pg_text(&r.rec.model_key));
+        provider.push(pg_text(&r.rec.provider_key));
+        upstream.push(pg_text(&r.rec.upstream_model));
+        input.push(opt_i64(usage.input_tokens));
+        cached.push(opt_i64(usage.cached_input_tokens));
+        output.push(opt_i64(usage.output_tokens));
+        reasoning.push(opt_i64(usage.reasoning_tokens));
+        status.push(r.pricing_status.unwrap_or("usage_missing").to_string());
+        cost.push(r.cost);
+        price.push(r.price_id);
+    }
+    sqlx::query(
+        "INSERT INTO usage_cost_events (log_id, created_at, api_key_id, user_id, team_id,
+            service_account_id, model_key, provider_key, upstream_model, input_tokens,
+            cached_input_tokens, output_tokens, reasoning_tokens, pricing_status, cost_pusd, price_id)
+         SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::uuid[], $4::uuid[], $5::uuid[],
+            $6::uuid[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[],
+            $12::bigint[], $13::bigint[], $14::text[], $15::bigint[], $16::bigint[])
+         ON CONFLICT (log_id) DO NOTHING",
+    )
+    .bind(ids)
+    .bind(ats)
+    .bind(key)
+    .bind(user)
+    .bind(team)
+    .bind(sa)
+    .bind(model)
+    .bind(provider)
+    .bind(upstream)
+    .bind(input)
+    .bind(cached)
+    .bind(output)
+    .bind(reasoning)
+    .bind(status)
+    .bind(cost)
+    .bind(price)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Serves `weir.logs.v1.LogIngest`.
+pub struct IngestService {
+    writer: Arc<LogWriter>,
+}
+
+impl IngestService {
+    /// A service writing through `writer`.
+    pub fn new(writer: Arc<LogWriter>) -> Self {
+        IngestService { writer }
+    }
+}
+
+type AckStream = Pin<Box<dyn Stream<Item = Result<BatchAck, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl LogIngest for IngestService {
+    type IngestStream = AckStream;
+
+    async fn ingest(
+        &self,
+        request: Request<Streaming<LogBatch>>,
+    ) -> Result<Response<AckStream>, Status> {
+        let mut inbound = request.into_inner();
+        let writer = self.writer.clone();
+        let (tx, rx) = mpsc::channel(8);
+        tokio::spawn(async move {
+            loop {
+                let batch = match inbound.message().await {
+                    Ok(Some(b)) => b,
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(%status, "ingest stream ended");
+                        break;
+                    }
+                };
+                match writer.write(&batch.records).await {
+                    Ok(o) => {
+                        let ack = BatchAck {
+                            sequence: batch.sequence,
+                            inserted: o.inserted,
+                            duplicates: o.duplicates,
+                            rejected: o.rejected,
+                        };
+                        if tx.send(Ok(ack)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, sequence = batch.sequence, "batch not written");
+                        let _ = tx.send(Err(Status::from(e))).await;
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_ids_must_be_v7() {
+        let v7 = Uuid::now_v7();
+        let (id, at) = decode_log_id(v7.as_bytes()).expect("v7 decodes");
+        assert_eq!(id, v7);
+        assert!((Utc::now() - at).num_seconds().abs() < 5);
+        assert!(decode_log_id(Uuid::new_v4().as_bytes()).is_none());
+        assert!(decode_log_id(&[1, 2, 3]).is_none());
+        assert!(decode_log_id(&[]).is_none());
+    }
+
+    #[test]
+    fn payload_text_is_always_storable() {
+        assert_eq!(pg_json(b""), None);
+        assert_eq!(pg_json(br#"{"a":1}"#).as_deref(), Some(r#"{"a":1}"#));
+        let nul = pg_json(br#"{"a":"x\u0000y","k\u0000":[1]}"#).unwrap();
+        assert!(!nul.contains("\\u0000"), "{nul}");
+        assert!(nul.contains("x\u{FFFD}y"), "{nul}");
+        let bad = pg_json(b"{not json").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&bad).unwrap();
+        assert_eq!(v["weir_invalid_payload"], "{not json");
+        assert_eq!(pg_text("a\0b"), "a\u{FFFD}b");
+    }
+}

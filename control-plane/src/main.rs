@@ -1,0 +1,61 @@
+//! `weir-control-plane`: serves the config stream, log ingest and the admin API.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use weir_control_plane::{database::Database, ControlPlane, Settings};
+
+#[derive(Parser)]
+#[command(name = "weir-control-plane", version, about)]
+struct Cli {
+    /// TOML settings file; WEIR_* environment variables override it.
+    #[arg(long, env = "WEIR_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Migrate => {
+            Database::open(settings.database_url.as_deref(), &settings.data_dir).await?;
+            tracing::info!("migrations applied");
+        }
+        Command::Serve => {
+            let cp = ControlPlane::start(settings).await?;
+            // Printed for scripts that start us with port 0.
+            println!("weir-control-plane listening on {}", cp.grpc_addr);
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            cp.shutdown().await;
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,170 @@
+//! Assembles a running control plane: database, partitions, config hub, and the gRPC server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Interceptor;
+use tonic::{Request, Status};
+use weir_proto::admin::admin_server::AdminServer;
+use weir_proto::config::config_discovery_server::ConfigDiscoveryServer;
+use weir_proto::logs::log_ingest_server::LogIngestServer;
+
+use crate::admin::AdminService;
+use crate::config_snapshot::ConfigHub;
+use crate::config_stream::ConfigService;
+use crate::database::{self, Database, DatabaseError};
+use crate::log_ingest::{IngestService, LogWriter};
+use crate::partitions::Partitions;
+use crate::settings::Settings;
+
+/// Largest log batch accepted (payloads included).
+pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+
+/// Why the control plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Database(#[from] DatabaseError),
+    #[error("preparing the database: {0}")]
+    Setup(#[from] sqlx::Error),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running control plane.
+pub struct ControlPlane {
+    /// Where gRPC is served.
+    pub grpc_addr: SocketAddr,
+    /// The database pool (tests and tools read through it).
+    pub pool: sqlx::PgPool,
+    stop: Option<oneshot::Sender<()>>,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    background: Vec<JoinHandle<()>>,
+    _db: Database,
+}
+
+impl ControlPlane {
+    /// Opens the database, applies migrations and starts serving.
+    pub async fn start(settings: Settings) -> Result<Self, StartError> {
+        let db = Database::open(settings.database_url.as_deref(), &settings.data_dir).await?;
+        let pool = db.pool.clone();
+        if let Some(token) = &settings.admin_token {
+            database::ensure_admin_token(&pool, token).await?;
+        }
+        let partitions = Arc::new(Partitions::default());
+        partitions.ensure_ahead(&pool).await?;
+        let hub = ConfigHub::load(pool.clone()).await?;
+
+        let mut background = vec![tokio::spawn(hub.clone().follow())];
+        {
+            let (pool, partitions) = (pool.clone(), partitions.clone());
+            background.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(3600));
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = partitions.ensure_ahead(&pool).await {
+                        tracing::warn!(error = %e, "creating request-log partitions ahead failed");
+                    }
+                }
+            }));
+        }
+
+        let listener = TcpListener::bind(settings.grpc_listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: settings.grpc_listen,
+                source,
+            })?;
+        let grpc_addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: settings.grpc_listen,
+            source,
+        })?;
+        let node_auth = NodeAuth::new(&settings.dataplane_token);
+        let config = ConfigDiscoveryServer::with_interceptor(
+            ConfigService::new(hub, pool.clone(), settings.replica_id.clone()),
+            node_auth.clone(),
+        );
+        let ingest = tonic::service::interceptor::InterceptedService::new(
+            LogIngestServer::new(IngestService::new(Arc::new(LogWriter::new(
+                pool.clone(),
+                partitions,
+            ))))
+            .max_decoding_message_size(MAX_BATCH_BYTES),
+            node_auth,
+        );
+        let admin = AdminServer::new(AdminService::new(pool.clone()));
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .http2_keepalive_interval(Some(Duration::from_secs(20)))
+                .add_service(config)
+                .add_service(ingest)
+                .add_service(admin)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                    let _ = stop_rx.await;
+                }),
+        );
+        tracing::info!(%grpc_addr, replica = %settings.replica_id, "control plane serving");
+        Ok(ControlPlane {
+            grpc_addr,
+            pool,
+            stop: Some(stop_tx),
+            server,
+            background,
+            _db: db,
+        })
+    }
+
+    /// Stops serving, then closes the database (stopping the embedded cluster, if any).
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        for b in &self.background {
+            b.abort();
+        }
+        // Open streams end with the server; give them a moment, then move on.
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.server).await;
+        self.server.abort();
+        self.pool.close().await;
+    }
+}
+
+/// Checks the data-plane token on the config and ingest streams.
+#[derive(Clone)]
+struct NodeAuth {
+    expected: [u8; 32],
+}
+
+impl NodeAuth {
+    fn new(token: &str) -> Self {
+        NodeAuth {
+            expected: weir_proto::api_key::hash(token),
+        }
+    }
+}
+
+impl Interceptor for NodeAuth {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        let presented = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| Status::unauthenticated("missing data-plane token"))?;
+        // Comparing digests keeps the comparison's timing independent of the secret.
+        if weir_proto::api_key::hash(presented) == self.expected {
+            Ok(req)
+        } else {
+            Err(Status::unauthenticated("invalid data-plane token"))
+        }
+    }
+}

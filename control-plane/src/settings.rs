@@ -1,0 +1,198 @@
+//! The control plane's own configuration: a TOML file, overridden by `WEIR_*` environment
+//! variables. Everything else (providers, models, keys, policies) lives in Postgres.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why the settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{name}={value:?} is not valid: {reason}")]
+    Env {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("no data-plane token: set WEIR_DATAPLANE_TOKEN (or auth.dataplane_token); data planes must authenticate to receive config")]
+    NoDataplaneToken,
+}
+
+/// The resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Postgres URL; `None` runs the embedded cluster under `data_dir`.
+    pub database_url: Option<String>,
+    /// Where the embedded cluster and other local state live.
+    pub data_dir: PathBuf,
+    /// gRPC listen address (config stream, log ingest, admin).
+    pub grpc_listen: SocketAddr,
+    /// A platform-admin token to accept (its hash is stored at start).
+    pub admin_token: Option<String>,
+    /// The token data planes present on the config and ingest streams.
+    pub dataplane_token: String,
+    /// This replica's name in logs and in the `dataplanes` table.
+    pub replica_id: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    server: ServerSection,
+    #[serde(default)]
+    database: DatabaseSection,
+    #[serde(default)]
+    auth: AuthSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerSection {
+    grpc_listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    replica_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DatabaseSection {
+    url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthSection {
+    admin_token: Option<String>,
+    dataplane_token: Option<String>,
+}
+
+/// Default gRPC address.
+pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:50051";
+
+impl Settings {
+    /// Loads `path` (if given) and applies the environment on top.
+    pub fn load(path: Option<&Path>) -> Result<Self, SettingsError> {
+        let file = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| SettingsError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| SettingsError::Parse {
+                    path: p.display().to_string(),
+                    source: Box::new(e),
+                })?
+            }
+            None => File::default(),
+        };
+        Self::resolve(file, |k| std::env::var(k).ok())
+    }
+
+    fn resolve(file: File, env: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let grpc_listen = match env("WEIR_GRPC_LISTEN") {
+            Some(v) => v
+                .parse()
+                .map_err(|e: std::net::AddrParseError| SettingsError::Env {
+                    name: "WEIR_GRPC_LISTEN",
+                    value: v,
+                    reason: e.to_string(),
+                })?,
+            None => file
+                .server
+                .grpc_listen
+                .unwrap_or_else(|| DEFAULT_GRPC_LISTEN.parse().expect("valid default")),
+        };
+        let dataplane_token = env("WEIR_DATAPLANE_TOKEN")
+            .or(file.auth.dataplane_token)
+            .filter(|t| !t.is_empty())
+            .ok_or(SettingsError::NoDataplaneToken)?;
+        Ok(Settings {
+            database_url: env("WEIR_DATABASE_URL")
+                .or(file.database.url)
+                .filter(|u| !u.is_empty()),
+            data_dir: env("WEIR_DATA_DIR")
+                .map(PathBuf::from)
+                .or(file.server.data_dir)
+                .unwrap_or_else(|| PathBuf::from(".weir")),
+            grpc_listen,
+            admin_token: env("WEIR_ADMIN_TOKEN")
+                .or(file.auth.admin_token)
+                .filter(|t| !t.is_empty()),
+            dataplane_token,
+            replica_id: env("WEIR_REPLICA_ID")
+                .or(file.server.replica_id)
+                .unwrap_or_else(default_replica_id),
+        })
+    }
+}
+
+fn default_replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "control-plane".into());
+    format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let file: File = toml::from_str(
+            "[server]\ngrpc_listen = \"0.0.0.0:1\"\n[auth]\ndataplane_token = \"f\"\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(
+            file,
+            env(&[
+                ("WEIR_GRPC_LISTEN", "127.0.0.1:2"),
+                ("WEIR_DATAPLANE_TOKEN", "e"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.grpc_listen.port(), 2);
+        assert_eq!(s.dataplane_token, "e");
+        assert!(s.database_url.is_none());
+        assert_eq!(s.data_dir, PathBuf::from(".weir"));
+    }
+
+    #[test]
+    fn missing_dataplane_token_is_an_error() {
+        let err = Settings::resolve(File::default(), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("WEIR_DATAPLANE_TOKEN"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Settings::resolve(
+            File::default(),
+            env(&[("WEIR_GRPC_LISTEN", "nope"), ("WEIR_DATAPLANE_TOKEN", "t")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("WEIR_GRPC_LISTEN"), "{err}");
+        let err = toml::from_str::<File>("[server]\nbogus = 1\n").unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+    }
+}

@@ -1,0 +1,212 @@
+//! The node's side of the config stream: subscribe, validate, swap, ACK or NACK, and reconnect
+//! with jittered backoff, serving the last good snapshot all the while.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Endpoint;
+use tonic::{Request, Status};
+use weir_proto::config::config_discovery_client::ConfigDiscoveryClient;
+use weir_proto::config::{DiscoveryRequest, ErrorDetail, Node, ResourceType};
+
+use crate::settings::Settings;
+use crate::snapshot::{Snapshot, REQUIRED};
+
+/// The live config and what the node knows about its stream.
+#[derive(Default)]
+pub struct ConfigState {
+    /// The current snapshot; load once per request.
+    pub current: ArcSwap<Snapshot>,
+    /// Whether the stream is up right now.
+    pub connected: AtomicBool,
+    /// NACKs sent since start.
+    pub nacks: AtomicU64,
+}
+
+/// Why a stream session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("invalid control-plane URL {0:?}")]
+    Url(String),
+    #[error("connecting: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    #[error("stream: {0}")]
+    Status(#[from] Status),
+    #[error("the control plane closed the stream")]
+    Closed,
+}
+
+/// Adds the data-plane token to every call.
+pub fn token_interceptor(
+    token: &str,
+) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+    let value: Option<MetadataValue<_>> = format!("Bearer {token}").parse().ok();
+    move |mut req: Request<()>| {
+        if let Some(v) = &value {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// Opens a gRPC channel to the control plane.
+pub async fn connect(url: &str) -> Result<tonic::transport::Channel, StreamError> {
+    let ep = Endpoint::from_shared(url.to_string())
+        .map_err(|_| StreamError::Url(url.to_string()))?
+        .connect_timeout(Duration::from_secs(3))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_while_idle(true);
+    Ok(ep.connect().await?)
+}
+
+/// Follows the config stream for the life of the process.
+pub async fn follow(settings: Arc<Settings>, state: Arc<ConfigState>) {
+    let mut delay = Backoff::default();
+    loop {
+        let result = session(&settings, &state, &mut delay).await;
+        state.connected.store(false, Ordering::Relaxed);
+        match result {
+            Ok(()) | Err(StreamError::Closed) => {
+                tracing::warn!("config stream closed; serving the last good config")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "config stream down; serving the last good config")
+            }
+        }
+        tokio::time::sleep(delay.next_delay()).await;
+    }
+}
+
+async fn session(
+    settings: &Settings,
+    state: &ConfigState,
+    delay: &mut Backoff,
+) -> Result<(), StreamError> {
+    let channel = connect(&settings.control_plane).await?;
+    let mut client = ConfigDiscoveryClient::with_interceptor(
+        channel,
+        token_interceptor(&settings.dataplane_token),
+    );
+    let (tx, rx) = mpsc::channel(16);
+    let held = state.current.load_full();
+    for (i, t) in REQUIRED.iter().enumerate() {
+        let node = (i == 0).then(|| Node {
+            id: settings.node_id.clone(),
+            group: settings.group.clone(),
+            software_version: env!("CARGO_PKG_VERSION").to_string(),
+            labels: Default::default(),
+            address: settings.listen.to_string(),
+        });
+        let _ = tx
+            .send(DiscoveryRequest {
+                node,
+                r#type: *t as i32,
+                version: held.version(*t).to_string(),
+                response_nonce: String::new(),
+                error_detail: None,
+            })
+            .await;
+    }
+    let mut responses = client.stream(ReceiverStream::new(rx)).await?.into_inner();
+    state.connected.store(true, Ordering::Relaxed);
+    let env = |name: &str| std::env::var(name).ok();
+    while let Some(resp) = responses.message().await? {
+        delay.reset();
+        let t = ResourceType::try_from(resp.r#type).unwrap_or(ResourceType::Unspecified);
+        let current = state.current.load_full();
+        let outcome = match &resp.resources {
+            Some(res) => current.with(&resp.version, res, &env),
+            None => Err(weir_proto::validate::Invalid {
+                code: "unknown_resource",
+                message: format!(
+                    "response for type {} carried no resources this build understands",
+                    resp.r#type
+                ),
+            }),
+        };
+        let reply = match outcome {
+            Ok(next) => {
+                state.current.store(Arc::new(next));
+                tracing::info!(resource = ?t, version = %resp.version, "config applied");
+                DiscoveryRequest {
+                    node: None,
+                    r#type: resp.r#type,
+                    version: resp.version,
+                    response_nonce: resp.nonce,
+                    error_detail: None,
+                }
+            }
+            Err(invalid) => {
+                state.nacks.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    resource = ?t,
+                    version = %resp.version,
+                    code = invalid.code,
+                    error = %invalid.message,
+                    "config rejected; keeping the last good version"
+                );
+                DiscoveryRequest {
+                    node: None,
+                    r#type: resp.r#type,
+                    version: current.version(t).to_string(),
+                    response_nonce: resp.nonce,
+                    error_detail: Some(ErrorDetail {
+                        code: invalid.code.to_string(),
+                        message: invalid.message,
+                    }),
+                }
+            }
+        };
+        if tx.send(reply).await.is_err() {
+            return Err(StreamError::Closed);
+        }
+    }
+    Err(StreamError::Closed)
+}
+
+/// Exponential backoff with full jitter, 100 ms up to 10 s.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    const BASE_MS: u64 = 100;
+    const MAX_MS: u64 = 10_000;
+
+    /// The next delay.
+    pub fn next_delay(&mut self) -> Duration {
+        let cap = (Self::BASE_MS << self.attempt.min(10)).min(Self::MAX_MS);
+        self.attempt = self.attempt.saturating_add(1);
+        Duration::from_millis(rand::Rng::gen_range(&mut rand::thread_rng(), cap / 2..=cap))
+    }
+
+    /// Back to the shortest delay after a success.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_resets() {
+        let mut b = Backoff::default();
+        let first = b.next_delay();
+        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+        for _ in 0..20 {
+            assert!(b.next_delay() <= Duration::from_millis(10_000));
+        }
+        assert!(b.next_delay() >= Duration::from_millis(5_000));
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,186 @@
+//! Every error a client of the data plane can see, mapped once to OpenAI's error JSON:
+//! `{"error": {"message", "type", "param", "code"}}` with the matching HTTP status.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+
+use crate::body::{full, Body};
+
+/// An error answered to the client by the gateway itself (upstream errors pass through as sent).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GatewayError {
+    #[error("You didn't provide an API key. Send it as `Authorization: Bearer <key>`.")]
+    MissingKey,
+    #[error("Incorrect API key provided: {0}.")]
+    InvalidKey(String),
+    #[error("The API key has expired.")]
+    ExpiredKey,
+    #[error("This API key may not use the model `{0}`.")]
+    ModelNotAllowed(String),
+    #[error("The model `{0}` does not exist or you do not have access to it.")]
+    ModelNotFound(String),
+    #[error("Request body is larger than the {0}-byte limit.")]
+    BodyTooLarge(usize),
+    #[error("We could not parse the JSON body of your request: {0}.")]
+    InvalidJson(String),
+    #[error("Missing required parameter: '{0}'.")]
+    MissingParameter(&'static str),
+    #[error("Invalid type for '{0}': {1}.")]
+    InvalidParameter(&'static str, String),
+    #[error("Invalid header {0}: {1}.")]
+    InvalidHeader(&'static str, &'static str),
+    #[error("Unknown request URL: {0} {1}.")]
+    UnknownUrl(String, String),
+    #[error("The gateway has not received its configuration yet; retry shortly.")]
+    NotReady,
+    #[error("Provider `{0}` is not available on this gateway node.")]
+    ProviderMissing(String),
+    #[error("The upstream provider could not be reached: {0}.")]
+    UpstreamUnavailable(String),
+    #[error("The upstream provider did not answer in time.")]
+    UpstreamTimeout,
+    #[error("The gateway failed to handle the request: {0}.")]
+    Internal(String),
+}
+
+impl GatewayError {
+    /// HTTP status.
+    pub fn status(&self) -> StatusCode {
+        use GatewayError::*;
+        match self {
+            MissingKey | InvalidKey(_) | ExpiredKey => StatusCode::UNAUTHORIZED,
+            ModelNotAllowed(_) => StatusCode::FORBIDDEN,
+            ModelNotFound(_) | UnknownUrl(..) => StatusCode::NOT_FOUND,
+            BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            InvalidJson(_) | MissingParameter(_) | InvalidParameter(..) | InvalidHeader(..) => {
+                StatusCode::BAD_REQUEST
+            }
+            NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ProviderMissing(_) | UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// OpenAI's `error.type`.
+    pub fn error_type(&self) -> &'static str {
+        use GatewayError::*;
+        match self {
+            MissingKey | InvalidKey(_) | ExpiredKey => "invalid_request_error",
+            ModelNotAllowed(_) => "permission_error",
+            ModelNotFound(_) | BodyTooLarge(_) | InvalidJson(_) | MissingParameter(_)
+            | InvalidParameter(..) | InvalidHeader(..) | UnknownUrl(..) => "invalid_request_error",
+            NotReady
+            | ProviderMissing(_)
+            | UpstreamUnavailable(_)
+            | UpstreamTimeout
+            | Internal(_) => "api_error",
+        }
+    }
+
+    /// A stable `error.code`.
+    pub fn code(&self) -> &'static str {
+        use GatewayError::*;
+        match self {
+            MissingKey => "missing_api_key",
+            InvalidKey(_) => "invalid_api_key",
+            ExpiredKey => "expired_api_key",
+            ModelNotAllowed(_) => "model_not_allowed",
+            ModelNotFound(_) => "model_not_found",
+            BodyTooLarge(_) => "request_too_large",
+            InvalidJson(_) => "invalid_json",
+            MissingParameter(_) => "missing_required_parameter",
+            InvalidParameter(..) => "invalid_type",
+            InvalidHeader(..) => "invalid_header",
+            UnknownUrl(..) => "unknown_url",
+            NotReady => "config_not_loaded",
+            ProviderMissing(_) => "provider_missing",
+            UpstreamUnavailable(_) => "upstream_unavailable",
+            UpstreamTimeout => "upstream_timeout",
+            Internal(_) => "internal_error",
+        }
+    }
+
+    /// The request-log outcome this error records.
+    pub fn outcome(&self) -> &'static str {
+        use GatewayError::*;
+        match self {
+            MissingKey | InvalidKey(_) | ExpiredKey | ModelNotAllowed(_) => "auth_error",
+            ModelNotFound(_) | BodyTooLarge(_) | InvalidJson(_) | MissingParameter(_)
+            | InvalidParameter(..) | InvalidHeader(..) | UnknownUrl(..) => "invalid_request",
+            ProviderMissing(_) | UpstreamUnavailable(_) | UpstreamTimeout => "upstream_error",
+            NotReady | Internal(_) => "internal_error",
+        }
+    }
+
+    fn param(&self) -> Option<&'static str> {
+        match self {
+            GatewayError::MissingParameter(p) | GatewayError::InvalidParameter(p, _) => Some(p),
+            GatewayError::ModelNotFound(_) | GatewayError::ModelNotAllowed(_) => Some("model"),
+            _ => None,
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> Bytes {
+        let v = serde_json::json!({
+            "error": {
+                "message": self.to_string(),
+                "type": self.error_type(),
+                "param": self.param(),
+                "code": self.code(),
+            }
+        });
+        Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+    }
+
+    /// The whole response, echoing the request id.
+    pub fn response(&self, request_id: &str) -> Response<Body> {
+        let mut resp = Response::new(full(self.body()));
+        *resp.status_mut() = self.status();
+        let h = resp.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            h.insert("x-request-id", v);
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_shape() {
+        let cases = [
+            (GatewayError::MissingKey, 401, "missing_api_key"),
+            (
+                GatewayError::InvalidKey("weir_sk_ab…".into()),
+                401,
+                "invalid_api_key",
+            ),
+            (
+                GatewayError::ModelNotFound("x".into()),
+                404,
+                "model_not_found",
+            ),
+            (GatewayError::BodyTooLarge(10), 413, "request_too_large"),
+            (GatewayError::InvalidJson("EOF".into()), 400, "invalid_json"),
+            (GatewayError::UpstreamTimeout, 504, "upstream_timeout"),
+        ];
+        for (e, status, code) in cases {
+            assert_eq!(e.status().as_u16(), status);
+            let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+            assert_eq!(v["error"]["code"], code);
+            assert!(v["error"]["message"].as_str().unwrap().len() > 5);
+            assert!(v["error"]["type"].is_string());
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&GatewayError::MissingParameter("model").body()).unwrap();
+        assert_eq!(v["error"]["param"], "model");
+    }
+}

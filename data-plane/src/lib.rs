@@ -1,0 +1,92 @@
+//! Weir's data plane: a stateless OpenAI-compatible proxy that records every request.
+//!
+//! - [`settings`]: listen address, control plane, queue bounds.
+//! - [`snapshot`]: the immutable config a request uses, one version throughout.
+//! - [`config_stream`]: subscribing to the control plane, ACK/NACK, reconnects.
+//! - [`key_auth`]: gateway keys, by hash.
+//! - [`proxy`]: the HTTP server and the request phases.
+//! - [`upstream`]: the pooled upstream client.
+//! - [`sse_transcript`]: framing server-sent events.
+//! - [`usage`]: token usage and tool counts from responses.
+//! - [`payload_policy`]: wrap, redact and cap payloads for the log.
+//! - [`request_record`]: what the request path hands to the log worker.
+//! - [`log_shipper`]: the bounded queue and the batching, at-least-once shipper.
+//! - [`gateway_error`]: every error a client can see, as OpenAI error JSON.
+
+pub mod body;
+pub mod config_stream;
+pub mod gateway_error;
+pub mod key_auth;
+pub mod log_shipper;
+pub mod payload_policy;
+pub mod proxy;
+pub mod request_record;
+pub mod settings;
+pub mod snapshot;
+pub mod sse_transcript;
+pub mod upstream;
+pub mod usage;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use settings::Settings;
+
+/// A running data plane.
+pub struct DataPlane {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    /// Live config (tests read versions from it).
+    pub config: Arc<config_stream::ConfigState>,
+    /// The request-log queue (tests read its counters).
+    pub logs: log_shipper::LogQueue,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    follower: JoinHandle<()>,
+}
+
+impl DataPlane {
+    /// Binds, starts following the config stream and serves.
+    pub async fn start(settings: Settings) -> std::io::Result<Self> {
+        let listener = proxy::bind(settings.listen).await?;
+        let addr = listener.local_addr()?;
+        let mut settings = settings;
+        settings.listen = addr;
+        let settings = Arc::new(settings);
+        let config = Arc::new(config_stream::ConfigState::default());
+        let follower = tokio::spawn(config_stream::follow(settings.clone(), config.clone()));
+        let logs = log_shipper::start(settings.clone());
+        let gw = Arc::new(proxy::Gateway::new(
+            config.clone(),
+            upstream::client(settings.upstream_connect_timeout),
+            logs.clone(),
+            settings.clone(),
+        ));
+        let (stop, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(proxy::serve(gw, listener, stop_rx));
+        tracing::info!(%addr, node = %settings.node_id, "data plane serving");
+        Ok(DataPlane {
+            addr,
+            config,
+            logs,
+            stop,
+            server,
+            follower,
+        })
+    }
+
+    /// Whether the node holds a complete config.
+    pub fn is_ready(&self) -> bool {
+        self.config.current.load().is_complete()
+    }
+
+    /// Stops accepting, lets open connections finish (up to 10 s), stops following config.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+        self.follower.abort();
+    }
+}

@@ -1,0 +1,265 @@
+//! The request-log pipeline of a node: a bounded queue the request path drops records into
+//! without waiting, and one worker that builds, batches and ships them to the control plane.
+//!
+//! Batches are kept until the control plane acks them after commit, and every unacked batch is
+//! resent, in order, after a reconnect (at-least-once; ingest is idempotent on the log id). Both
+//! the queue and the unacked buffer are bounded; what does not fit is counted, never waited for.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use weir_proto::logs::log_ingest_client::LogIngestClient;
+use weir_proto::logs::{BatchAck, LogBatch, RequestLog};
+
+use crate::config_stream::{connect, token_interceptor, Backoff};
+use crate::request_record::RequestRecord;
+use crate::settings::Settings;
+
+/// Counters of the pipeline, read by `/readyz` and tests.
+#[derive(Debug, Default)]
+pub struct LogCounters {
+    /// Records accepted into the queue.
+    pub enqueued: AtomicU64,
+    /// Records dropped because the queue was full.
+    pub dropped_queue_full: AtomicU64,
+    /// Records dropped because the unacked buffer was full.
+    pub dropped_buffer_full: AtomicU64,
+    /// Records the control plane acked (inserted or duplicate).
+    pub acked: AtomicU64,
+    /// Records the control plane said it can never write.
+    pub rejected: AtomicU64,
+    /// Records waiting in the unacked buffer.
+    pub buffered: AtomicU64,
+}
+
+/// The request path's handle: `submit` never waits.
+#[derive(Clone)]
+pub struct LogQueue {
+    tx: mpsc::Sender<RequestRecord>,
+    counters: Arc<LogCounters>,
+}
+
+impl LogQueue {
+    /// Hands a record over, or counts it as dropped if the queue is full.
+    pub fn submit(&self, rec: RequestRecord) {
+        match self.tx.try_send(rec) {
+            Ok(()) => {
+                self.counters.enqueued.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.counters
+                    .dropped_queue_full
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The pipeline's counters.
+    pub fn counters(&self) -> &Arc<LogCounters> {
+        &self.counters
+    }
+}
+
+/// Creates the queue and starts its worker.
+pub fn start(settings: Arc<Settings>) -> LogQueue {
+    let (tx, rx) = mpsc::channel(settings.log_queue_records.max(1));
+    let counters = Arc::new(LogCounters::default());
+    tokio::spawn(Worker::new(settings, counters.clone()).run(rx));
+    LogQueue { tx, counters }
+}
+
+struct Connection {
+    tx: mpsc::Sender<LogBatch>,
+    acks: tonic::Streaming<BatchAck>,
+}
+
+struct Worker {
+    settings: Arc<Settings>,
+    counters: Arc<LogCounters>,
+    /// Sealed batches not yet acked, oldest first.
+    unacked: VecDeque<LogBatch>,
+    /// Records across `unacked`.
+    unacked_records: usize,
+    /// How many of `unacked` were sent on the current connection.
+    sent: usize,
+    next_sequence: u64,
+    building: Vec<RequestLog>,
+    building_since: Option<Instant>,
+    conn: Option<Connection>,
+    backoff: Backoff,
+    retry_at: Instant,
+}
+
+/// Batches in flight on a connection before waiting for acks.
+const WINDOW: usize = 8;
+
+impl Worker {
+    fn new(settings: Arc<Settings>, counters: Arc<LogCounters>) -> Self {
+        Worker {
+            settings,
+            counters,
+            unacked: VecDeque::new(),
+            unacked_records: 0,
+            sent: 0,
+            next_sequence: 1,
+            building: Vec::new(),
+            building_since: None,
+            conn: None,
+            backoff: Backoff::default(),
+            retry_at: Instant::now(),
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<RequestRecord>) {
+        let mut input_open = true;
+        loop {
+            if self.conn.is_none() && !self.unacked.is_empty() && Instant::now() >= self.retry_at {
+                self.reconnect().await;
+            }
+            self.send_window().await;
+            if !input_open && self.building.is_empty() && self.unacked.is_empty() {
+                return;
+            }
+            let seal_at = self
+                .building_since
+                .map(|t| t + self.settings.log_batch_delay);
+            let retry_at =
+                (self.conn.is_none() && !self.unacked.is_empty()).then_some(self.retry_at);
+            tokio::select! {
+                rec = rx.recv(), if input_open => match rec {
+                    Some(rec) => {
+                        self.building.push(rec.into_log());
+                        self.building_since.get_or_insert_with(Instant::now);
+                        if self.building.len() >= self.settings.log_batch_records {
+                            self.seal();
+                        }
+                    }
+                    None => {
+                        input_open = false;
+                        self.seal();
+                    }
+                },
+                _ = sleep_until(seal_at) => self.seal(),
+                ack = next_ack(&mut self.conn) => self.on_ack(ack),
+                _ = sleep_until(retry_at) => {}
+            }
+        }
+    }
+
+    fn seal(&mut self) {
+        self.building_since = None;
+        if self.building.is_empty() {
+            return;
+        }
+        let records = std::mem::take(&mut self.building);
+        if self.unacked_records + records.len() > self.settings.log_buffer_records {
+            // The control plane has been away long enough to fill the buffer: count, don't wait.
+            self.counters
+                .dropped_buffer_full
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
+            tracing::warn!(
+                dropped = records.len(),
+                "request-log buffer full while the control plane is unreachable; records dropped"
+            );
+            return;
+        }
+        self.unacked_records += records.len();
+        self.counters
+            .buffered
+            .store(self.unacked_records as u64, Ordering::Relaxed);
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        self.unacked.push_back(LogBatch { sequence, records });
+    }
+
+    async fn reconnect(&mut self) {
+        match open(&self.settings).await {
+            Ok(conn) => {
+                self.conn = Some(conn);
+                self.sent = 0;
+                self.backoff.reset();
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "log ingest unreachable; keeping batches");
+                self.retry_at = Instant::now() + self.backoff.next_delay();
+            }
+        }
+    }
+
+    async fn send_window(&mut self) {
+        let Some(conn) = &self.conn else { return };
+        while self.sent < self.unacked.len() && self.sent < WINDOW {
+            let batch = self.unacked[self.sent].clone();
+            if conn.tx.send(batch).await.is_err() {
+                self.drop_connection();
+                return;
+            }
+            self.sent += 1;
+        }
+    }
+
+    fn on_ack(&mut self, ack: Option<BatchAck>) {
+        let Some(ack) = ack else {
+            self.drop_connection();
+            return;
+        };
+        while let Some(front) = self.unacked.front() {
+            if front.sequence > ack.sequence {
+                break;
+            }
+            let b = self.unacked.pop_front().expect("front exists");
+            self.sent = self.sent.saturating_sub(1);
+            self.unacked_records -= b.records.len();
+        }
+        self.counters
+            .acked
+            .fetch_add((ack.inserted + ack.duplicates) as u64, Ordering::Relaxed);
+        self.counters
+            .rejected
+            .fetch_add(ack.rejected as u64, Ordering::Relaxed);
+        self.counters
+            .buffered
+            .store(self.unacked_records as u64, Ordering::Relaxed);
+    }
+
+    fn drop_connection(&mut self) {
+        self.conn = None;
+        self.sent = 0;
+        self.retry_at = Instant::now() + self.backoff.next_delay();
+    }
+}
+
+async fn open(settings: &Settings) -> Result<Connection, Box<dyn std::error::Error + Send + Sync>> {
+    let channel = connect(&settings.control_plane).await?;
+    let mut client =
+        LogIngestClient::with_interceptor(channel, token_interceptor(&settings.dataplane_token))
+            .max_encoding_message_size(64 * 1024 * 1024);
+    let (tx, rx) = mpsc::channel(WINDOW);
+    let acks = client.ingest(ReceiverStream::new(rx)).await?.into_inner();
+    Ok(Connection { tx, acks })
+}
+
+async fn next_ack(conn: &mut Option<Connection>) -> Option<BatchAck> {
+    match conn {
+        Some(c) => match c.acks.message().await {
+            Ok(Some(ack)) => Some(ack),
+            Ok(None) => None,
+            Err(status) => {
+                tracing::warn!(%status, "log ingest stream failed; will resend unacked batches");
+                None
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

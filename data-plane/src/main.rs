@@ -1,0 +1,76 @@
+//! `weir-data-plane`: the OpenAI-compatible proxy.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use clap::Parser;
+use weir_data_plane::{DataPlane, Settings};
+
+#[derive(Parser)]
+#[command(name = "weir-data-plane", version, about)]
+struct Cli {
+    /// Address clients connect to.
+    #[arg(long, env = "WEIR_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The control plane's gRPC URL.
+    #[arg(
+        long,
+        env = "WEIR_CONTROL_PLANE",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    control_plane: String,
+    /// Token for the config and ingest streams.
+    #[arg(long, env = "WEIR_DATAPLANE_TOKEN", hide_env_values = true)]
+    dataplane_token: String,
+    /// This node's id (default: hostname-pid).
+    #[arg(long, env = "WEIR_NODE_ID")]
+    node_id: Option<String>,
+    /// Fleet group.
+    #[arg(long, env = "WEIR_FLEET_GROUP", default_value = "default")]
+    group: String,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "WEIR_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Request-log records kept unacked while the control plane is unreachable.
+    #[arg(long, env = "WEIR_LOG_BUFFER_RECORDS")]
+    log_buffer_records: Option<usize>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let mut s = Settings::new(cli.control_plane, cli.dataplane_token);
+    s.listen = cli.listen;
+    s.group = cli.group;
+    if let Some(id) = cli.node_id {
+        s.node_id = id;
+    }
+    if let Some(n) = cli.max_body_bytes {
+        s.max_body_bytes = n;
+    }
+    if let Some(n) = cli.log_buffer_records {
+        s.log_buffer_records = n;
+    }
+    let dp = DataPlane::start(s)
+        .await
+        .context("starting the data plane")?;
+    println!("weir-data-plane listening on {}", dp.addr);
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    dp.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

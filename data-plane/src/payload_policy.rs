@@ -1,0 +1,206 @@
+//! Turning a request's or response's raw bytes into the payload stored in its request log:
+//! wrap (`{headers, body}` / `{body}` / `{stream, events, usage, error}`), redact, shrink to the
+//! policy's byte cap. Runs in the log worker, never on the request's path.
+
+use http::HeaderMap;
+use serde_json::{Map, Value};
+
+/// What replaces a redacted value.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Headers whose values are always redacted.
+pub const SECRET_HEADERS: [&str; 8] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "api-key",
+    "anthropic-api-key",
+    "x-goog-api-key",
+];
+
+/// JSON keys (any depth, any case) whose values are always redacted.
+pub const SECRET_KEYS: [&str; 13] = [
+    "api_key",
+    "apikey",
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "client_secret",
+    "credentials",
+    "private_key",
+    "secret",
+    "password",
+    "authorization",
+    "x-api-key",
+];
+
+/// The wrapped request: `{headers, body}` with secrets redacted.
+pub fn wrap_request(headers: &HeaderMap, body: &[u8]) -> Value {
+    let mut h = Map::new();
+    for name in headers.keys() {
+        let n = name.as_str();
+        let value = if SECRET_HEADERS.contains(&n) {
+            Value::String(REDACTED.into())
+        } else {
+            let joined: Vec<String> = headers
+                .get_all(name)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect();
+            Value::String(joined.join(", "))
+        };
+        h.insert(n.to_string(), value);
+    }
+    let mut body = body_value(body);
+    redact_keys(&mut body);
+    serde_json::json!({ "headers": h, "body": body })
+}
+
+/// The wrapped non-streaming response: `{body}` with secrets redacted.
+pub fn wrap_response(body: &[u8]) -> Value {
+    let mut body = body_value(body);
+    redact_keys(&mut body);
+    serde_json::json!({ "body": body })
+}
+
+/// JSON when the bytes are JSON; otherwise the text, so nothing is lost to a parse error.
+pub fn body_value(body: &[u8]) -> Value {
+    if body.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+}
+
+/// Redacts built-in secret keys at any depth.
+pub fn redact_keys(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (k, val) in map.iter_mut() {
+                if SECRET_KEYS.iter().any(|s| s.eq_ignore_ascii_case(k)) {
+                    *val = Value::String(REDACTED.into());
+                } else {
+                    redact_keys(val);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(redact_keys),
+        _ => {}
+    }
+}
+
+/// Serialises `v` within `max_bytes`, shortening long strings (keeping the JSON's shape) until it
+/// fits; returns the bytes and whether anything was cut.
+pub fn cap(mut v: Value, max_bytes: usize) -> (Vec<u8>, bool) {
+    let full = serde_json::to_vec(&v).unwrap_or_default();
+    if full.len() <= max_bytes {
+        return (full, false);
+    }
+    let mut limit = 4096usize;
+    loop {
+        shorten_strings(&mut v, limit);
+        let out = serde_json::to_vec(&v).unwrap_or_default();
+        if out.len() <= max_bytes {
+            return (out, true);
+        }
+        if limit <= 16 {
+            // Even the skeleton is too big: keep a marker that says so.
+            let marker = serde_json::json!({
+                "weir_truncated": true,
+                "original_bytes": full.len(),
+            });
+            return (serde_json::to_vec(&marker).unwrap_or_default(), true);
+        }
+        limit /= 4;
+    }
+}
+
+fn shorten_strings(v: &mut Value, limit: usize) {
+    match v {
+        Value::String(s) if s.len() > limit => {
+            let mut cut = limit;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let dropped = s.len() - cut;
+            s.truncate(cut);
+            s.push_str(&format!("…[{dropped} bytes truncated]"));
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| shorten_strings(x, limit)),
+        Value::Object(o) => o.values_mut().for_each(|x| shorten_strings(x, limit)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_headers_are_redacted() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "Bearer weir_sk_secret".parse().unwrap());
+        h.insert("x-api-key", "sk-ant-secret".parse().unwrap());
+        h.insert("content-type", "application/json".parse().unwrap());
+        h.append("cookie", "a=1".parse().unwrap());
+        let v = wrap_request(&h, br#"{"model":"m"}"#);
+        let text = v.to_string();
+        assert!(!text.contains("secret"), "{text}");
+        assert!(!text.contains("a=1"), "{text}");
+        assert_eq!(v["headers"]["authorization"], REDACTED);
+        assert_eq!(v["headers"]["content-type"], "application/json");
+        assert_eq!(v["body"]["model"], "m");
+    }
+
+    #[test]
+    fn secret_keys_any_depth_any_case() {
+        let body = br#"{"model":"m","max_tokens":5,"metadata":{"API_KEY":"k1","nested":[{"Password":"p","ok":"x"}]},"token":"t"}"#;
+        let v = wrap_response(body);
+        let text = v.to_string();
+        for secret in ["k1", "\"p\"", "\"t\""] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        assert_eq!(v["body"]["max_tokens"], 5);
+        assert_eq!(v["body"]["metadata"]["nested"][0]["ok"], "x");
+    }
+
+    #[test]
+    fn non_json_bodies_are_kept_as_text() {
+        assert_eq!(body_value(b"not json"), Value::String("not json".into()));
+        assert_eq!(body_value(b""), Value::Null);
+    }
+
+    #[test]
+    fn cap_keeps_shape() {
+        let big = "A".repeat(200_000);
+        let v = serde_json::json!({"body": {"messages": [{"role": "user", "content": big}]}});
+        let (out, truncated) = cap(v, 4096);
+        assert!(truncated);
+        assert!(out.len() <= 4096, "{}", out.len());
+        let back: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back["body"]["messages"][0]["role"], "user");
+        assert!(back["body"]["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("bytes truncated"));
+        let small = serde_json::json!({"a": 1});
+        assert_eq!(cap(small, 100), (b"{\"a\":1}".to_vec(), false));
+        // A skeleton that cannot fit becomes a marker.
+        let many: Vec<Value> = (0..10_000).map(Value::from).collect();
+        let (out, truncated) = cap(Value::Array(many), 64);
+        assert!(truncated);
+        let back: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back["weir_truncated"], true);
+    }
+
+    #[test]
+    fn multibyte_strings_are_cut_on_char_boundaries() {
+        let v = serde_json::json!({"s": "é".repeat(10_000)});
+        let (out, truncated) = cap(v, 2_000);
+        assert!(truncated);
+        assert!(serde_json::from_slice::<Value>(&out).is_ok());
+    }
+}

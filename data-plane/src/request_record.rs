@@ -1,0 +1,373 @@
+//! What the request path hands to the log worker, and how the worker turns it into a
+//! `weir.logs.v1.RequestLog`.
+//!
+//! The request path only moves cheap things into the record (reference-counted bytes, a header
+//! map, timings); parsing, redaction and capping happen in [`RequestRecord::into_log`] on the
+//! worker. A [`RecordGuard`] makes sure a request that is abandoned half-way (the client went
+//! away and its handler was dropped) is still logged, as cancelled.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use serde_json::Value;
+use uuid::Uuid;
+use weir_proto::logs::{self as pb, Attempt, Caller, Harness, PolicyMeta, RequestLog, Tag};
+
+use crate::log_shipper::LogQueue;
+use crate::payload_policy;
+use crate::snapshot::{KeyInfo, Policy};
+use crate::sse_transcript::event_data;
+use crate::usage::{self, StreamFacts};
+
+/// One upstream try.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    /// Provider key.
+    pub provider_key: String,
+    /// Upstream model.
+    pub upstream_model: String,
+    /// 0 when no response arrived.
+    pub status_code: u16,
+    /// Empty on success.
+    pub error_kind: &'static str,
+    /// Human-readable failure.
+    pub error_message: String,
+    /// From send to the end of the attempt.
+    pub duration: Duration,
+    /// From send to response headers.
+    pub ttfb: Option<Duration>,
+    /// Whether the client got this attempt's response.
+    pub produced_response: bool,
+}
+
+/// A request as the request path saw it.
+#[derive(Debug)]
+pub struct RequestRecord {
+    /// UUIDv7 minted on arrival.
+    pub log_id: Uuid,
+    /// Correlation id.
+    pub request_id: String,
+    /// `chat_completions`, …
+    pub operation: &'static str,
+    /// Streaming request.
+    pub stream: bool,
+    /// Arrival.
+    pub started: Instant,
+    /// Model key the client asked for.
+    pub model_key: String,
+    /// The authenticated key.
+    pub key: Arc<KeyInfo>,
+    /// Payload policy in force for this request.
+    pub policy: Option<Arc<Policy>>,
+    /// Status sent to the client.
+    pub status_code: u16,
+    /// Outcome name.
+    pub outcome: &'static str,
+    /// Error shown to the client, if any.
+    pub error_message: String,
+    /// Arrival to last byte.
+    pub duration: Duration,
+    /// Arrival to first byte sent.
+    pub ttfb: Option<Duration>,
+    /// Request headers as received (redacted later).
+    pub request_headers: HeaderMap,
+    /// Request body as received.
+    pub request_body: Bytes,
+    /// Whole response body (non-streaming).
+    pub response_body: Bytes,
+    /// Raw SSE events of a streamed response, in order (bounded by the relay).
+    pub stream_events: Vec<Bytes>,
+    /// Events the relay saw in total, kept or not.
+    pub stream_events_seen: u32,
+    /// The last usage-bearing event, kept even when `stream_events` is full.
+    pub last_usage_event: Option<Bytes>,
+    /// Upstream tries in order.
+    pub attempts: Vec<AttemptRecord>,
+    /// Node identity.
+    pub node_id: Arc<str>,
+    /// Fleet group.
+    pub group: Arc<str>,
+}
+
+impl RequestRecord {
+    /// A record for a request that just authenticated.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        operation: &'static str,
+        request_id: String,
+        started: Instant,
+        key: Arc<KeyInfo>,
+        policy: Option<Arc<Policy>>,
+        request_headers: HeaderMap,
+        node_id: Arc<str>,
+        group: Arc<str>,
+    ) -> Self {
+        RequestRecord {
+            log_id: Uuid::now_v7(),
+            request_id,
+            operation,
+            stream: false,
+            started,
+            model_key: String::new(),
+            key,
+            policy,
+            status_code: 0,
+            outcome: "internal_error",
+            error_message: String::new(),
+            duration: Duration::ZERO,
+            ttfb: None,
+            request_headers,
+            request_body: Bytes::new(),
+            response_body: Bytes::new(),
+            stream_events: Vec::new(),
+            stream_events_seen: 0,
+            last_usage_event: None,
+            attempts: Vec::new(),
+            node_id,
+            group,
+        }
+    }
+
+    /// Builds the wire record: usage, tools, redacted and capped payloads. Runs on the worker.
+    pub fn into_log(self) -> RequestLog {
+        let policy = self.policy.clone();
+        let capture = policy.as_ref().is_some_and(|p| p.captures_payloads());
+        let request_json = payload_policy::body_value(&self.request_body);
+        let exposed = usage::exposed_tools(&request_json);
+
+        let (usage, invoked, response_wrapped) = if self.stream {
+            let mut facts = StreamFacts::default();
+            let mut events: Vec<Value> = Vec::new();
+            let max_events = policy.as_ref().map_or(0, |p| p.stream_max_events as usize);
+            let mut kept_all = true;
+            for raw in &self.stream_events {
+                let Some(data) = event_data(raw) else {
+                    continue;
+                };
+                let v: Value = match serde_json::from_slice(&data) {
+                    Ok(v) => v,
+                    Err(_) => Value::String(String::from_utf8_lossy(&data).into_owned()),
+                };
+                facts.observe(&v);
+                if events.len() < max_events {
+                    events.push(v);
+                } else {
+                    kept_all = false;
+                }
+            }
+            if let Some(data) = self.last_usage_event.as_deref().and_then(event_data) {
+                if let Ok(v) = serde_json::from_slice::<Value>(&data) {
+                    facts.observe(&v);
+                }
+            }
+            if (self.stream_events.len() as u32) < self.stream_events_seen {
+                kept_all = false;
+            }
+            let usage_json = facts
+                .usage
+                .as_ref()
+                .map(|u| serde_json::to_value(UsageJson::from(u)).unwrap_or(Value::Null))
+                .unwrap_or(Value::Null);
+            let mut wrapped = serde_json::json!({
+                "stream": true,
+                "events": events,
+                "usage": usage_json,
+                "error": facts.error.clone().unwrap_or(Value::Null),
+            });
+            payload_policy::redact_keys(&mut wrapped);
+            (
+                facts.usage,
+                Some(facts.invoked_tools()),
+                (wrapped, !kept_all),
+            )
+        } else {
+            let body = payload_policy::body_value(&self.response_body);
+            let usage = body.get("usage").and_then(usage::from_openai_usage);
+            let invoked = (!self.attempts.is_empty() && body.get("choices").is_some())
+                .then(|| usage::invoked_tools_in_response(&body));
+            let mut wrapped = serde_json::json!({ "body": body });
+            payload_policy::redact_keys(&mut wrapped);
+            (usage, invoked, (wrapped, false))
+        };
+
+        let (request_payload, request_truncated, response_payload, response_truncated) =
+            match (&policy, capture) {
+                (Some(p), true) => {
+                    let req =
+                        payload_policy::wrap_request(&self.request_headers, &self.request_body);
+                    let (req, rt) = payload_policy::cap(req, p.request_max_bytes as usize);
+                    let (resp, rt2) =
+                        payload_policy::cap(response_wrapped.0, p.response_max_bytes as usize);
+                    (req, rt, resp, rt2 || response_wrapped.1)
+                }
+                _ => (Vec::new(), false, Vec::new(), false),
+            };
+
+        let produced = self
+            .attempts
+            .iter()
+            .rev()
+            .find(|a| a.produced_response)
+            .or(self.attempts.last());
+        let user_agent = self
+            .request_headers
+            .get(http::header::USER_AGENT)
+            .map(|v| truncate_utf8(&String::from_utf8_lossy(v.as_bytes()), 512))
+            .unwrap_or_default();
+        let tags = ["service", "component", "env"]
+            .iter()
+            .filter_map(|k| {
+                self.request_headers
+                    .get(format!("x-weir-{k}"))
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| Tag {
+                        key: k.to_string(),
+                        value: truncate_utf8(v, 64),
+                    })
+            })
+            .collect();
+        RequestLog {
+            log_id: self.log_id.as_bytes().to_vec(),
+            request_id: self.request_id,
+            operation: self.operation.to_string(),
+            stream: self.stream,
+            model_key: self.model_key,
+            provider_key: produced.map(|a| a.provider_key.clone()).unwrap_or_default(),
+            upstream_model: produced
+                .map(|a| a.upstream_model.clone())
+                .unwrap_or_default(),
+            status_code: self.status_code as u32,
+            outcome: self.outcome.to_string(),
+            error_message: self.error_message,
+            duration_us: self.duration.as_micros() as u64,
+            ttfb_us: self.ttfb.map(|d| d.as_micros() as u64),
+            usage,
+            caller: Some(Caller {
+                api_key_id: self.key.id.clone(),
+                user_id: self.key.user_id.clone(),
+                team_id: self.key.team_id.clone(),
+                service_account_id: self.key.service_account_id.clone(),
+            }),
+            node_id: self.node_id.to_string(),
+            fleet_group: self.group.to_string(),
+            harness: Some(Harness {
+                key: "unknown".into(),
+                label: String::new(),
+                version: String::new(),
+                user_agent,
+            }),
+            tags,
+            exposed_tool_count: exposed,
+            invoked_tool_count: invoked,
+            request_payload,
+            response_payload,
+            request_payload_truncated: request_truncated,
+            response_payload_truncated: response_truncated,
+            policy: policy.map(|p| PolicyMeta {
+                capture_mode: p.capture_mode.clone(),
+                request_max_bytes: p.request_max_bytes,
+                response_max_bytes: p.response_max_bytes,
+                stream_max_events: p.stream_max_events,
+                policy_version: p.version.clone(),
+            }),
+            attempts: self
+                .attempts
+                .iter()
+                .enumerate()
+                .map(|(i, a)| Attempt {
+                    number: i as u32 + 1,
+                    provider_key: a.provider_key.clone(),
+                    upstream_model: a.upstream_model.clone(),
+                    status_code: a.status_code as u32,
+                    error_kind: a.error_kind.to_string(),
+                    error_message: a.error_message.clone(),
+                    duration_us: a.duration.as_micros() as u64,
+                    ttfb_us: a.ttfb.map(|d| d.as_micros() as u64),
+                    produced_response: a.produced_response,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct UsageJson {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cached_input_tokens: Option<u64>,
+    reasoning_tokens: Option<u64>,
+    total_tokens: Option<u64>,
+}
+
+impl From<&pb::Usage> for UsageJson {
+    fn from(u: &pb::Usage) -> Self {
+        UsageJson {
+            input_tokens: u.input_tokens,
+            output_tokens: u.output_tokens,
+            cached_input_tokens: u.cached_input_tokens,
+            reasoning_tokens: u.reasoning_tokens,
+            total_tokens: u.total_tokens,
+        }
+    }
+}
+
+fn truncate_utf8(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    s[..cut].to_string()
+}
+
+/// Owns a record while its request is in flight; submits it when finished, or as cancelled when
+/// dropped unfinished.
+pub struct RecordGuard {
+    rec: Option<RequestRecord>,
+    queue: LogQueue,
+}
+
+impl RecordGuard {
+    /// Guards `rec`.
+    pub fn new(rec: RequestRecord, queue: LogQueue) -> Self {
+        RecordGuard {
+            rec: Some(rec),
+            queue,
+        }
+    }
+
+    /// The record, for the request path to fill in.
+    pub fn rec(&mut self) -> &mut RequestRecord {
+        self.rec.as_mut().expect("record present until finished")
+    }
+
+    /// Sets the outcome and hands the record to the log queue.
+    pub fn finish(mut self, status_code: u16, outcome: &'static str, error_message: String) {
+        if let Some(mut rec) = self.rec.take() {
+            rec.status_code = status_code;
+            rec.outcome = outcome;
+            rec.error_message = error_message;
+            rec.duration = rec.started.elapsed();
+            self.queue.submit(rec);
+        }
+    }
+}
+
+impl Drop for RecordGuard {
+    fn drop(&mut self) {
+        if let Some(mut rec) = self.rec.take() {
+            // The handler was dropped before it finished: the client went away.
+            rec.outcome = "cancelled";
+            if rec.status_code == 0 {
+                rec.status_code = 499;
+            }
+            rec.error_message = "client disconnected before the response completed".into();
+            rec.duration = rec.started.elapsed();
+            self.queue.submit(rec);
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! The data plane's own settings: where to listen, where the control plane is, and the bounds of
+//! its queues. Everything about routing comes from the config stream.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Client-facing listen address.
+    pub listen: SocketAddr,
+    /// The control plane's gRPC URL, e.g. `http://127.0.0.1:50051`.
+    pub control_plane: String,
+    /// Token presented on the config and ingest streams.
+    pub dataplane_token: String,
+    /// This node's id.
+    pub node_id: String,
+    /// Fleet group.
+    pub group: String,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Largest upstream (non-streaming) response body relayed.
+    pub max_response_bytes: usize,
+    /// Records waiting for the log worker; beyond it a record is dropped and counted.
+    pub log_queue_records: usize,
+    /// Records kept (sealed in batches) until the control plane acks them.
+    pub log_buffer_records: usize,
+    /// Records per batch.
+    pub log_batch_records: usize,
+    /// Longest a partial batch waits before it is sent.
+    pub log_batch_delay: Duration,
+    /// Connect timeout to upstreams.
+    pub upstream_connect_timeout: Duration,
+    /// Time allowed for an upstream's response headers.
+    pub upstream_first_byte_timeout: Duration,
+}
+
+impl Settings {
+    /// Defaults for everything but the control plane and its token.
+    pub fn new(control_plane: impl Into<String>, dataplane_token: impl Into<String>) -> Self {
+        Settings {
+            listen: ([127, 0, 0, 1], 8080).into(),
+            control_plane: control_plane.into(),
+            dataplane_token: dataplane_token.into(),
+            node_id: default_node_id(),
+            group: "default".into(),
+            max_body_bytes: 32 * 1024 * 1024,
+            max_response_bytes: 64 * 1024 * 1024,
+            log_queue_records: 16_384,
+            log_buffer_records: 200_000,
+            log_batch_records: 512,
+            log_batch_delay: Duration::from_millis(100),
+            upstream_connect_timeout: Duration::from_secs(10),
+            upstream_first_byte_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "data-plane".into());
+    format!("{host}-{}", std::process::id())
+}

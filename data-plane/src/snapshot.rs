@@ -1,0 +1,393 @@
+//! The data plane's whole configuration as one immutable value.
+//!
+//! A request loads the current snapshot once (`ArcSwap::load_full`) and uses that version
+//! throughout; a new version is built beside it and swapped in atomically, so requests in flight
+//! never see a mix and never wait.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use weir_proto::config::{discovery_response::Resources, ResourceType};
+use weir_proto::validate::{self, Invalid};
+
+/// A provider ready to send to.
+#[derive(Debug)]
+pub struct Provider {
+    /// Its key.
+    pub key: String,
+    /// Wire protocol ("openai" or "anthropic").
+    pub kind: String,
+    /// Base URL without a trailing slash.
+    pub base_url: String,
+    /// The upstream credential header, resolved from the node's environment; marked sensitive.
+    pub auth: Option<(HeaderName, HeaderValue)>,
+    /// Headers added to every upstream request.
+    pub extra_headers: HeaderMap,
+}
+
+/// One target of a route.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Provider key, looked up in the same snapshot.
+    pub provider_key: String,
+    /// Model name sent upstream.
+    pub upstream_model: String,
+    /// Relative weight.
+    pub weight: u32,
+}
+
+/// A model key's route.
+#[derive(Debug)]
+pub struct Route {
+    /// The model key clients send.
+    pub model_key: String,
+    /// Targets in their configured order.
+    pub targets: Vec<Target>,
+}
+
+impl Route {
+    /// Picks a target by weight; `roll` is uniform in `0..total weight`.
+    pub fn pick(&self, roll: u64) -> &Target {
+        let mut r = roll;
+        for t in &self.targets {
+            if r < t.weight as u64 {
+                return t;
+            }
+            r -= t.weight as u64;
+        }
+        &self.targets[0]
+    }
+
+    /// Sum of weights (validation guarantees at least one target has weight).
+    pub fn total_weight(&self) -> u64 {
+        self.targets
+            .iter()
+            .map(|t| t.weight as u64)
+            .sum::<u64>()
+            .max(1)
+    }
+}
+
+/// A gateway key as the node knows it.
+#[derive(Debug)]
+pub struct KeyInfo {
+    /// Key id.
+    pub id: String,
+    /// Display prefix, safe to show in errors.
+    pub display_prefix: String,
+    /// Attributed user.
+    pub user_id: String,
+    /// Team.
+    pub team_id: String,
+    /// Owning service account, if any.
+    pub service_account_id: String,
+    /// `None` means every model.
+    pub allowed_models: Option<HashSet<String>>,
+    /// Unix ms; 0 means never.
+    pub expires_at_ms: i64,
+    /// Whether the owner wants request logs.
+    pub request_logging_enabled: bool,
+}
+
+/// What to capture of payloads.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// `disabled` | `summary_only` | `redacted_payloads`.
+    pub capture_mode: String,
+    /// Cap on the stored request payload.
+    pub request_max_bytes: u32,
+    /// Cap on the stored response payload.
+    pub response_max_bytes: u32,
+    /// Events kept of a stream.
+    pub stream_max_events: u32,
+    /// Admin redaction paths.
+    pub redaction_paths: Vec<String>,
+    /// The config version this policy came with.
+    pub version: String,
+}
+
+impl Policy {
+    /// Whether payloads are stored.
+    pub fn captures_payloads(&self) -> bool {
+        self.capture_mode == "redacted_payloads"
+    }
+}
+
+/// Everything a request needs, at one version per resource type.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Version held per resource type.
+    pub versions: HashMap<i32, String>,
+    /// Providers by key.
+    pub providers: HashMap<String, Arc<Provider>>,
+    /// Routes by model key.
+    pub routes: HashMap<String, Arc<Route>>,
+    /// Keys by SHA-256 of the key.
+    pub keys: HashMap<[u8; 32], Arc<KeyInfo>>,
+    /// Payload policy.
+    pub policy: Option<Arc<Policy>>,
+}
+
+/// The resource types a node must hold before it serves.
+pub const REQUIRED: [ResourceType; 4] = [
+    ResourceType::Providers,
+    ResourceType::Routes,
+    ResourceType::ApiKeys,
+    ResourceType::PayloadPolicy,
+];
+
+impl Snapshot {
+    /// Whether every required type has arrived.
+    pub fn is_complete(&self) -> bool {
+        REQUIRED
+            .iter()
+            .all(|t| self.versions.contains_key(&(*t as i32)))
+    }
+
+    /// The version held for `t`, or "" when none.
+    pub fn version(&self, t: ResourceType) -> &str {
+        self.versions.get(&(t as i32)).map_or("", String::as_str)
+    }
+
+    /// A new snapshot with `resources` at `version` replacing the current set of its type; an
+    /// error means the node must NACK and keep `self`.
+    pub fn with(
+        &self,
+        version: &str,
+        resources: &Resources,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Snapshot, Invalid> {
+        let mut next = Snapshot {
+            versions: self.versions.clone(),
+            providers: self.providers.clone(),
+            routes: self.routes.clone(),
+            keys: self.keys.clone(),
+            policy: self.policy.clone(),
+        };
+        let t = match resources {
+            Resources::Providers(set) => {
+                let mut providers = HashMap::with_capacity(set.providers.len());
+                for p in &set.providers {
+                    validate::validate_provider(p)?;
+                    providers.insert(p.key.clone(), Arc::new(compile_provider(p, env)?));
+                }
+                next.providers = providers;
+                ResourceType::Providers
+            }
+            Resources::Routes(set) => {
+                let mut routes = HashMap::with_capacity(set.routes.len());
+                for r in &set.routes {
+                    // Providers may arrive after routes on a fresh stream; the handler answers
+                    // 502 for a target whose provider this node does not hold.
+                    validate::validate_route(r, |_| true)?;
+                    routes.insert(
+                        r.model_key.clone(),
+                        Arc::new(Route {
+                            model_key: r.model_key.clone(),
+                            targets: r
+                                .targets
+                                .iter()
+                                .map(|t| Target {
+                                    provider_key: t.provider_key.clone(),
+                                    upstream_model: t.upstream_model.clone(),
+                                    weight: t.weight,
+                                })
+                                .collect(),
+                        }),
+                    );
+                }
+                next.routes = routes;
+                ResourceType::Routes
+            }
+            Resources::ApiKeys(set) => {
+                let mut keys = HashMap::with_capacity(set.keys.len());
+                for k in &set.keys {
+                    let hash: [u8; 32] = k.key_hash.as_slice().try_into().map_err(|_| Invalid {
+                        code: "invalid_key_hash",
+                        message: format!(
+                            "key {} has a {}-byte hash; expected 32",
+                            k.id,
+                            k.key_hash.len()
+                        ),
+                    })?;
+                    keys.insert(
+                        hash,
+                        Arc::new(KeyInfo {
+                            id: k.id.clone(),
+                            display_prefix: k.display_prefix.clone(),
+                            user_id: k.user_id.clone(),
+                            team_id: k.team_id.clone(),
+                            service_account_id: k.owner_service_account_id.clone(),
+                            allowed_models: (!k.allowed_models.is_empty())
+                                .then(|| k.allowed_models.iter().cloned().collect()),
+                            expires_at_ms: k.expires_at_unix_ms,
+                            request_logging_enabled: k.request_logging_enabled,
+                        }),
+                    );
+                }
+                next.keys = keys;
+                ResourceType::ApiKeys
+            }
+            Resources::PayloadPolicy(p) => {
+                validate::validate_payload_policy(p)?;
+                next.policy = Some(Arc::new(Policy {
+                    capture_mode: p.capture_mode.clone(),
+                    request_max_bytes: p.request_max_bytes,
+                    response_max_bytes: p.response_max_bytes,
+                    stream_max_events: p.stream_max_events,
+                    redaction_paths: p.redaction_paths.clone(),
+                    version: version.to_string(),
+                }));
+                ResourceType::PayloadPolicy
+            }
+        };
+        next.versions.insert(t as i32, version.to_string());
+        Ok(next)
+    }
+}
+
+fn compile_provider(
+    p: &weir_proto::config::Provider,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Provider, Invalid> {
+    let auth = if p.api_key_env.is_empty() {
+        None
+    } else {
+        // Only this node knows its environment: a missing secret is a NACK, not a silent 401
+        // from the upstream later.
+        let secret = env(&p.api_key_env)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| Invalid {
+                code: "missing_secret",
+                message: format!(
+                    "provider {:?} needs environment variable {} on this node, and it is not set",
+                    p.key, p.api_key_env
+                ),
+            })?;
+        let (name, value) = match p.kind.as_str() {
+            "anthropic" => (HeaderName::from_static("x-api-key"), secret),
+            _ => (http::header::AUTHORIZATION, format!("Bearer {secret}")),
+        };
+        let mut value = HeaderValue::from_str(&value).map_err(|_| Invalid {
+            code: "invalid_secret",
+            message: format!(
+                "provider {:?}: the value of {} is not a valid header value",
+                p.key, p.api_key_env
+            ),
+        })?;
+        value.set_sensitive(true);
+        Some((name, value))
+    };
+    let mut extra_headers = HeaderMap::new();
+    for (k, v) in &p.extra_headers {
+        // validate_provider already checked both parse.
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            extra_headers.insert(k, v);
+        }
+    }
+    Ok(Provider {
+        key: p.key.clone(),
+        kind: p.kind.clone(),
+        base_url: p.base_url.trim_end_matches('/').to_string(),
+        auth,
+        extra_headers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_proto::config::{self as cfg};
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn providers(kind: &str, env: &str) -> Resources {
+        Resources::Providers(cfg::ProviderSet {
+            providers: vec![cfg::Provider {
+                key: "p".into(),
+                kind: kind.into(),
+                base_url: "http://127.0.0.1:1/v1/".into(),
+                api_key_env: env.into(),
+                extra_headers: Default::default(),
+            }],
+        })
+    }
+
+    #[test]
+    fn applies_and_versions_each_type() {
+        let s = Snapshot::default();
+        assert!(!s.is_complete());
+        let s = s.with("1", &providers("openai", ""), &no_env).unwrap();
+        assert_eq!(s.version(ResourceType::Providers), "1");
+        assert_eq!(s.providers["p"].base_url, "http://127.0.0.1:1/v1");
+        let s = s
+            .with(
+                "7",
+                &Resources::Routes(cfg::RouteSet {
+                    routes: vec![cfg::Route {
+                        model_key: "m".into(),
+                        targets: vec![cfg::Target {
+                            provider_key: "p".into(),
+                            upstream_model: "up".into(),
+                            weight: 1,
+                        }],
+                    }],
+                }),
+                &no_env,
+            )
+            .unwrap();
+        assert_eq!(s.routes["m"].targets[0].upstream_model, "up");
+        assert_eq!(s.version(ResourceType::Providers), "1");
+        assert_eq!(s.version(ResourceType::Routes), "7");
+    }
+
+    #[test]
+    fn node_only_problems_are_nacks() {
+        let s = Snapshot::default();
+        let e = s
+            .with("1", &providers("openai", "WEIR_TEST_UNSET_VAR"), &no_env)
+            .unwrap_err();
+        assert_eq!(e.code, "missing_secret");
+        assert!(e.message.contains("WEIR_TEST_UNSET_VAR"));
+        let e = s.with("1", &providers("bedrock", ""), &no_env).unwrap_err();
+        assert_eq!(e.code, "unknown_provider_kind");
+        let env = |_: &str| Some("sk-test".to_string());
+        let ok = s.with("1", &providers("anthropic", "X"), &env).unwrap();
+        let (name, value) = ok.providers["p"].auth.clone().unwrap();
+        assert_eq!(name, "x-api-key");
+        assert!(value.is_sensitive());
+        let bad_hash = Resources::ApiKeys(cfg::ApiKeySet {
+            keys: vec![cfg::ApiKey {
+                id: "k".into(),
+                key_hash: vec![1, 2, 3],
+                ..Default::default()
+            }],
+        });
+        assert_eq!(
+            s.with("1", &bad_hash, &no_env).unwrap_err().code,
+            "invalid_key_hash"
+        );
+    }
+
+    #[test]
+    fn weighted_pick_covers_every_target() {
+        let t = |w| Target {
+            provider_key: "p".into(),
+            upstream_model: format!("w{w}"),
+            weight: w,
+        };
+        let r = Route {
+            model_key: "m".into(),
+            targets: vec![t(1), t(0), t(3)],
+        };
+        assert_eq!(r.total_weight(), 4);
+        let picks: Vec<&str> = (0..4).map(|i| r.pick(i).upstream_model.as_str()).collect();
+        assert_eq!(picks, ["w1", "w3", "w3", "w3"]);
+    }
+}

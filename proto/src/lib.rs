@@ -1,0 +1,26 @@
+//! Weir's wire contract and the rules both planes apply.
+//!
+//! - [`config`], [`logs`], [`admin`]: the generated gRPC packages (`weir.*.v1`).
+//! - [`api_key`]: the gateway key format and its hash (both planes hash the same way).
+//! - [`request_id`]: what a caller-supplied request id may look like.
+//! - [`validate`]: config rules checked by the control plane before pushing and by the data plane
+//!   before ACKing.
+
+pub mod api_key;
+pub mod request_id;
+pub mod validate;
+
+/// The config stream (`weir.config.v1`).
+pub mod config {
+    tonic::include_proto!("weir.config.v1");
+}
+
+/// Request-log ingest (`weir.logs.v1`).
+pub mod logs {
+    tonic::include_proto!("weir.logs.v1");
+}
+
+/// The admin service (`weir.admin.v1`).
+pub mod admin {
+    tonic::include_proto!("weir.admin.v1");
+}

@@ -1,0 +1,277 @@
+//! Config validation that both planes apply: the control plane before it stores or pushes a
+//! resource, the data plane before it ACKs one. Written once so the two never disagree; a data
+//! plane NACK then means something only that node can know (an older build, say).
+
+use crate::config::{PayloadPolicy, Provider, Route};
+
+/// Provider kinds this build can speak.
+pub const PROVIDER_KINDS: [&str; 2] = ["openai", "anthropic"];
+
+/// Capture modes of the payload policy.
+pub const CAPTURE_MODES: [&str; 3] = ["disabled", "summary_only", "redacted_payloads"];
+
+/// A resource that cannot be used, with a stable code and a message naming it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Invalid {
+    /// Stable, machine-readable, e.g. `unknown_provider_kind`.
+    pub code: &'static str,
+    /// Names the resource and the field.
+    pub message: String,
+}
+
+fn invalid(code: &'static str, message: String) -> Invalid {
+    Invalid { code, message }
+}
+
+/// Keys of providers and models: what clients and routes refer to them by.
+pub fn validate_key(what: &str, key: &str) -> Result<(), Invalid> {
+    let ok = !key.is_empty()
+        && key.len() <= 128
+        && key.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'@')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "invalid_key",
+            format!(
+                "{what} key {key:?} must be 1-128 characters of letters, digits and - _ . : / @"
+            ),
+        ))
+    }
+}
+
+/// Checks one provider.
+pub fn validate_provider(p: &Provider) -> Result<(), Invalid> {
+    validate_key("provider", &p.key)?;
+    if !PROVIDER_KINDS.contains(&p.kind.as_str()) {
+        return Err(invalid(
+            "unknown_provider_kind",
+            format!(
+                "provider {:?} has kind {:?}; this build knows {}",
+                p.key,
+                p.kind,
+                PROVIDER_KINDS.join(", ")
+            ),
+        ));
+    }
+    let scheme_ok = p.base_url.starts_with("http://") || p.base_url.starts_with("https://");
+    if !scheme_ok || p.base_url.parse::<http::Uri>().is_err() {
+        return Err(invalid(
+            "invalid_base_url",
+            format!(
+                "provider {:?} has base_url {:?}; it must be an absolute http(s) URL",
+                p.key, p.base_url
+            ),
+        ));
+    }
+    if !p.api_key_env.is_empty() && !is_env_name(&p.api_key_env) {
+        return Err(invalid(
+            "invalid_api_key_env",
+            format!(
+                "provider {:?}: api_key_env {:?} must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*), not a secret",
+                p.key, p.api_key_env
+            ),
+        ));
+    }
+    for (name, value) in &p.extra_headers {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err()
+            || http::HeaderValue::from_str(value).is_err()
+        {
+            return Err(invalid(
+                "invalid_header",
+                format!(
+                    "provider {:?}: extra header {name:?} is not a valid HTTP header",
+                    p.key
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks one route against the providers it may use.
+pub fn validate_route(r: &Route, provider_exists: impl Fn(&str) -> bool) -> Result<(), Invalid> {
+    validate_key("model", &r.model_key)?;
+    if r.targets.is_empty() {
+        return Err(invalid(
+            "no_targets",
+            format!("model {:?} has no targets", r.model_key),
+        ));
+    }
+    for t in &r.targets {
+        if !provider_exists(&t.provider_key) {
+            return Err(invalid(
+                "unknown_provider",
+                format!(
+                    "model {:?} targets provider {:?}, which does not exist",
+                    r.model_key, t.provider_key
+                ),
+            ));
+        }
+        if t.upstream_model.is_empty() {
+            return Err(invalid(
+                "invalid_target",
+                format!(
+                    "model {:?}: target on {:?} has no upstream model",
+                    r.model_key, t.provider_key
+                ),
+            ));
+        }
+    }
+    if r.targets.iter().all(|t| t.weight == 0) {
+        return Err(invalid(
+            "invalid_target",
+            format!("model {:?}: every target has weight 0", r.model_key),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the payload policy.
+pub fn validate_payload_policy(p: &PayloadPolicy) -> Result<(), Invalid> {
+    if !CAPTURE_MODES.contains(&p.capture_mode.as_str()) {
+        return Err(invalid(
+            "invalid_capture_mode",
+            format!(
+                "capture_mode {:?} must be one of {}",
+                p.capture_mode,
+                CAPTURE_MODES.join(", ")
+            ),
+        ));
+    }
+    for (name, v) in [
+        ("request_max_bytes", p.request_max_bytes),
+        ("response_max_bytes", p.response_max_bytes),
+        ("stream_max_events", p.stream_max_events),
+    ] {
+        if v == 0 {
+            return Err(invalid(
+                "invalid_cap",
+                format!("{name} must be greater than 0"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Target;
+
+    fn provider(kind: &str, url: &str, env: &str) -> Provider {
+        Provider {
+            key: "p".into(),
+            kind: kind.into(),
+            base_url: url.into(),
+            api_key_env: env.into(),
+            extra_headers: Default::default(),
+        }
+    }
+
+    #[test]
+    fn providers() {
+        let cases = [
+            (
+                provider("openai", "https://api.openai.com/v1", "OPENAI_API_KEY"),
+                None,
+            ),
+            (provider("anthropic", "http://127.0.0.1:1", ""), None),
+            (
+                provider("gemini-next", "https://x", ""),
+                Some("unknown_provider_kind"),
+            ),
+            (
+                provider("openai", "api.openai.com", ""),
+                Some("invalid_base_url"),
+            ),
+            (provider("openai", "ftp://x", ""), Some("invalid_base_url")),
+            (
+                provider("openai", "https://x", "sk-live-123"),
+                Some("invalid_api_key_env"),
+            ),
+            (
+                provider("openai", "https://x", "1ABC"),
+                Some("invalid_api_key_env"),
+            ),
+        ];
+        for (p, want) in cases {
+            assert_eq!(validate_provider(&p).err().map(|e| e.code), want, "{p:?}");
+        }
+        let mut p = provider("openai", "https://x", "");
+        p.extra_headers.insert("bad header".into(), "v".into());
+        assert_eq!(validate_provider(&p).unwrap_err().code, "invalid_header");
+    }
+
+    #[test]
+    fn routes() {
+        let t = |p: &str, m: &str, w: u32| Target {
+            provider_key: p.into(),
+            upstream_model: m.into(),
+            weight: w,
+        };
+        let exists = |p: &str| p == "openai";
+        let route = |key: &str, targets: Vec<Target>| Route {
+            model_key: key.into(),
+            targets,
+        };
+        let cases = [
+            (route("gpt", vec![t("openai", "gpt-4o", 1)]), None),
+            (route("gpt", vec![]), Some("no_targets")),
+            (
+                route("gpt", vec![t("nope", "m", 1)]),
+                Some("unknown_provider"),
+            ),
+            (
+                route("gpt", vec![t("openai", "", 1)]),
+                Some("invalid_target"),
+            ),
+            (
+                route("gpt", vec![t("openai", "m", 0)]),
+                Some("invalid_target"),
+            ),
+            (
+                route("bad key", vec![t("openai", "m", 1)]),
+                Some("invalid_key"),
+            ),
+        ];
+        for (r, want) in cases {
+            assert_eq!(
+                validate_route(&r, exists).err().map(|e| e.code),
+                want,
+                "{r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn payload_policies() {
+        let ok = PayloadPolicy {
+            capture_mode: "redacted_payloads".into(),
+            request_max_bytes: 65536,
+            response_max_bytes: 65536,
+            stream_max_events: 128,
+            redaction_paths: vec![],
+        };
+        assert!(validate_payload_policy(&ok).is_ok());
+        let mut bad = ok.clone();
+        bad.capture_mode = "everything".into();
+        assert_eq!(
+            validate_payload_policy(&bad).unwrap_err().code,
+            "invalid_capture_mode"
+        );
+        let mut bad = ok.clone();
+        bad.stream_max_events = 0;
+        let e = validate_payload_policy(&bad).unwrap_err();
+        assert!(e.message.contains("stream_max_events"), "{e}");
+    }
+}

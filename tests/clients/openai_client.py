@@ -1,0 +1,73 @@
+"""Drives the gateway with the official OpenAI Python SDK, for the end-to-end tests.
+
+Prints one JSON object on stdout describing what the SDK saw.
+"""
+import argparse
+import json
+import sys
+import time
+
+import openai
+from openai import OpenAI
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--base-url", required=True)
+    p.add_argument("--key", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--mode", choices=["plain", "stream", "stream-usage", "models"], default="plain")
+    p.add_argument("--request-id", default=None)
+    a = p.parse_args()
+
+    client = OpenAI(base_url=a.base_url, api_key=a.key, max_retries=0, timeout=30)
+    headers = {"x-request-id": a.request_id} if a.request_id else None
+    messages = [{"role": "user", "content": "Say hello to the gateway please"}]
+    started = time.monotonic()
+    try:
+        if a.mode == "models":
+            models = client.models.list()
+            print(json.dumps({"models": sorted(m.id for m in models.data)}))
+            return 0
+        if a.mode == "plain":
+            r = client.chat.completions.with_raw_response.create(
+                model=a.model, messages=messages, extra_headers=headers
+            )
+            c = r.parse()
+            print(json.dumps({
+                "content": c.choices[0].message.content,
+                "usage": c.usage.model_dump() if c.usage else None,
+                "request_id_header": r.headers.get("x-request-id"),
+            }))
+            return 0
+        kwargs = {}
+        if a.mode == "stream-usage":
+            kwargs["stream_options"] = {"include_usage": True}
+        stream = client.chat.completions.create(
+            model=a.model, messages=messages, stream=True, extra_headers=headers, **kwargs
+        )
+        pieces, usage, chunks, first = [], None, 0, None
+        for chunk in stream:
+            chunks += 1
+            if first is None:
+                first = time.monotonic() - started
+            if chunk.usage is not None:
+                usage = chunk.usage.model_dump()
+            for choice in chunk.choices:
+                if choice.delta and choice.delta.content:
+                    pieces.append(choice.delta.content)
+        print(json.dumps({
+            "content": "".join(pieces),
+            "usage": usage,
+            "chunks": chunks,
+            "first_chunk_s": first,
+            "total_s": time.monotonic() - started,
+        }))
+        return 0
+    except openai.APIStatusError as e:
+        print(json.dumps({"status": e.status_code, "error": e.body}))
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,332 @@
+//! The end-to-end harness: a Postgres cluster per test process with a fresh database per test,
+//! the mock upstream, and whole Weir stacks (control plane + data plane) over loopback.
+
+pub mod mock_upstream;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use weir_control_plane::embedded_pg::{Durability, EmbeddedPostgres};
+use weir_proto::admin::admin_client::AdminClient;
+
+/// Connection details of the process-wide test cluster.
+struct Cluster {
+    url_template: String,
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+
+/// Starts (once per process) a throwaway cluster and returns the URL of a new, empty database.
+pub async fn fresh_database() -> String {
+    let cluster = CLUSTER.get_or_init(|| {
+        // The cluster is started from a thread that never ends: its parent-death signal is tied
+        // to the starting thread, and test threads come and go.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("weir-test-postgres".into())
+            .spawn(move || {
+                let dir = tempfile::Builder::new()
+                    .prefix("weir-test-pg-")
+                    .tempdir()
+                    .expect("temp dir");
+                // The server may run as another user, which must reach the folder.
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+                    .expect("chmod temp dir");
+                let pg = EmbeddedPostgres::start(dir.path(), Durability::Throwaway)
+                    .unwrap_or_else(|e| panic!("starting the test Postgres cluster: {e}"));
+                tx.send(pg.url("DBNAME")).expect("send url");
+                let _keep = (pg, dir);
+                loop {
+                    std::thread::park();
+                }
+            })
+            .expect("spawn postgres thread");
+        Cluster {
+            url_template: rx.recv().expect("cluster started"),
+        }
+    });
+    let name = format!("weir_test_{}", uuid::Uuid::new_v4().simple());
+    weir_control_plane::database::create_database_if_missing(
+        &cluster.url_template.replace("DBNAME", "postgres"),
+        &name,
+    )
+    .await
+    .expect("create test database");
+    cluster.url_template.replace("DBNAME", &name)
+}
+
+/// A random secret for tokens.
+pub fn random_token() -> String {
+    format!("t{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Polls `f` until it returns `Some` or `limit` passes.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The folder holding the workspace's binaries (next to this test executable's `deps/`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().expect("exe dir");
+    if dir.ends_with("deps") {
+        dir.parent().expect("profile dir").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+/// A workspace binary, which `scripts/test` builds before running tests.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace binaries first (scripts/test does: cargo build --workspace --bins)",
+        p.display()
+    );
+    p
+}
+
+/// The Python interpreter that has the OpenAI SDK (set up by `scripts/test`).
+pub fn python() -> PathBuf {
+    let p = std::env::var_os("WEIR_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        panic!("WEIR_TEST_PYTHON is not set: run scripts/test, which installs the OpenAI and Anthropic SDKs into a venv and points this at it")
+    });
+    assert!(
+        p.exists(),
+        "WEIR_TEST_PYTHON={} does not exist",
+        p.display()
+    );
+    p
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// Output of a finished command.
+#[derive(Debug)]
+pub struct Output {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Runs a command to completion off the async runtime.
+pub async fn run(mut cmd: Command) -> Output {
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("spawn command");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A whole Weir: mock upstream, control plane on a fresh database, one data plane.
+pub struct Stack {
+    /// The mock upstream.
+    pub upstream: mock_upstream::MockUpstream,
+    /// The control plane.
+    pub control_plane: weir_control_plane::ControlPlane,
+    /// The data plane.
+    pub data_plane: weir_data_plane::DataPlane,
+    /// Admin token accepted by the control plane.
+    pub admin_token: String,
+    /// Data-plane token.
+    pub dataplane_token: String,
+}
+
+impl Stack {
+    /// Starts everything and waits until the data plane holds its config.
+    pub async fn start() -> Stack {
+        let upstream = mock_upstream::MockUpstream::start(([127, 0, 0, 1], 0).into())
+            .await
+            .expect("mock upstream");
+        let admin_token = random_token();
+        let dataplane_token = random_token();
+        let settings = weir_control_plane::Settings {
+            database_url: Some(fresh_database().await),
+            data_dir: std::env::temp_dir(),
+            grpc_listen: ([127, 0, 0, 1], 0).into(),
+            admin_token: Some(admin_token.clone()),
+            dataplane_token: dataplane_token.clone(),
+            replica_id: "test-cp".into(),
+        };
+        let control_plane = weir_control_plane::ControlPlane::start(settings)
+            .await
+            .expect("control plane starts");
+        let data_plane = Self::start_data_plane(&control_plane, &dataplane_token, "test-dp").await;
+        Stack {
+            upstream,
+            control_plane,
+            data_plane,
+            admin_token,
+            dataplane_token,
+        }
+    }
+
+    /// Starts a data plane against `cp` and waits for its config.
+    pub async fn start_data_plane(
+        cp: &weir_control_plane::ControlPlane,
+        token: &str,
+        node_id: &str,
+    ) -> weir_data_plane::DataPlane {
+        let mut s = weir_data_plane::Settings::new(format!("http://{}", cp.grpc_addr), token);
+        s.listen = ([127, 0, 0, 1], 0).into();
+        s.node_id = node_id.into();
+        s.log_batch_delay = Duration::from_millis(20);
+        s.max_body_bytes = 1024 * 1024;
+        let dp = weir_data_plane::DataPlane::start(s)
+            .await
+            .expect("data plane starts");
+        let ready = eventually(Duration::from_secs(10), || async {
+            dp.is_ready().then_some(())
+        })
+        .await;
+        assert!(
+            ready.is_some(),
+            "data plane did not receive its config in 10 s"
+        );
+        dp
+    }
+
+    /// The control plane's gRPC URL.
+    pub fn control_plane_url(&self) -> String {
+        format!("http://{}", self.control_plane.grpc_addr)
+    }
+
+    /// The data plane's base URL for OpenAI clients, e.g. `http://127.0.0.1:1234/v1`.
+    pub fn gateway_url(&self) -> String {
+        format!("http://{}/v1", self.data_plane.addr)
+    }
+
+    /// An admin gRPC client with the admin token.
+    pub async fn admin(
+        &self,
+    ) -> AdminClient<
+        tonic::service::interceptor::InterceptedService<
+            tonic::transport::Channel,
+            impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone,
+        >,
+    > {
+        let channel = tonic::transport::Channel::from_shared(self.control_plane_url())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect admin");
+        let value: tonic::metadata::MetadataValue<_> = format!("Bearer {}", self.admin_token)
+            .parse()
+            .expect("token");
+        AdminClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+            req.metadata_mut().insert("authorization", value.clone());
+            Ok(req)
+        })
+    }
+
+    /// A `weirctl` command pointed at this stack.
+    pub fn weirctl(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin("weirctl"));
+        c.args(args)
+            .env("WEIR_CONTROL_PLANE", self.control_plane_url())
+            .env("WEIR_ADMIN_TOKEN", &self.admin_token);
+        c
+    }
+
+    /// Creates provider `mock`, a model per `(model key, upstream model)`, user `alice` and a
+    /// key for her; returns the key's secret.
+    pub async fn seed(&self, models: &[(&str, &str)]) -> String {
+        use weir_proto::admin::*;
+        let mut admin = self.admin().await;
+        admin
+            .create_provider(CreateProviderRequest {
+                key: "mock".into(),
+                kind: "openai".into(),
+                base_url: self.upstream.base_url(),
+                api_key_env: String::new(),
+                extra_headers: Default::default(),
+            })
+            .await
+            .expect("create provider");
+        for (key, upstream) in models {
+            admin
+                .create_model(CreateModelRequest {
+                    key: key.to_string(),
+                    targets: vec![Target {
+                        provider_key: "mock".into(),
+                        upstream_model: upstream.to_string(),
+                        weight: 1,
+                    }],
+                })
+                .await
+                .expect("create model");
+        }
+        admin
+            .create_user(CreateUserRequest {
+                name: "alice".into(),
+                email: "alice@example.com".into(),
+                request_logging_enabled: None,
+            })
+            .await
+            .expect("create user");
+        let key = admin
+            .create_api_key(CreateApiKeyRequest {
+                name: "alice-key".into(),
+                owner_user: "alice".into(),
+                allowed_models: vec![],
+                expires_at: String::new(),
+            })
+            .await
+            .expect("create key")
+            .into_inner();
+        let secret = key.secret;
+        self.wait_for_key(&secret).await;
+        secret
+    }
+
+    /// Waits until the data plane accepts `secret` (config propagation).
+    pub async fn wait_for_key(&self, secret: &str) {
+        let hash = weir_proto::api_key::hash(secret);
+        let cfg = self.data_plane.config.clone();
+        let ok = eventually(Duration::from_secs(10), || {
+            let cfg = cfg.clone();
+            async move {
+                let s = cfg.current.load();
+                (s.keys.contains_key(&hash) && !s.routes.is_empty()).then_some(())
+            }
+        })
+        .await;
+        assert!(ok.is_some(), "the data plane never received the new key");
+    }
+
+    /// Stops everything.
+    pub async fn shutdown(self) {
+        self.data_plane.shutdown().await;
+        self.control_plane.shutdown().await;
+    }
+}

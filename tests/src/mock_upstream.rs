@@ -1,0 +1,328 @@
+//! A mock OpenAI-compatible upstream: chat completions as JSON or as SSE (with the usage chunk
+//! exactly when `stream_options.include_usage` is set, as OpenAI does), plus embeddings and
+//! models. Tests, the quickstart and the benchmarks use it so nothing needs a provider key.
+//!
+//! The upstream model name selects a behaviour:
+//! - anything else: a normal answer;
+//! - `mock-slow`: stream chunks 300 ms apart;
+//! - `mock-endless`: stream a chunk every 50 ms until the client goes away;
+//! - `mock-break`: stream two chunks, then break the connection;
+//! - `mock-503`: answer 503 with an OpenAI error body;
+//! - `mock-tools`: answer with two tool calls.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+/// A request the mock received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Path.
+    pub path: String,
+    /// Headers as received.
+    pub headers: HeaderMap,
+    /// Parsed JSON body.
+    pub body: Value,
+}
+
+/// What the mock observed, shared with tests.
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// Every request, in arrival order.
+    pub requests: Mutex<Vec<Received>>,
+    /// Streams whose client went away before the end.
+    pub cancelled_streams: AtomicU64,
+    /// When the last stream cancellation was noticed.
+    pub last_cancel_at: Mutex<Option<Instant>>,
+    /// When the last stream finished sending (normally).
+    pub last_stream_end_at: Mutex<Option<Instant>>,
+}
+
+impl Observed {
+    /// Requests received so far.
+    pub fn count(&self) -> usize {
+        self.requests.lock().expect("lock").len()
+    }
+
+    /// The last request received.
+    pub fn last(&self) -> Option<Received> {
+        self.requests.lock().expect("lock").last().cloned()
+    }
+}
+
+/// A running mock upstream.
+pub struct MockUpstream {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// What it saw.
+    pub observed: Arc<Observed>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MockUpstream {
+    /// Starts on `addr` (port 0 for any).
+    pub async fn start(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let observed = Arc::new(Observed::default());
+        let obs = observed.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let obs = obs.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| handle(obs.clone(), req));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Ok(MockUpstream {
+            addr,
+            observed,
+            task,
+        })
+    }
+
+    /// The base URL a provider should use, e.g. `http://127.0.0.1:1234/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+}
+
+impl Drop for MockUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn json_response(status: StatusCode, v: Value) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(Bytes::from(v.to_string()))
+            .map_err(|never: Infallible| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().expect("static"));
+    r.headers_mut().insert(
+        "x-ratelimit-remaining-requests",
+        "999".parse().expect("static"),
+    );
+    r
+}
+
+async fn handle(obs: Arc<Observed>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let path = parts.uri.path().to_string();
+    obs.requests.lock().expect("lock").push(Received {
+        path: path.clone(),
+        headers: parts.headers.clone(),
+        body: body.clone(),
+    });
+    let resp = match (&parts.method, path.as_str()) {
+        (&Method::POST, "/v1/chat/completions") => chat(obs, &body),
+        (&Method::POST, "/v1/embeddings") => embeddings(&body),
+        (&Method::GET, "/v1/models") => json_response(
+            StatusCode::OK,
+            json!({"object": "list", "data": [{"id": "mock-model", "object": "model", "created": 0, "owned_by": "mock"}]}),
+        ),
+        _ => json_response(
+            StatusCode::NOT_FOUND,
+            json!({"error": {"message": format!("mock: no route for {path}"), "type": "invalid_request_error", "param": null, "code": "unknown_url"}}),
+        ),
+    };
+    Ok(resp)
+}
+
+fn last_user_text(body: &Value) -> String {
+    body.get("messages")
+        .and_then(Value::as_array)
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Tokens the mock charges for a text: one per whitespace-separated word, at least one.
+fn tokens(s: &str) -> u64 {
+    s.split_whitespace().count().max(1) as u64
+}
+
+const ANSWER: [&str; 5] = ["Hello", " from", " the", " mock", " upstream"];
+
+fn chat(obs: Arc<Observed>, body: &Value) -> Response<Body> {
+    let model = body["model"].as_str().unwrap_or("mock-model").to_string();
+    if model == "mock-503" {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": {"message": "mock: overloaded", "type": "server_error", "param": null, "code": null}}),
+        );
+    }
+    let prompt_tokens = tokens(&last_user_text(body));
+    let completion_tokens = ANSWER.len() as u64;
+    let usage = json!({
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    });
+    let id = format!("chatcmpl-mock-{}", uuid::Uuid::new_v4().simple());
+    if body["stream"] != Value::Bool(true) {
+        let message = if model == "mock-tools" {
+            json!({"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+                {"id": "call_2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
+            ]})
+        } else {
+            json!({"role": "assistant", "content": ANSWER.concat()})
+        };
+        let finish = if model == "mock-tools" {
+            "tool_calls"
+        } else {
+            "stop"
+        };
+        return json_response(
+            StatusCode::OK,
+            json!({
+                "id": id, "object": "chat.completion", "created": 1_700_000_000, "model": model,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": null}],
+                "usage": usage,
+            }),
+        );
+    }
+    let include_usage = body
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
+    tokio::spawn(async move {
+        let gap = match model.as_str() {
+            "mock-slow" => Duration::from_millis(300),
+            "mock-endless" => Duration::from_millis(50),
+            _ => Duration::ZERO,
+        };
+        let chunk = |delta: Value, finish: Value| {
+            let mut c = json!({
+                "id": id, "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}],
+            });
+            if include_usage {
+                c["usage"] = Value::Null;
+            }
+            Bytes::from(format!("data: {c}\n\n"))
+        };
+        let mut events = vec![chunk(
+            json!({"role": "assistant", "content": ""}),
+            Value::Null,
+        )];
+        events.extend(
+            ANSWER
+                .iter()
+                .map(|w| chunk(json!({"content": w}), Value::Null)),
+        );
+        events.push(chunk(json!({}), json!("stop")));
+        let mut i = 0usize;
+        loop {
+            let event = if model == "mock-endless" {
+                chunk(json!({"content": " more"}), Value::Null)
+            } else if i < events.len() {
+                events[i].clone()
+            } else {
+                break;
+            };
+            if model == "mock-break" && i == 2 {
+                let _ = tx
+                    .send(Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "mock: broken",
+                    )))
+                    .await;
+                return;
+            }
+            if tx.send(Ok(Frame::data(event))).await.is_err() {
+                obs.cancelled_streams.fetch_add(1, Ordering::SeqCst);
+                *obs.last_cancel_at.lock().expect("lock") = Some(Instant::now());
+                return;
+            }
+            i += 1;
+            if !gap.is_zero() {
+                // Notice a client that left while we wait.
+                tokio::select! {
+                    _ = tokio::time::sleep(gap) => {}
+                    _ = tx.closed() => {
+                        obs.cancelled_streams.fetch_add(1, Ordering::SeqCst);
+                        *obs.last_cancel_at.lock().expect("lock") = Some(Instant::now());
+                        return;
+                    }
+                }
+            }
+        }
+        if include_usage {
+            let c = json!({
+                "id": id, "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
+                "choices": [], "usage": usage,
+            });
+            let _ = tx
+                .send(Ok(Frame::data(Bytes::from(format!("data: {c}\n\n")))))
+                .await;
+        }
+        let _ = tx
+            .send(Ok(Frame::data(Bytes::from_static(b"data: [DONE]\n\n"))))
+            .await;
+        *obs.last_stream_end_at.lock().expect("lock") = Some(Instant::now());
+    });
+    let mut r = Response::new(StreamBody::new(ReceiverStream::new(rx)).boxed());
+    r.headers_mut()
+        .insert("content-type", "text/event-stream".parse().expect("static"));
+    r.headers_mut()
+        .insert("cache-control", "no-cache".parse().expect("static"));
+    r
+}
+
+fn embeddings(body: &Value) -> Response<Body> {
+    let inputs: Vec<String> = match &body["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .map(|v| v.as_str().unwrap_or("").to_string())
+            .collect(),
+        _ => vec![String::new()],
+    };
+    let prompt_tokens: u64 = inputs.iter().map(|s| tokens(s)).sum();
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, _)| json!({"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        json!({"object": "list", "data": data, "model": body["model"],
+               "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}}),
+    )
+}

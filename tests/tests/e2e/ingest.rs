@@ -1,0 +1,218 @@
+//! Log ingest against real Postgres: one transaction per batch, idempotent on the log id, every
+//! table written, costs exact.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use uuid::Uuid;
+use weir_control_plane::database::{connect, MIGRATOR};
+use weir_control_plane::log_ingest::LogWriter;
+use weir_control_plane::partitions::Partitions;
+use weir_proto::logs::{Attempt, Caller, RequestLog, Tag, Usage};
+
+async fn pool() -> PgPool {
+    let url = weir_e2e::fresh_database().await;
+    let pool = connect(&url).await.expect("connect");
+    MIGRATOR.run(&pool).await.expect("migrate");
+    pool
+}
+
+fn record(request_id: &str, model: &str, input: u64, cached: u64, output: u64) -> RequestLog {
+    RequestLog {
+        log_id: Uuid::now_v7().as_bytes().to_vec(),
+        request_id: request_id.into(),
+        operation: "chat_completions".into(),
+        stream: false,
+        model_key: model.into(),
+        provider_key: "mock".into(),
+        upstream_model: "up".into(),
+        status_code: 200,
+        outcome: "success".into(),
+        duration_us: 1500,
+        ttfb_us: Some(900),
+        usage: Some(Usage {
+            input_tokens: Some(input),
+            output_tokens: Some(output),
+            cached_input_tokens: Some(cached),
+            reasoning_tokens: None,
+            total_tokens: Some(input + output),
+        }),
+        caller: Some(Caller {
+            api_key_id: Uuid::now_v7().to_string(),
+            user_id: Uuid::now_v7().to_string(),
+            ..Default::default()
+        }),
+        tags: vec![
+            Tag {
+                key: "service".into(),
+                value: "billing".into(),
+            },
+            Tag {
+                key: "env".into(),
+                value: "prod".into(),
+            },
+        ],
+        request_payload: br#"{"headers":{},"body":{"model":"m","note":"nul \u0000 inside"}}"#
+            .to_vec(),
+        response_payload: br#"{"body":{"ok":true}}"#.to_vec(),
+        attempts: vec![Attempt {
+            number: 1,
+            provider_key: "mock".into(),
+            upstream_model: "up".into(),
+            status_code: 200,
+            duration_us: 1000,
+            produced_response: true,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+async fn count(pool: &PgPool, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_idempotent_on_the_log_id() {
+    let pool = pool().await;
+    let writer = LogWriter::new(pool.clone(), Arc::new(Partitions::default()));
+    // Two logs sharing a request id are two logs.
+    let batch = vec![record("same", "m", 10, 0, 5), record("same", "m", 10, 0, 5)];
+    let first = writer.write(&batch).await.unwrap();
+    assert_eq!(
+        (first.inserted, first.duplicates, first.rejected),
+        (2, 0, 0)
+    );
+    // The resend of a batch (lost ack) writes nothing twice.
+    let again = writer.write(&batch).await.unwrap();
+    assert_eq!((again.inserted, again.duplicates), (0, 2));
+    for (table, want) in [
+        ("request_logs", 2),
+        ("request_log_payloads", 2),
+        ("request_log_tags", 4),
+        ("request_log_attempts", 2),
+        ("usage_cost_events", 2),
+    ] {
+        assert_eq!(count(&pool, table).await, want, "{table}");
+    }
+    let service: String = sqlx::query_scalar("SELECT service FROM request_logs LIMIT 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(service, "billing");
+    // A NUL escape in a payload is made storable instead of failing the whole batch.
+    let note: String =
+        sqlx::query_scalar("SELECT request->'body'->>'note' FROM request_log_payloads LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(note, "nul \u{FFFD} inside");
+    // A record whose id is not a UUIDv7 can never be written: rejected, the rest still land.
+    let mut bad = record("bad", "m", 1, 0, 1);
+    bad.log_id = Uuid::new_v4().as_bytes().to_vec();
+    let mixed = writer
+        .write(&[bad, record("good", "m", 1, 0, 1)])
+        .await
+        .unwrap();
+    assert_eq!((mixed.inserted, mixed.rejected), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_prices_exactly_and_never_silently_free() {
+    let pool = pool().await;
+    let writer = LogWriter::new(pool.clone(), Arc::new(Partitions::default()));
+    // No price yet: unpriced, never $0.
+    let unpriced = record("u", "gpt-4o-mini", 1000, 400, 250);
+    let mut missing = record("m", "gpt-4o-mini", 0, 0, 0);
+    missing.usage = None;
+    let mut no_attempt = record("n", "gpt-4o-mini", 1, 0, 1);
+    no_attempt.attempts.clear();
+    writer
+        .write(&[unpriced, missing, no_attempt])
+        .await
+        .unwrap();
+    let rows: Vec<(String, String, Option<i64>)> = sqlx::query_as(
+        "SELECT l.request_id, e.pricing_status, e.cost_pusd FROM usage_cost_events e
+         JOIN request_logs l USING (log_id) ORDER BY l.request_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            ("m".to_string(), "usage_missing".to_string(), None),
+            ("u".to_string(), "unpriced".to_string(), None),
+        ],
+        "a request with no upstream attempt has no ledger row"
+    );
+    // $0.15 in, $0.075 cached, $0.60 out per MTok.
+    sqlx::query(
+        "INSERT INTO prices (model_key, input_pusd_per_token, cached_input_pusd_per_token,
+                             output_pusd_per_token, valid_from)
+         VALUES ('gpt-4o-mini', 150000, 75000, 600000, now() - interval '1 minute')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    writer
+        .write(&[record("p", "gpt-4o-mini", 1000, 400, 250)])
+        .await
+        .unwrap();
+    let (status, cost, price_id): (String, Option<i64>, Option<i64>) = sqlx::query_as(
+        "SELECT e.pricing_status, e.cost_pusd, e.price_id FROM usage_cost_events e
+         JOIN request_logs l USING (log_id) WHERE l.request_id = 'p'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(status, "priced");
+    // 600 × 0.15 + 400 × 0.075 + 250 × 0.60 micro-dollars = 270 µ$ = 270,000,000 p$.
+    assert_eq!(cost, Some(270_000_000));
+    assert!(price_id.is_some());
+    let summary_cost: Option<i64> =
+        sqlx::query_scalar("SELECT cost_pusd FROM request_logs WHERE request_id = 'p'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(summary_cost, Some(270_000_000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_logs_live_in_daily_partitions() {
+    let pool = pool().await;
+    let writer = LogWriter::new(pool.clone(), Arc::new(Partitions::default()));
+    // A record from a node whose clock is 40 days behind still lands, in its own day.
+    let old = chrono::Utc::now() - chrono::Duration::days(40);
+    let ts = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        old.timestamp() as u64,
+        old.timestamp_subsec_nanos(),
+    );
+    let mut rec = record("old", "m", 1, 0, 1);
+    rec.log_id = Uuid::new_v7(ts).as_bytes().to_vec();
+    writer
+        .write(&[rec, record("now", "m", 1, 0, 1)])
+        .await
+        .unwrap();
+    let parts: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'request_logs'
+         ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let old_name = format!("request_logs_p{}", old.format("%Y%m%d"));
+    let today = format!("request_logs_p{}", chrono::Utc::now().format("%Y%m%d"));
+    assert!(parts.contains(&old_name), "{parts:?}");
+    assert!(parts.contains(&today), "{parts:?}");
+    let in_old: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {old_name}"))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(in_old, 1);
+}

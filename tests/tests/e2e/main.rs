@@ -1,0 +1,7 @@
+//! End-to-end tests: real Postgres, real gRPC and HTTP over loopback, the mock upstream speaking
+//! OpenAI's wire format, and real clients (the OpenAI Python SDK, `weirctl`, reqwest).
+
+mod admin_auth;
+mod foundation;
+mod ingest;
+mod quickstart;
