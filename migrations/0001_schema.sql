@@ -1,4 +1,4 @@
--- Weir schema v1. See docs/schema.md for the overview and docs/adr/0001-partitioning.md for why
+-- Weir schema v1. See docs/schema.md for the overview and docs/adr/0001-request-log-partitioning.md for why
 -- request-log tables are partitioned by day and carry no foreign keys.
 
 -- ---------------------------------------------------------------------------------------------

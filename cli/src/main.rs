@@ -81,6 +81,9 @@ enum ProvidersCmd {
         /// Extra upstream header, NAME=VALUE (repeatable).
         #[arg(long = "header", value_parser = parse_kv)]
         headers: Vec<(String, String)>,
+        /// Header carrying the secret when not the kind's default (e.g. api-key for Azure).
+        #[arg(long, default_value = "")]
+        auth_header: String,
     },
 }
 
@@ -95,6 +98,12 @@ enum ModelsCmd {
         /// PROVIDER:UPSTREAM_MODEL[:WEIGHT] (repeatable, in fallback order).
         #[arg(long = "target", required = true, value_parser = parse_target)]
         targets: Vec<Target>,
+        /// Operation the model serves (repeatable): chat_completions, responses, embeddings,
+        /// messages. None means all.
+        #[arg(long = "operation")]
+        operations: Vec<String>,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
     /// Set a model's price (US dollars per million tokens); applies to new requests.
     Price {
@@ -110,6 +119,27 @@ enum ModelsCmd {
         #[arg(long, default_value = "")]
         cached_input_price: String,
     },
+}
+
+/// Retries, fallback and timeouts of a route (0 = default).
+#[derive(Args)]
+struct PolicyArgs {
+    /// Upstream attempts at most, across targets (default: one per target).
+    #[arg(long, default_value_t = 0)]
+    max_attempts: u32,
+    /// Upstream statuses that move on to the next attempt, comma-separated
+    /// (default 429,500,502,503,504).
+    #[arg(long, value_delimiter = ',')]
+    retry_on: Vec<u32>,
+    /// Pause before a retry, doubled each time.
+    #[arg(long, default_value_t = 0)]
+    backoff_ms: u32,
+    /// Time allowed for an upstream's response headers, per attempt.
+    #[arg(long, default_value_t = 0)]
+    first_byte_timeout_ms: u32,
+    /// Time allowed for the whole request, streams included.
+    #[arg(long, default_value_t = 0)]
+    total_timeout_ms: u32,
 }
 
 #[derive(Subcommand)]
@@ -300,6 +330,7 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
             base_url,
             api_key_env,
             headers,
+            auth_header,
         }) => {
             let r = c
                 .create_provider(CreateProviderRequest {
@@ -308,6 +339,7 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
                     base_url,
                     api_key_env,
                     extra_headers: headers.into_iter().collect(),
+                    auth_header,
                 })
                 .await?
                 .into_inner();
@@ -317,9 +349,25 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
             let r = c.list_models(ListModelsRequest {}).await?.into_inner();
             p.models(&r.models);
         }
-        Command::Models(ModelsCmd::Create { key, targets }) => {
+        Command::Models(ModelsCmd::Create {
+            key,
+            targets,
+            operations,
+            policy,
+        }) => {
             let r = c
-                .create_model(CreateModelRequest { key, targets })
+                .create_model(CreateModelRequest {
+                    key,
+                    targets,
+                    operations,
+                    policy: Some(RoutePolicy {
+                        max_attempts: policy.max_attempts,
+                        retry_on_status: policy.retry_on,
+                        backoff_ms: policy.backoff_ms,
+                        first_byte_timeout_ms: policy.first_byte_timeout_ms,
+                        total_timeout_ms: policy.total_timeout_ms,
+                    }),
+                })
                 .await?
                 .into_inner();
             p.models(&[r]);

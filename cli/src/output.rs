@@ -69,7 +69,12 @@ impl Printer {
         if let Format::Json = self.format {
             return self.json(ms);
         }
-        let mut t = table(&["MODEL", "TARGETS", "PRICE IN/CACHED/OUT $/MTok"]);
+        let mut t = table(&[
+            "MODEL",
+            "TARGETS",
+            "OPERATIONS",
+            "PRICE IN/CACHED/OUT $/MTok",
+        ]);
         for m in ms {
             let targets: Vec<String> = m
                 .targets
@@ -86,7 +91,12 @@ impl Printer {
                     )
                 })
                 .unwrap_or_else(|| "unpriced".into());
-            t.add_row(vec![m.key.clone(), targets.join(", "), price]);
+            let ops = if m.operations.is_empty() {
+                "all".to_string()
+            } else {
+                m.operations.join(",")
+            };
+            t.add_row(vec![m.key.clone(), targets.join(", "), ops, price]);
         }
         println!("{t}");
     }

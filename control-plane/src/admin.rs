@@ -10,7 +10,7 @@ use weir_proto::admin::*;
 use weir_proto::config::{self as cfg, ResourceType};
 use weir_proto::validate;
 
-use crate::config_snapshot::bump;
+use crate::config_snapshot::{bump, policy_from_json, policy_to_json};
 use crate::pricing;
 
 /// Everything an admin call can fail with.
@@ -139,13 +139,14 @@ impl Admin for AdminService {
             base_url: r.base_url.trim_end_matches('/').to_string(),
             api_key_env: r.api_key_env,
             extra_headers: r.extra_headers,
+            auth_header: r.auth_header.to_ascii_lowercase(),
         };
         validate::validate_provider(&p).map_err(AdminError::from)?;
         let id = Uuid::now_v7();
         let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
         let created: DateTime<Utc> = sqlx::query_scalar(
-            "INSERT INTO providers (id, key, kind, base_url, api_key_env, extra_headers)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at",
+            "INSERT INTO providers (id, key, kind, base_url, api_key_env, extra_headers, auth_header)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING created_at",
         )
         .bind(id)
         .bind(&p.key)
@@ -153,6 +154,7 @@ impl Admin for AdminService {
         .bind(&p.base_url)
         .bind(&p.api_key_env)
         .bind(serde_json::to_value(&p.extra_headers).unwrap_or_default())
+        .bind(&p.auth_header)
         .fetch_one(&mut *tx)
         .await
         .map_err(unique(format!("provider {:?}", p.key)))?;
@@ -168,6 +170,7 @@ impl Admin for AdminService {
             api_key_env: p.api_key_env,
             extra_headers: p.extra_headers,
             created_at: ts(created),
+            auth_header: p.auth_header,
         }))
     }
 
@@ -177,7 +180,7 @@ impl Admin for AdminService {
     ) -> Result<Response<ListProvidersResponse>, Status> {
         self.admin(&req).await?;
         let rows = sqlx::query(
-            "SELECT id, key, kind, base_url, api_key_env, extra_headers, created_at
+            "SELECT id, key, kind, base_url, api_key_env, extra_headers, created_at, auth_header
              FROM providers ORDER BY key",
         )
         .fetch_all(&self.pool)
@@ -193,6 +196,7 @@ impl Admin for AdminService {
                 api_key_env: r.get("api_key_env"),
                 extra_headers: serde_json::from_value(r.get("extra_headers")).unwrap_or_default(),
                 created_at: ts(r.get("created_at")),
+                auth_header: r.get("auth_header"),
             })
             .collect();
         Ok(Response::new(ListProvidersResponse { providers }))
@@ -204,6 +208,7 @@ impl Admin for AdminService {
     ) -> Result<Response<Model>, Status> {
         self.admin(&req).await?;
         let r = req.into_inner();
+        let policy = r.policy.clone().unwrap_or_default();
         let route = cfg::Route {
             model_key: r.key.clone(),
             targets: r
@@ -215,6 +220,14 @@ impl Admin for AdminService {
                     weight: t.weight,
                 })
                 .collect(),
+            operations: r.operations.clone(),
+            policy: Some(cfg::RoutePolicy {
+                max_attempts: policy.max_attempts,
+                retry_on_status: policy.retry_on_status.clone(),
+                backoff_ms: policy.backoff_ms,
+                first_byte_timeout_ms: policy.first_byte_timeout_ms,
+                total_timeout_ms: policy.total_timeout_ms,
+            }),
         };
         let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
         let providers: Vec<(Uuid, String)> = sqlx::query_as("SELECT id, key FROM providers")
@@ -229,13 +242,17 @@ impl Admin for AdminService {
         };
         validate::validate_route(&route, |k| provider_id(k).is_some()).map_err(AdminError::from)?;
         let id = Uuid::now_v7();
-        let created: DateTime<Utc> =
-            sqlx::query_scalar("INSERT INTO models (id, key) VALUES ($1, $2) RETURNING created_at")
-                .bind(id)
-                .bind(&route.model_key)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(unique(format!("model {:?}", route.model_key)))?;
+        let created: DateTime<Utc> = sqlx::query_scalar(
+            "INSERT INTO models (id, key, operations, route_policy) VALUES ($1, $2, $3, $4)
+             RETURNING created_at",
+        )
+        .bind(id)
+        .bind(&route.model_key)
+        .bind(&route.operations)
+        .bind(policy_to_json(route.policy.as_ref().expect("set above")))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unique(format!("model {:?}", route.model_key)))?;
         for (pos, t) in route.targets.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO model_targets (model_id, position, provider_id, upstream_model, weight)
@@ -260,6 +277,8 @@ impl Admin for AdminService {
             targets: r.targets,
             created_at: ts(created),
             price: None,
+            operations: r.operations,
+            policy: Some(policy),
         }))
     }
 
@@ -269,7 +288,8 @@ impl Admin for AdminService {
     ) -> Result<Response<ListModelsResponse>, Status> {
         self.admin(&req).await?;
         let rows = sqlx::query(
-            "SELECT m.id, m.key, m.created_at, p.key AS provider_key, t.upstream_model, t.weight
+            "SELECT m.id, m.key, m.created_at, m.operations, m.route_policy, p.key AS provider_key,
+                    t.upstream_model, t.weight
              FROM models m
              JOIN model_targets t ON t.model_id = m.id
              JOIN providers p ON p.id = t.provider_id
@@ -288,13 +308,24 @@ impl Admin for AdminService {
             };
             match models.last_mut() {
                 Some(m) if m.key == key => m.targets.push(target),
-                _ => models.push(Model {
-                    id: r.get::<Uuid, _>("id").to_string(),
-                    key,
-                    targets: vec![target],
-                    created_at: ts(r.get("created_at")),
-                    price: None,
-                }),
+                _ => {
+                    let p = policy_from_json(&r.get::<serde_json::Value, _>("route_policy"));
+                    models.push(Model {
+                        id: r.get::<Uuid, _>("id").to_string(),
+                        key,
+                        targets: vec![target],
+                        created_at: ts(r.get("created_at")),
+                        price: None,
+                        operations: r.get("operations"),
+                        policy: Some(RoutePolicy {
+                            max_attempts: p.max_attempts,
+                            retry_on_status: p.retry_on_status,
+                            backoff_ms: p.backoff_ms,
+                            first_byte_timeout_ms: p.first_byte_timeout_ms,
+                            total_timeout_ms: p.total_timeout_ms,
+                        }),
+                    })
+                }
             }
         }
         let keys: Vec<String> = models.iter().map(|m| m.key.clone()).collect();

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 use weir_proto::config::{
     discovery_response::Resources, ApiKey, ApiKeySet, PayloadPolicy, Provider, ProviderSet,
-    ResourceType, Route, RouteSet, Target,
+    ResourceType, Route, RoutePolicy, RouteSet, Target,
 };
 
 /// The NOTIFY channel admin writes signal on.
@@ -207,7 +207,7 @@ type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
 
 async fn read_providers(tx: &mut Tx<'_>) -> Result<ProviderSet, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT key, kind, base_url, api_key_env, extra_headers FROM providers ORDER BY key",
+        "SELECT key, kind, base_url, api_key_env, extra_headers, auth_header FROM providers ORDER BY key",
     )
     .fetch_all(&mut **tx)
     .await?;
@@ -219,14 +219,48 @@ async fn read_providers(tx: &mut Tx<'_>) -> Result<ProviderSet, sqlx::Error> {
             base_url: r.get("base_url"),
             api_key_env: r.get("api_key_env"),
             extra_headers: serde_json::from_value(r.get("extra_headers")).unwrap_or_default(),
+            auth_header: r.get("auth_header"),
         })
         .collect();
     Ok(ProviderSet { providers })
 }
 
+/// A route policy as stored in `models.route_policy`.
+pub fn policy_to_json(p: &RoutePolicy) -> serde_json::Value {
+    serde_json::json!({
+        "max_attempts": p.max_attempts,
+        "retry_on_status": p.retry_on_status,
+        "backoff_ms": p.backoff_ms,
+        "first_byte_timeout_ms": p.first_byte_timeout_ms,
+        "total_timeout_ms": p.total_timeout_ms,
+    })
+}
+
+/// The stored form back; missing fields are defaults.
+pub fn policy_from_json(v: &serde_json::Value) -> RoutePolicy {
+    let n = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0) as u32;
+    RoutePolicy {
+        max_attempts: n("max_attempts"),
+        retry_on_status: v
+            .get("retry_on_status")
+            .and_then(serde_json::Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_u64())
+                    .map(|s| s as u32)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        backoff_ms: n("backoff_ms"),
+        first_byte_timeout_ms: n("first_byte_timeout_ms"),
+        total_timeout_ms: n("total_timeout_ms"),
+    }
+}
+
 async fn read_routes(tx: &mut Tx<'_>) -> Result<RouteSet, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT m.key AS model_key, p.key AS provider_key, t.upstream_model, t.weight
+        "SELECT m.key AS model_key, m.operations, m.route_policy, p.key AS provider_key,
+                t.upstream_model, t.weight
          FROM models m
          JOIN model_targets t ON t.model_id = m.id
          JOIN providers p ON p.id = t.provider_id
@@ -247,6 +281,10 @@ async fn read_routes(tx: &mut Tx<'_>) -> Result<RouteSet, sqlx::Error> {
             _ => routes.push(Route {
                 model_key,
                 targets: vec![target],
+                operations: r.get("operations"),
+                policy: Some(policy_from_json(
+                    &r.get::<serde_json::Value, _>("route_policy"),
+                )),
             }),
         }
     }

@@ -150,10 +150,12 @@ impl LogWriter {
             let usage = row.rec.usage.as_ref();
             let input = usage.and_then(|u| u.input_tokens);
             let output = usage.and_then(|u| u.output_tokens);
-            let (Some(input), Some(output)) = (input, output) else {
+            // Embeddings report no output; a response that reports neither reported no usage.
+            if input.is_none() && output.is_none() {
                 row.pricing_status = Some("usage_missing");
                 continue;
-            };
+            }
+            let (input, output) = (input.unwrap_or(0), output.unwrap_or(0));
             let valid = prices
                 .get(&row.rec.model_key)
                 .and_then(|ps| ps.iter().find(|(_, from, _)| *from <= row.at));

@@ -25,6 +25,10 @@ pub enum GatewayError {
     InvalidJson(String),
     #[error("Missing required parameter: '{0}'.")]
     MissingParameter(&'static str),
+    #[error("The model `{0}` does not support {1}.")]
+    UnsupportedOperation(String, &'static str),
+    #[error("{0}")]
+    InvalidRequest(String),
     #[error("Invalid type for '{0}': {1}.")]
     InvalidParameter(&'static str, String),
     #[error("Invalid header {0}: {1}.")]
@@ -51,6 +55,7 @@ impl GatewayError {
             MissingKey | InvalidKey(_) | ExpiredKey => StatusCode::UNAUTHORIZED,
             ModelNotAllowed(_) => StatusCode::FORBIDDEN,
             ModelNotFound(_) | UnknownUrl(..) => StatusCode::NOT_FOUND,
+            UnsupportedOperation(..) | InvalidRequest(_) => StatusCode::BAD_REQUEST,
             BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             InvalidJson(_) | MissingParameter(_) | InvalidParameter(..) | InvalidHeader(..) => {
                 StatusCode::BAD_REQUEST
@@ -68,8 +73,15 @@ impl GatewayError {
         match self {
             MissingKey | InvalidKey(_) | ExpiredKey => "invalid_request_error",
             ModelNotAllowed(_) => "permission_error",
-            ModelNotFound(_) | BodyTooLarge(_) | InvalidJson(_) | MissingParameter(_)
-            | InvalidParameter(..) | InvalidHeader(..) | UnknownUrl(..) => "invalid_request_error",
+            ModelNotFound(_)
+            | BodyTooLarge(_)
+            | InvalidJson(_)
+            | MissingParameter(_)
+            | InvalidParameter(..)
+            | InvalidHeader(..)
+            | UnknownUrl(..)
+            | UnsupportedOperation(..)
+            | InvalidRequest(_) => "invalid_request_error",
             NotReady
             | ProviderMissing(_)
             | UpstreamUnavailable(_)
@@ -90,6 +102,8 @@ impl GatewayError {
             BodyTooLarge(_) => "request_too_large",
             InvalidJson(_) => "invalid_json",
             MissingParameter(_) => "missing_required_parameter",
+            UnsupportedOperation(..) => "unsupported_operation",
+            InvalidRequest(_) => "invalid_request",
             InvalidParameter(..) => "invalid_type",
             InvalidHeader(..) => "invalid_header",
             UnknownUrl(..) => "unknown_url",
@@ -106,8 +120,15 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             MissingKey | InvalidKey(_) | ExpiredKey | ModelNotAllowed(_) => "auth_error",
-            ModelNotFound(_) | BodyTooLarge(_) | InvalidJson(_) | MissingParameter(_)
-            | InvalidParameter(..) | InvalidHeader(..) | UnknownUrl(..) => "invalid_request",
+            ModelNotFound(_)
+            | BodyTooLarge(_)
+            | InvalidJson(_)
+            | MissingParameter(_)
+            | InvalidParameter(..)
+            | InvalidHeader(..)
+            | UnknownUrl(..)
+            | UnsupportedOperation(..)
+            | InvalidRequest(_) => "invalid_request",
             ProviderMissing(_) | UpstreamUnavailable(_) | UpstreamTimeout => "upstream_error",
             NotReady | Internal(_) => "internal_error",
         }
@@ -134,6 +155,25 @@ impl GatewayError {
         Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
     }
 
+    /// The JSON body as the Anthropic Messages API shapes errors.
+    pub fn anthropic_body(&self) -> Bytes {
+        let v = serde_json::json!({
+            "type": "error",
+            "error": {"type": anthropic_error_type(self.status()), "message": self.to_string()},
+        });
+        Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+    }
+
+    /// The whole response in the shape the client's API uses, echoing the request id.
+    pub fn response_for(&self, request_id: &str, anthropic: bool) -> Response<Body> {
+        if !anthropic {
+            return self.response(request_id);
+        }
+        let mut resp = self.response(request_id);
+        *resp.body_mut() = full(self.anthropic_body());
+        resp
+    }
+
     /// The whole response, echoing the request id.
     pub fn response(&self, request_id: &str) -> Response<Body> {
         let mut resp = Response::new(full(self.body()));
@@ -147,6 +187,20 @@ impl GatewayError {
             h.insert("x-request-id", v);
         }
         resp
+    }
+}
+
+/// Anthropic's `error.type` for an HTTP status.
+pub fn anthropic_error_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        529 | 503 => "overloaded_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
     }
 }
 
@@ -182,5 +236,17 @@ mod tests {
         let v: serde_json::Value =
             serde_json::from_slice(&GatewayError::MissingParameter("model").body()).unwrap();
         assert_eq!(v["error"]["param"], "model");
+        let v: serde_json::Value =
+            serde_json::from_slice(&GatewayError::MissingKey.anthropic_body()).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "authentication_error");
+        assert_eq!(
+            anthropic_error_type(StatusCode::NOT_FOUND),
+            "not_found_error"
+        );
+        assert_eq!(
+            anthropic_error_type(StatusCode::BAD_REQUEST),
+            "invalid_request_error"
+        );
     }
 }

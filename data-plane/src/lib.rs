@@ -4,7 +4,10 @@
 //! - [`snapshot`]: the immutable config a request uses, one version throughout.
 //! - [`config_stream`]: subscribing to the control plane, ACK/NACK, reconnects.
 //! - [`key_auth`]: gateway keys, by hash.
+//! - [`operation`]: the served operations, their upstream paths and body shapes.
 //! - [`proxy`]: the HTTP server and the request phases.
+//! - [`route_plan`]: attempt order, retries and fallback.
+//! - [`anthropic_translation`]: OpenAI chat ⇄ Anthropic Messages, bodies and streams.
 //! - [`upstream`]: the pooled upstream client.
 //! - [`sse_transcript`]: framing server-sent events.
 //! - [`usage`]: token usage and tool counts from responses.
@@ -13,14 +16,17 @@
 //! - [`log_shipper`]: the bounded queue and the batching, at-least-once shipper.
 //! - [`gateway_error`]: every error a client can see, as OpenAI error JSON.
 
+pub mod anthropic_translation;
 pub mod body;
 pub mod config_stream;
 pub mod gateway_error;
 pub mod key_auth;
 pub mod log_shipper;
+pub mod operation;
 pub mod payload_policy;
 pub mod proxy;
 pub mod request_record;
+pub mod route_plan;
 pub mod settings;
 pub mod snapshot;
 pub mod sse_transcript;

@@ -2,7 +2,6 @@
 //! read and parse only what routing needs, route, call the upstream, relay the answer, and hand
 //! the record to the log queue.
 
-use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,13 +20,17 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::anthropic_translation::{self as at, ChatToMessagesStream, MessagesToChatStream};
 use crate::body::{full, Body};
 use crate::config_stream::ConfigState;
 use crate::gateway_error::GatewayError;
 use crate::key_auth;
 use crate::log_shipper::LogQueue;
+use crate::operation::{self, ClientBody, Operation, RequestFields, Shape};
 use crate::request_record::{AttemptRecord, RecordGuard, RequestRecord};
+use crate::route_plan::{self, AttemptResult};
 use crate::settings::Settings;
+use crate::snapshot::Provider;
 use crate::sse_transcript::{event_data, SseFramer};
 use crate::upstream::UpstreamClient;
 
@@ -108,8 +111,11 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<Bod
     let resp = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") => readyz(&gw),
-        (&Method::POST, "/v1/chat/completions") => chat_completions(&gw, req, started).await,
         (&Method::GET, "/v1/models") => models(&gw, &req),
+        (&Method::POST, path) if Operation::from_path(path).is_some() => {
+            let op = Operation::from_path(path).expect("checked");
+            proxy_operation(&gw, req, started, op).await
+        }
         (m, p) => {
             let id = new_request_id();
             GatewayError::UnknownUrl(m.to_string(), p.to_string()).response(&id)
@@ -227,51 +233,38 @@ fn echo_request_id(h: &mut HeaderMap, id: &str) {
     }
 }
 
-/// The only fields of a chat request the request path reads.
-#[derive(Deserialize)]
-struct ChatFields<'a> {
-    #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
-    #[serde(default)]
-    stream: Option<serde_json::Value>,
-    #[serde(default)]
-    stream_options: Option<StreamOptions>,
-}
-
-#[derive(Deserialize)]
-struct StreamOptions {
-    #[serde(default)]
-    include_usage: Option<bool>,
-}
-
 /// A finished request's failure, answered and logged.
-fn fail(guard: RecordGuard, e: GatewayError, request_id: &str) -> Response<Body> {
+fn fail(guard: RecordGuard, e: GatewayError, request_id: &str, op: Operation) -> Response<Body> {
     guard.finish(e.status().as_u16(), e.outcome(), e.to_string());
-    e.response(request_id)
+    e.response_for(request_id, op.anthropic_client())
 }
 
-async fn chat_completions(
+/// Every proxied operation: authenticate, parse what routing needs, try targets in order, and
+/// relay the answering attempt.
+async fn proxy_operation(
     gw: &Gateway,
     req: Request<Incoming>,
     started: Instant,
+    op: Operation,
 ) -> Response<Body> {
     let snap = gw.config.current.load_full();
+    let anthropic = op.anthropic_client();
     let request_id = match request_id(req.headers()) {
         Ok(id) => id,
-        Err(e) => return e.response(&new_request_id()),
+        Err(e) => return e.response_for(&new_request_id(), anthropic),
     };
     if !snap.is_complete() {
-        return GatewayError::NotReady.response(&request_id);
+        return GatewayError::NotReady.response_for(&request_id, anthropic);
     }
     // Unauthenticated requests never reach an upstream, and are not logged as anyone's.
     let key = match key_auth::authenticate(&snap, req.headers(), now_ms()) {
         Ok(k) => k,
-        Err(e) => return e.response(&request_id),
+        Err(e) => return e.response_for(&request_id, anthropic),
     };
     let (parts, body) = req.into_parts();
     let mut guard = RecordGuard::new(
         RequestRecord::new(
-            "chat_completions",
+            op.name(),
             request_id.clone(),
             started,
             key.clone(),
@@ -283,233 +276,392 @@ async fn chat_completions(
         gw.logs.clone(),
     );
 
-    let body = match read_body(body, gw.settings.max_body_bytes).await {
+    let raw = match read_body(body, gw.settings.max_body_bytes).await {
         Ok(b) => b,
-        Err(e) => return fail(guard, e, &request_id),
+        Err(e) => return fail(guard, e, &request_id, op),
     };
-    guard.rec().request_body = body.clone();
-    let fields: ChatFields<'_> = match serde_json::from_slice(&body) {
+    guard.rec().request_body = raw.clone();
+    let fields: RequestFields<'_> = match serde_json::from_slice(&raw) {
         Ok(f) => f,
-        Err(e) => return fail(guard, GatewayError::InvalidJson(e.to_string()), &request_id),
+        Err(e) => {
+            return fail(
+                guard,
+                GatewayError::InvalidJson(e.to_string()),
+                &request_id,
+                op,
+            )
+        }
     };
     let stream = match &fields.stream {
         None | Some(serde_json::Value::Null) => false,
-        Some(serde_json::Value::Bool(b)) => *b,
+        Some(serde_json::Value::Bool(b)) => *b && op != Operation::Embeddings,
         Some(other) => {
             let e = GatewayError::InvalidParameter(
                 "stream",
                 format!("expected a boolean, got {other}"),
             );
-            return fail(guard, e, &request_id);
+            return fail(guard, e, &request_id, op);
         }
     };
     guard.rec().stream = stream;
     let Some(model) = fields.model.as_deref().filter(|m| !m.is_empty()) else {
-        return fail(guard, GatewayError::MissingParameter("model"), &request_id);
+        return fail(
+            guard,
+            GatewayError::MissingParameter("model"),
+            &request_id,
+            op,
+        );
     };
-    guard.rec().model_key = model.to_string();
+    let model = model.to_string();
+    guard.rec().model_key = model.clone();
     if let Some(allowed) = &key.allowed_models {
-        if !allowed.contains(model) {
-            return fail(
-                guard,
-                GatewayError::ModelNotAllowed(model.to_string()),
-                &request_id,
-            );
+        if !allowed.contains(&model) {
+            return fail(guard, GatewayError::ModelNotAllowed(model), &request_id, op);
         }
     }
-    let Some(route) = snap.routes.get(model).cloned() else {
+    let Some(route) = snap.routes.get(&model).cloned() else {
+        return fail(guard, GatewayError::ModelNotFound(model), &request_id, op);
+    };
+    // Capability: the model must serve the operation, and some target's provider must speak it.
+    let eligible: Vec<bool> = route
+        .targets
+        .iter()
+        .map(|t| {
+            snap.providers
+                .get(&t.provider_key)
+                .is_none_or(|p| operation::shape(op, &p.kind).is_some())
+        })
+        .collect();
+    if !route.serves(op.name()) || !eligible.contains(&true) {
         return fail(
             guard,
-            GatewayError::ModelNotFound(model.to_string()),
+            GatewayError::UnsupportedOperation(model, op.name()),
             &request_id,
+            op,
         );
-    };
-    let roll = rand::Rng::gen_range(&mut rand::thread_rng(), 0..route.total_weight());
-    let target = route.pick(roll).clone();
-    let Some(provider) = snap.providers.get(&target.provider_key).cloned() else {
-        return fail(
-            guard,
-            GatewayError::ProviderMissing(target.provider_key.clone()),
-            &request_id,
-        );
-    };
-
-    // Streams must report usage for the log; ask for it, and hide it again from a client that
-    // did not ask.
+    }
     let client_wants_usage = fields
         .stream_options
         .as_ref()
         .and_then(|o| o.include_usage)
         .unwrap_or(false);
-    let upstream_body = if stream && !client_wants_usage {
-        match with_include_usage(&body, fields.stream_options.is_some()) {
-            Some(b) => b,
-            None => {
-                return fail(
-                    guard,
-                    GatewayError::Internal("rewriting stream_options".into()),
-                    &request_id,
-                )
-            }
-        }
-    } else {
-        body.clone()
-    };
-    let upstream_body = if target.upstream_model != model {
-        match with_model(&upstream_body, &target.upstream_model) {
-            Some(b) => b,
-            None => {
-                return fail(
-                    guard,
-                    GatewayError::Internal("rewriting model".into()),
-                    &request_id,
-                )
-            }
-        }
-    } else {
-        upstream_body
-    };
+    let has_stream_options = fields.stream_options.is_some();
+    drop(fields);
 
-    let uri = format!("{}/chat/completions", provider.base_url);
-    let mut up = Request::builder().method(Method::POST).uri(&uri);
-    {
-        let h = up.headers_mut().expect("builder has headers");
-        copy_request_headers(&guard.rec().request_headers, h);
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some((name, value)) = &provider.auth {
-            h.insert(name.clone(), value.clone());
+    let policy = route_plan::Policy::of(&route);
+    let deadline = started + policy.total_timeout;
+    let roll = rand::Rng::gen::<u64>(&mut rand::thread_rng());
+    let order = route_plan::attempt_order(&route, &eligible, roll, policy.max_attempts);
+    let mut body = ClientBody::new(raw);
+    let mut last_failure = GatewayError::UpstreamUnavailable("no upstream attempt was made".into());
+
+    for (n, idx) in order.iter().enumerate() {
+        let is_last = n + 1 == order.len();
+        let pause = policy.backoff_before(n);
+        if !pause.is_zero() {
+            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
         }
-        for (k, v) in &provider.extra_headers {
-            h.insert(k.clone(), v.clone());
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            last_failure = GatewayError::UpstreamTimeout;
+            break;
         }
-        echo_request_id(h, &request_id);
-    }
-    let up = match up.body(Full::new(upstream_body)) {
-        Ok(r) => r,
-        Err(e) => {
-            return fail(
+        let target = &route.targets[*idx];
+        let mut attempt = AttemptRecord::for_target(&target.provider_key, &target.upstream_model);
+        let Some(provider) = snap.providers.get(&target.provider_key).cloned() else {
+            attempt.error_kind = "provider_missing";
+            attempt.error_message =
+                format!("provider {:?} is not on this node", target.provider_key);
+            guard.rec().attempts.push(attempt);
+            last_failure = GatewayError::ProviderMissing(target.provider_key.clone());
+            continue;
+        };
+        let Some((shape, path)) = operation::shape(op, &provider.kind) else {
+            continue;
+        };
+        let add_usage = stream && op == Operation::ChatCompletions && !client_wants_usage;
+        let upstream_body = match body.for_attempt(
+            shape,
+            &model,
+            &target.upstream_model,
+            add_usage && shape == Shape::Passthrough,
+            has_stream_options,
+        ) {
+            Ok(b) => b,
+            Err(e) => return fail(guard, GatewayError::InvalidRequest(e.0), &request_id, op),
+        };
+        let uri = operation::upstream_url(&provider.base_url, path, &target.upstream_model);
+        let up = match build_upstream_request(
+            &uri,
+            &provider,
+            &guard.rec().request_headers,
+            &request_id,
+            upstream_body,
+        ) {
+            Ok(r) => r,
+            Err(e) => return fail(guard, e, &request_id, op),
+        };
+        let first_byte = policy
+            .first_byte_timeout
+            .unwrap_or(gw.settings.upstream_first_byte_timeout)
+            .min(remaining);
+        let t0 = Instant::now();
+        let resp = match tokio::time::timeout(first_byte, gw.upstream.request(up)).await {
+            Err(_) => {
+                attempt.error_kind = "timeout";
+                attempt.error_message = format!("no response headers within {first_byte:?}");
+                attempt.duration = t0.elapsed();
+                guard.rec().attempts.push(attempt);
+                last_failure = GatewayError::UpstreamTimeout;
+                continue;
+            }
+            Ok(Err(e)) => {
+                attempt.error_kind = "connect";
+                attempt.error_message = error_chain(&e);
+                attempt.duration = t0.elapsed();
+                last_failure = GatewayError::UpstreamUnavailable(attempt.error_message.clone());
+                guard.rec().attempts.push(attempt);
+                continue;
+            }
+            Ok(Ok(r)) => r,
+        };
+        attempt.ttfb = Some(t0.elapsed());
+        let status = resp.status();
+        attempt.status_code = status.as_u16();
+        if !status.is_success()
+            && !is_last
+            && route_plan::should_retry(&policy, AttemptResult::Status(status.as_u16()))
+        {
+            // Read the error for the attempt row, then fall back.
+            let bytes = collect_bounded(resp, 64 * 1024, deadline)
+                .await
+                .unwrap_or_default();
+            attempt.error_kind = "upstream_status";
+            attempt.error_message = upstream_error_message(&bytes);
+            attempt.duration = t0.elapsed();
+            guard.rec().attempts.push(attempt);
+            last_failure = GatewayError::UpstreamUnavailable(format!("upstream answered {status}"));
+            continue;
+        }
+        let is_sse = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let mut out_headers = HeaderMap::new();
+        copy_response_headers(resp.headers(), &mut out_headers);
+        echo_request_id(&mut out_headers, &request_id);
+
+        if stream && status.is_success() && is_sse {
+            attempt.produced_response = true;
+            let mode = match shape {
+                Shape::Passthrough => StreamMode::Passthrough,
+                Shape::ChatToMessages => {
+                    StreamMode::FromAnthropic(Box::new(MessagesToChatStream::new(&model)))
+                }
+                Shape::MessagesToChat => {
+                    StreamMode::ToAnthropic(Box::new(ChatToMessagesStream::new(&model)))
+                }
+            };
+            let strip_usage = op == Operation::ChatCompletions && !client_wants_usage;
+            return relay_stream(
                 guard,
-                GatewayError::Internal(format!("upstream URL {uri:?}: {e}")),
-                &request_id,
-            )
+                attempt,
+                t0,
+                resp,
+                out_headers,
+                mode,
+                strip_usage,
+                deadline,
+            );
         }
-    };
 
-    let attempt_started = Instant::now();
-    let mut attempt = AttemptRecord {
-        provider_key: target.provider_key.clone(),
-        upstream_model: target.upstream_model.clone(),
-        status_code: 0,
-        error_kind: "",
-        error_message: String::new(),
-        duration: Duration::ZERO,
-        ttfb: None,
-        produced_response: false,
-    };
-    let sent = tokio::time::timeout(
-        gw.settings.upstream_first_byte_timeout,
-        gw.upstream.request(up),
-    )
-    .await;
-    let resp = match sent {
-        Err(_) => {
-            attempt.error_kind = "timeout";
-            attempt.error_message = "no response headers in time".into();
-            attempt.duration = attempt_started.elapsed();
-            guard.rec().attempts.push(attempt);
-            return fail(guard, GatewayError::UpstreamTimeout, &request_id);
+        let bytes = match collect_bounded(resp, gw.settings.max_response_bytes, deadline).await {
+            Ok(b) => b,
+            Err(msg) => {
+                attempt.error_kind = "body";
+                attempt.error_message = msg.clone();
+                attempt.duration = t0.elapsed();
+                guard.rec().attempts.push(attempt);
+                last_failure = GatewayError::UpstreamUnavailable(msg);
+                if is_last {
+                    break;
+                }
+                continue;
+            }
+        };
+        attempt.duration = t0.elapsed();
+        attempt.produced_response = true;
+        if !status.is_success() {
+            attempt.error_kind = "upstream_status";
+            attempt.error_message = upstream_error_message(&bytes);
         }
-        Ok(Err(e)) => {
-            attempt.error_kind = "connect";
-            attempt.error_message = error_chain(&e);
-            attempt.duration = attempt_started.elapsed();
-            let msg = attempt.error_message.clone();
-            guard.rec().attempts.push(attempt);
-            return fail(guard, GatewayError::UpstreamUnavailable(msg), &request_id);
+        let bytes = translate_body(shape, status.is_success(), &bytes, &model);
+        if shape != Shape::Passthrough {
+            out_headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
-        Ok(Ok(r)) => r,
-    };
-    attempt.ttfb = Some(attempt_started.elapsed());
-    attempt.status_code = resp.status().as_u16();
-    attempt.produced_response = true;
-    let status = resp.status();
-    let is_sse = resp
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    let mut out_headers = HeaderMap::new();
-    copy_response_headers(resp.headers(), &mut out_headers);
-    echo_request_id(&mut out_headers, &request_id);
+        let error_message = attempt.error_message.clone();
+        guard.rec().attempts.push(attempt);
+        guard.rec().response_body = bytes.clone();
+        guard.rec().ttfb = Some(guard.rec().started.elapsed());
+        let outcome = if status.is_success() {
+            "success"
+        } else {
+            "upstream_error"
+        };
+        guard.finish(status.as_u16(), outcome, error_message);
+        let mut r = Response::new(full(bytes));
+        *r.status_mut() = status;
+        *r.headers_mut() = out_headers;
+        return r;
+    }
+    fail(guard, last_failure, &request_id, op)
+}
 
-    if stream && status.is_success() && is_sse {
-        return relay_stream(
-            guard,
-            attempt,
-            attempt_started,
-            resp,
-            out_headers,
-            !client_wants_usage,
+/// A translated body for the client: successes through the translator, errors into the client
+/// API's error shape.
+fn translate_body(shape: Shape, success: bool, bytes: &Bytes, model: &str) -> Bytes {
+    if shape == Shape::Passthrough {
+        return bytes.clone();
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return bytes.clone();
+    };
+    let out = match (shape, success) {
+        (Shape::ChatToMessages, true) => at::messages_response_to_chat(&v, model),
+        (Shape::MessagesToChat, true) => at::chat_response_to_messages(&v, model),
+        (Shape::ChatToMessages, false) => serde_json::json!({"error": {
+            "message": v.pointer("/error/message").cloned().unwrap_or(v.clone()),
+            "type": v.pointer("/error/type").cloned().unwrap_or(serde_json::json!("api_error")),
+            "param": null, "code": null,
+        }}),
+        (Shape::MessagesToChat, false) => serde_json::json!({"type": "error", "error": {
+            "type": v.pointer("/error/type").cloned().unwrap_or(serde_json::json!("api_error")),
+            "message": v.pointer("/error/message").cloned().unwrap_or(v.clone()),
+        }}),
+        (Shape::Passthrough, _) => return bytes.clone(),
+    };
+    Bytes::from(serde_json::to_vec(&out).unwrap_or_default())
+}
+
+fn build_upstream_request(
+    uri: &str,
+    provider: &Provider,
+    client_headers: &HeaderMap,
+    request_id: &str,
+    body: Bytes,
+) -> Result<Request<Full<Bytes>>, GatewayError> {
+    let mut up = Request::builder().method(Method::POST).uri(uri);
+    let h = up.headers_mut().expect("builder has headers");
+    copy_request_headers(client_headers, h);
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if provider.kind == "anthropic" && !h.contains_key("anthropic-version") {
+        h.insert(
+            "anthropic-version",
+            HeaderValue::from_static(ANTHROPIC_VERSION),
         );
     }
-
-    // A whole body: collected (bounded), then sent in one piece.
-    let limited = Limited::new(resp.into_body(), gw.settings.max_response_bytes);
-    let bytes = match limited.collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) => {
-            attempt.error_kind = "body";
-            attempt.error_message = e.to_string();
-            attempt.duration = attempt_started.elapsed();
-            attempt.produced_response = false;
-            let msg = attempt.error_message.clone();
-            guard.rec().attempts.push(attempt);
-            return fail(guard, GatewayError::UpstreamUnavailable(msg), &request_id);
-        }
-    };
-    attempt.duration = attempt_started.elapsed();
-    if !status.is_success() {
-        attempt.error_kind = "upstream_status";
-        attempt.error_message = upstream_error_message(&bytes);
+    if let Some((name, value)) = &provider.auth {
+        h.insert(name.clone(), value.clone());
     }
-    let error_message = attempt.error_message.clone();
-    guard.rec().attempts.push(attempt);
-    guard.rec().response_body = bytes.clone();
-    guard.rec().ttfb = Some(guard.rec().started.elapsed());
-    let outcome = if status.is_success() {
-        "success"
-    } else {
-        "upstream_error"
-    };
-    guard.finish(status.as_u16(), outcome, error_message);
-    let mut r = Response::new(full(bytes));
-    *r.status_mut() = status;
-    *r.headers_mut() = out_headers;
-    r
+    for (k, v) in &provider.extra_headers {
+        h.insert(k.clone(), v.clone());
+    }
+    echo_request_id(h, request_id);
+    up.body(Full::new(body))
+        .map_err(|e| GatewayError::Internal(format!("upstream URL {uri:?}: {e}")))
+}
+
+/// The Anthropic API version sent when the client did not name one.
+const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// Collects a response body up to `limit` bytes before `deadline`.
+async fn collect_bounded(
+    resp: http::Response<Incoming>,
+    limit: usize,
+    deadline: Instant,
+) -> Result<Bytes, String> {
+    let limited = Limited::new(resp.into_body(), limit);
+    match tokio::time::timeout_at(deadline.into(), limited.collect()).await {
+        Err(_) => Err("the response body did not finish in time".into()),
+        Ok(Err(e)) => Err(format!("reading the response body failed: {e}")),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+    }
+}
+
+/// How a stream's events reach the client.
+enum StreamMode {
+    /// As they come.
+    Passthrough,
+    /// Anthropic events translated to OpenAI chat chunks.
+    FromAnthropic(Box<MessagesToChatStream>),
+    /// OpenAI chat chunks translated to Anthropic events.
+    ToAnthropic(Box<ChatToMessagesStream>),
+}
+
+impl StreamMode {
+    /// The client events for one upstream event.
+    fn translate(&mut self, event: Bytes, out: &mut Vec<Bytes>) {
+        match self {
+            StreamMode::Passthrough => out.push(event),
+            StreamMode::FromAnthropic(t) => {
+                if let Some(d) = event_data(&event) {
+                    t.event(&d, out);
+                }
+            }
+            StreamMode::ToAnthropic(t) => {
+                if let Some(d) = event_data(&event) {
+                    t.event(&d, out);
+                }
+            }
+        }
+    }
+
+    /// Events owed at the end of a complete upstream stream.
+    fn finish(&mut self, out: &mut Vec<Bytes>) {
+        match self {
+            StreamMode::Passthrough => {}
+            StreamMode::FromAnthropic(t) => t.finish(out),
+            StreamMode::ToAnthropic(t) => t.finish(out),
+        }
+    }
+
+    fn anthropic_client(&self) -> bool {
+        matches!(self, StreamMode::ToAnthropic(_))
+    }
 }
 
 /// Relays an upstream SSE stream event by event, as each arrives.
+#[allow(clippy::too_many_arguments)]
 fn relay_stream(
     mut guard: RecordGuard,
     mut attempt: AttemptRecord,
     attempt_started: Instant,
     resp: http::Response<Incoming>,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
+    mut mode: StreamMode,
     strip_usage: bool,
+    deadline: Instant,
 ) -> Response<Body> {
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(64);
     let status = resp.status();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     tokio::spawn(async move {
         let mut upstream = resp.into_body();
         let mut framer = SseFramer::new();
         let mut kept_bytes = 0usize;
         let mut failure: Option<String> = None;
         let mut cancelled = false;
+        let mut out: Vec<Bytes> = Vec::new();
         'relay: loop {
             tokio::select! {
                 biased;
                 _ = tx.closed() => {
                     cancelled = true;
+                    break 'relay;
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    failure = Some("the route's total timeout passed mid-stream".into());
                     break 'relay;
                 }
                 frame = upstream.frame() => match frame {
@@ -522,32 +674,25 @@ fn relay_stream(
                         let Ok(data) = frame.into_data() else { continue };
                         framer.push(&data);
                         while let Some(event) = framer.next_event() {
-                            let rec = guard.rec();
-                            let forward = observe_event(rec, &event, &mut kept_bytes, strip_usage);
-                            if forward {
-                                if rec.ttfb.is_none() {
-                                    rec.ttfb = Some(rec.started.elapsed());
-                                }
-                                if tx.send(Ok(Frame::data(event))).await.is_err() {
-                                    cancelled = true;
-                                    break 'relay;
-                                }
-                            }
+                            mode.translate(event, &mut out);
+                        }
+                        if !forward(&mut guard, &tx, &mut out, &mut kept_bytes, strip_usage).await {
+                            cancelled = true;
+                            break 'relay;
                         }
                     }
                 }
             }
         }
-        // Dropping the upstream body here closes its connection: a cancelled client cancels the
+        // Dropping the upstream body closes its connection: a cancelled client cancels the
         // upstream request.
         drop(upstream);
-        if !cancelled {
+        if !cancelled && failure.is_none() {
             if let Some(rest) = framer.finish() {
-                let rec = guard.rec();
-                if observe_event(rec, &rest, &mut kept_bytes, strip_usage) {
-                    let _ = tx.send(Ok(Frame::data(rest))).await;
-                }
+                mode.translate(rest, &mut out);
             }
+            mode.finish(&mut out);
+            forward(&mut guard, &tx, &mut out, &mut kept_bytes, strip_usage).await;
         }
         attempt.duration = attempt_started.elapsed();
         if cancelled {
@@ -559,15 +704,15 @@ fn relay_stream(
             attempt.error_kind = "stream_broken";
             attempt.error_message = msg.clone();
             guard.rec().attempts.push(attempt);
-            let event = serde_json::json!({"error": {
-                "message": format!("The upstream stream broke: {msg}"),
-                "type": "api_error",
-                "param": null,
-                "code": "stream_error",
-            }});
-            let _ = tx
-                .send(Ok(Frame::data(Bytes::from(format!("data: {event}\n\n")))))
-                .await;
+            let text = format!("The upstream stream broke: {msg}");
+            let event = if mode.anthropic_client() {
+                let v = serde_json::json!({"type": "error", "error": {"type": "api_error", "message": text}});
+                Bytes::from(format!("event: error\ndata: {v}\n\n"))
+            } else {
+                let v = serde_json::json!({"error": {"message": text, "type": "api_error", "param": null, "code": "stream_error"}});
+                Bytes::from(format!("data: {v}\n\n"))
+            };
+            let _ = tx.send(Ok(Frame::data(event))).await;
             guard.finish(
                 status.as_u16(),
                 "stream_error",
@@ -582,6 +727,29 @@ fn relay_stream(
     *r.status_mut() = status;
     *r.headers_mut() = headers;
     r
+}
+
+/// Records and sends the pending client events; false when the client is gone.
+async fn forward(
+    guard: &mut RecordGuard,
+    tx: &mpsc::Sender<Result<Frame<Bytes>, Infallible>>,
+    out: &mut Vec<Bytes>,
+    kept_bytes: &mut usize,
+    strip_usage: bool,
+) -> bool {
+    for event in out.drain(..) {
+        let rec = guard.rec();
+        if !observe_event(rec, &event, kept_bytes, strip_usage) {
+            continue;
+        }
+        if rec.ttfb.is_none() {
+            rec.ttfb = Some(rec.started.elapsed());
+        }
+        if tx.send(Ok(Frame::data(event))).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Records an event for the log and says whether the client should get it.
@@ -626,42 +794,6 @@ fn usage_probe(event: &[u8]) -> (bool, bool) {
         }
         Err(_) => (false, false),
     }
-}
-
-/// Sets `stream_options.include_usage = true`. `has_options` says whether the object already
-/// has `stream_options` (then it is rewritten through a full parse; otherwise one field is
-/// spliced in after the opening brace, leaving the rest of the bytes untouched).
-fn with_include_usage(body: &Bytes, has_options: bool) -> Option<Bytes> {
-    if !has_options {
-        let start = body.iter().position(|b| !b.is_ascii_whitespace())?;
-        if body[start] != b'{' {
-            return None;
-        }
-        let mut out = Vec::with_capacity(body.len() + 40);
-        out.extend_from_slice(&body[..=start]);
-        out.extend_from_slice(br#""stream_options":{"include_usage":true},"#);
-        out.extend_from_slice(&body[start + 1..]);
-        return Some(Bytes::from(out));
-    }
-    let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let obj = v.as_object_mut()?;
-    let opts = obj
-        .entry("stream_options")
-        .or_insert_with(|| serde_json::json!({}));
-    if !opts.is_object() {
-        *opts = serde_json::json!({});
-    }
-    opts.as_object_mut()?
-        .insert("include_usage".into(), serde_json::Value::Bool(true));
-    serde_json::to_vec(&v).ok().map(Bytes::from)
-}
-
-/// Replaces `model` with the target's upstream model.
-fn with_model(body: &Bytes, model: &str) -> Option<Bytes> {
-    let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    v.as_object_mut()?
-        .insert("model".into(), serde_json::Value::String(model.to_string()));
-    serde_json::to_vec(&v).ok().map(Bytes::from)
 }
 
 async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, GatewayError> {
@@ -737,22 +869,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn include_usage_is_spliced_or_merged() {
-        let b = Bytes::from_static(br#"  {"model":"m","stream":true}"#);
-        let out = with_include_usage(&b, false).unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["stream_options"]["include_usage"], true);
-        assert_eq!(v["model"], "m");
-        let b =
-            Bytes::from_static(br#"{"model":"m","stream_options":{"include_usage":false,"x":1}}"#);
-        let v: serde_json::Value =
-            serde_json::from_slice(&with_include_usage(&b, true).unwrap()).unwrap();
-        assert_eq!(v["stream_options"]["include_usage"], true);
-        assert_eq!(v["stream_options"]["x"], 1);
-        assert!(with_include_usage(&Bytes::from_static(b"[1]"), false).is_none());
-    }
 
     #[test]
     fn usage_probe_finds_the_usage_only_chunk() {

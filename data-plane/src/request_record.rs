@@ -42,6 +42,22 @@ pub struct AttemptRecord {
     pub produced_response: bool,
 }
 
+impl AttemptRecord {
+    /// A fresh attempt on a target.
+    pub fn for_target(provider_key: &str, upstream_model: &str) -> Self {
+        AttemptRecord {
+            provider_key: provider_key.to_string(),
+            upstream_model: upstream_model.to_string(),
+            status_code: 0,
+            error_kind: "",
+            error_message: String::new(),
+            duration: Duration::ZERO,
+            ttfb: None,
+            produced_response: false,
+        }
+    }
+}
+
 /// A request as the request path saw it.
 #[derive(Debug)]
 pub struct RequestRecord {
@@ -184,9 +200,11 @@ impl RequestRecord {
             )
         } else {
             let body = payload_policy::body_value(&self.response_body);
-            let usage = body.get("usage").and_then(usage::from_openai_usage);
-            let invoked = (!self.attempts.is_empty() && body.get("choices").is_some())
-                .then(|| usage::invoked_tools_in_response(&body));
+            let (usage, invoked) = if self.attempts.iter().any(|a| a.produced_response) {
+                usage::response_facts(self.operation, &body)
+            } else {
+                (None, None)
+            };
             let mut wrapped = serde_json::json!({ "body": body });
             payload_policy::redact_keys(&mut wrapped);
             (usage, invoked, (wrapped, false))

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use weir_proto::config::{discovery_response::Resources, ResourceType};
+use weir_proto::config::{discovery_response::Resources, ResourceType, RoutePolicy};
 use weir_proto::validate::{self, Invalid};
 
 /// A provider ready to send to.
@@ -42,30 +42,18 @@ pub struct Target {
 pub struct Route {
     /// The model key clients send.
     pub model_key: String,
-    /// Targets in their configured order.
+    /// Targets in their configured (fallback) order.
     pub targets: Vec<Target>,
+    /// Operations served; empty means all.
+    pub operations: HashSet<String>,
+    /// Retries, fallback and timeouts as configured (defaults applied by `route_plan`).
+    pub policy: RoutePolicy,
 }
 
 impl Route {
-    /// Picks a target by weight; `roll` is uniform in `0..total weight`.
-    pub fn pick(&self, roll: u64) -> &Target {
-        let mut r = roll;
-        for t in &self.targets {
-            if r < t.weight as u64 {
-                return t;
-            }
-            r -= t.weight as u64;
-        }
-        &self.targets[0]
-    }
-
-    /// Sum of weights (validation guarantees at least one target has weight).
-    pub fn total_weight(&self) -> u64 {
-        self.targets
-            .iter()
-            .map(|t| t.weight as u64)
-            .sum::<u64>()
-            .max(1)
+    /// Whether the model serves `operation`.
+    pub fn serves(&self, operation: &str) -> bool {
+        self.operations.is_empty() || self.operations.contains(operation)
     }
 }
 
@@ -194,6 +182,8 @@ impl Snapshot {
                                     weight: t.weight,
                                 })
                                 .collect(),
+                            operations: r.operations.iter().cloned().collect(),
+                            policy: r.policy.clone().unwrap_or_default(),
                         }),
                     );
                 }
@@ -265,9 +255,19 @@ fn compile_provider(
                     p.key, p.api_key_env
                 ),
             })?;
-        let (name, value) = match p.kind.as_str() {
-            "anthropic" => (HeaderName::from_static("x-api-key"), secret),
-            _ => (http::header::AUTHORIZATION, format!("Bearer {secret}")),
+        let (name, value) = match (p.auth_header.as_str(), p.kind.as_str()) {
+            ("", "anthropic") => (HeaderName::from_static("x-api-key"), secret),
+            ("", _) => (http::header::AUTHORIZATION, format!("Bearer {secret}")),
+            (custom, _) => (
+                HeaderName::from_bytes(custom.as_bytes()).map_err(|_| Invalid {
+                    code: "invalid_header",
+                    message: format!(
+                        "provider {:?}: auth_header {custom:?} is not a header name",
+                        p.key
+                    ),
+                })?,
+                secret,
+            ),
         };
         let mut value = HeaderValue::from_str(&value).map_err(|_| Invalid {
             code: "invalid_secret",
@@ -315,6 +315,7 @@ mod tests {
                 base_url: "http://127.0.0.1:1/v1/".into(),
                 api_key_env: env.into(),
                 extra_headers: Default::default(),
+                auth_header: String::new(),
             }],
         })
     }
@@ -337,6 +338,7 @@ mod tests {
                             upstream_model: "up".into(),
                             weight: 1,
                         }],
+                        ..Default::default()
                     }],
                 }),
                 &no_env,
@@ -373,21 +375,5 @@ mod tests {
             s.with("1", &bad_hash, &no_env).unwrap_err().code,
             "invalid_key_hash"
         );
-    }
-
-    #[test]
-    fn weighted_pick_covers_every_target() {
-        let t = |w| Target {
-            provider_key: "p".into(),
-            upstream_model: format!("w{w}"),
-            weight: w,
-        };
-        let r = Route {
-            model_key: "m".into(),
-            targets: vec![t(1), t(0), t(3)],
-        };
-        assert_eq!(r.total_weight(), 4);
-        let picks: Vec<&str> = (0..4).map(|i| r.pick(i).upstream_model.as_str()).collect();
-        assert_eq!(picks, ["w1", "w3", "w3", "w3"]);
     }
 }

@@ -36,6 +36,61 @@ pub fn from_openai_usage(u: &Value) -> Option<Usage> {
     })
 }
 
+/// Usage from an Anthropic `usage` object, normalised: input counts cache reads and writes too
+/// (Anthropic's `input_tokens` excludes them), cached input is the cache reads.
+pub fn from_anthropic_usage(u: &Value) -> Option<Usage> {
+    let obj = u.as_object()?;
+    let n = |k: &str| obj.get(k).and_then(Value::as_u64);
+    let (input, output) = (n("input_tokens"), n("output_tokens"));
+    if input.is_none() && output.is_none() {
+        return None;
+    }
+    let cached = n("cache_read_input_tokens");
+    let input =
+        input.map(|i| i + cached.unwrap_or(0) + n("cache_creation_input_tokens").unwrap_or(0));
+    Some(Usage {
+        input_tokens: input,
+        output_tokens: output,
+        cached_input_tokens: cached,
+        reasoning_tokens: None,
+        total_tokens: match (input, output) {
+            (Some(i), Some(o)) => i.checked_add(o),
+            _ => None,
+        },
+    })
+}
+
+/// Usage and invoked tool calls of a whole (non-streamed) response body of `operation`.
+pub fn response_facts(operation: &str, body: &Value) -> (Option<Usage>, Option<u32>) {
+    let usage = body.get("usage");
+    match operation {
+        "messages" => {
+            let calls = body
+                .get("content")
+                .and_then(Value::as_array)
+                .map(|blocks| blocks.iter().filter(|b| b["type"] == "tool_use").count() as u32);
+            (usage.and_then(from_anthropic_usage), calls)
+        }
+        "responses" => {
+            let calls = body.get("output").and_then(Value::as_array).map(|items| {
+                items
+                    .iter()
+                    .filter(|i| i["type"] == "function_call")
+                    .count() as u32
+            });
+            (usage.and_then(from_openai_usage), calls)
+        }
+        "embeddings" => (usage.and_then(from_openai_usage), None),
+        _ => {
+            let calls = body
+                .get("choices")
+                .is_some()
+                .then(|| invoked_tools_in_response(body));
+            (usage.and_then(from_openai_usage), calls)
+        }
+    }
+}
+
 /// Number of tools offered by a chat request (`None` when it offers none: not recorded).
 pub fn exposed_tools(request: &Value) -> Option<u32> {
     let tools = request.get("tools")?.as_array()?;
@@ -75,11 +130,49 @@ pub struct StreamFacts {
     pub error: Option<Value>,
     /// The upstream's response model.
     pub model: Option<String>,
+    /// Anthropic usage fields merged across `message_start` and `message_delta`.
+    anthropic_usage: serde_json::Map<String, Value>,
+    /// Tool calls counted from Anthropic and Responses events.
+    other_tool_calls: u32,
 }
 
 impl StreamFacts {
     /// Reads one event's data.
     pub fn observe(&mut self, chunk: &Value) {
+        match chunk.get("type").and_then(Value::as_str) {
+            // Anthropic Messages events.
+            Some("message_start") => {
+                self.merge_anthropic(chunk.pointer("/message/usage"));
+                if self.model.is_none() {
+                    self.model = chunk
+                        .pointer("/message/model")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
+                }
+                return;
+            }
+            Some("message_delta") => {
+                self.merge_anthropic(chunk.get("usage"));
+                return;
+            }
+            Some("content_block_start") => {
+                if chunk.pointer("/content_block/type") == Some(&Value::from("tool_use")) {
+                    self.other_tool_calls += 1;
+                }
+                return;
+            }
+            // Responses API events.
+            Some("response.output_item.added")
+                if chunk.pointer("/item/type") == Some(&Value::from("function_call")) =>
+            {
+                self.other_tool_calls += 1;
+            }
+            Some("error") => {
+                self.error = chunk.get("error").cloned().or_else(|| Some(chunk.clone()));
+                return;
+            }
+            _ => {}
+        }
         if let Some(u) = chunk.get("usage").and_then(from_openai_usage) {
             self.usage = Some(u);
         }
@@ -111,9 +204,20 @@ impl StreamFacts {
         }
     }
 
+    fn merge_anthropic(&mut self, u: Option<&Value>) {
+        if let Some(Value::Object(o)) = u {
+            for (k, v) in o {
+                if !v.is_null() {
+                    self.anthropic_usage.insert(k.clone(), v.clone());
+                }
+            }
+            self.usage = from_anthropic_usage(&Value::Object(self.anthropic_usage.clone()));
+        }
+    }
+
     /// Tool calls invoked across the stream.
     pub fn invoked_tools(&self) -> u32 {
-        self.tool_calls.len() as u32
+        self.tool_calls.len() as u32 + self.other_tool_calls
     }
 }
 
@@ -145,6 +249,47 @@ mod tests {
         // Zeros are real values, not missing ones.
         let u = from_openai_usage(&json!({"prompt_tokens": 0, "completion_tokens": 0})).unwrap();
         assert_eq!(u.output_tokens, Some(0));
+    }
+
+    #[test]
+    fn anthropic_usage_and_streams() {
+        let u = from_anthropic_usage(&json!({"input_tokens": 10, "output_tokens": 5,
+            "cache_read_input_tokens": 4, "cache_creation_input_tokens": 2}))
+        .unwrap();
+        assert_eq!(
+            (
+                u.input_tokens,
+                u.cached_input_tokens,
+                u.output_tokens,
+                u.total_tokens
+            ),
+            (Some(16), Some(4), Some(5), Some(21))
+        );
+        let mut f = StreamFacts::default();
+        f.observe(&json!({"type": "message_start", "message": {"model": "claude", "usage": {"input_tokens": 12, "output_tokens": 1}}}));
+        f.observe(&json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use"}}));
+        f.observe(&json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}}));
+        let u = f.usage.unwrap();
+        assert_eq!((u.input_tokens, u.output_tokens), (Some(12), Some(9)));
+        assert_eq!(f.invoked_tools(), 1);
+        assert_eq!(f.model.as_deref(), Some("claude"));
+        let (u, calls) = response_facts(
+            "messages",
+            &json!({"content": [{"type": "text"}, {"type": "tool_use"}],
+            "usage": {"input_tokens": 3, "output_tokens": 4}}),
+        );
+        assert_eq!((u.unwrap().total_tokens, calls), (Some(7), Some(1)));
+        let (u, calls) = response_facts(
+            "responses",
+            &json!({"output": [{"type": "function_call"}, {"type": "message"}],
+            "usage": {"input_tokens": 3, "output_tokens": 4, "input_tokens_details": {"cached_tokens": 1}}}),
+        );
+        assert_eq!((u.unwrap().cached_input_tokens, calls), (Some(1), Some(1)));
+        let (u, calls) = response_facts(
+            "embeddings",
+            &json!({"usage": {"prompt_tokens": 8, "total_tokens": 8}}),
+        );
+        assert_eq!((u.unwrap().input_tokens, calls), (Some(8), None));
     }
 
     #[test]

@@ -7,6 +7,12 @@ use crate::config::{PayloadPolicy, Provider, Route};
 /// Provider kinds this build can speak.
 pub const PROVIDER_KINDS: [&str; 2] = ["openai", "anthropic"];
 
+/// Operations a model can serve.
+pub const OPERATIONS: [&str; 4] = ["chat_completions", "responses", "embeddings", "messages"];
+
+/// Most upstream attempts a route may make for one request.
+pub const MAX_ATTEMPTS: u32 = 10;
+
 /// Capture modes of the payload policy.
 pub const CAPTURE_MODES: [&str; 3] = ["disabled", "summary_only", "redacted_payloads"];
 
@@ -58,7 +64,8 @@ pub fn validate_provider(p: &Provider) -> Result<(), Invalid> {
         ));
     }
     let scheme_ok = p.base_url.starts_with("http://") || p.base_url.starts_with("https://");
-    if !scheme_ok || p.base_url.parse::<http::Uri>().is_err() {
+    let url = p.base_url.replace("{model}", "model");
+    if !scheme_ok || url.parse::<http::Uri>().is_err() {
         return Err(invalid(
             "invalid_base_url",
             format!(
@@ -73,6 +80,16 @@ pub fn validate_provider(p: &Provider) -> Result<(), Invalid> {
             format!(
                 "provider {:?}: api_key_env {:?} must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*), not a secret",
                 p.key, p.api_key_env
+            ),
+        ));
+    }
+    if !p.auth_header.is_empty() && http::HeaderName::from_bytes(p.auth_header.as_bytes()).is_err()
+    {
+        return Err(invalid(
+            "invalid_header",
+            format!(
+                "provider {:?}: auth_header {:?} is not a header name",
+                p.key, p.auth_header
             ),
         ));
     }
@@ -127,6 +144,38 @@ pub fn validate_route(r: &Route, provider_exists: impl Fn(&str) -> bool) -> Resu
             format!("model {:?}: every target has weight 0", r.model_key),
         ));
     }
+    for op in &r.operations {
+        if !OPERATIONS.contains(&op.as_str()) {
+            return Err(invalid(
+                "unknown_operation",
+                format!(
+                    "model {:?}: operation {op:?} is not one of {}",
+                    r.model_key,
+                    OPERATIONS.join(", ")
+                ),
+            ));
+        }
+    }
+    if let Some(p) = &r.policy {
+        if p.max_attempts > MAX_ATTEMPTS {
+            return Err(invalid(
+                "invalid_policy",
+                format!(
+                    "model {:?}: max_attempts {} is above {MAX_ATTEMPTS}",
+                    r.model_key, p.max_attempts
+                ),
+            ));
+        }
+        if let Some(s) = p.retry_on_status.iter().find(|s| !(100..=599).contains(*s)) {
+            return Err(invalid(
+                "invalid_policy",
+                format!(
+                    "model {:?}: retry status {s} is not an HTTP status",
+                    r.model_key
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -175,6 +224,7 @@ mod tests {
             base_url: url.into(),
             api_key_env: env.into(),
             extra_headers: Default::default(),
+            auth_header: String::new(),
         }
     }
 
@@ -223,6 +273,7 @@ mod tests {
         let route = |key: &str, targets: Vec<Target>| Route {
             model_key: key.into(),
             targets,
+            ..Default::default()
         };
         let cases = [
             (route("gpt", vec![t("openai", "gpt-4o", 1)]), None),

@@ -148,6 +148,41 @@ pub async fn run(mut cmd: Command) -> Output {
     }
 }
 
+/// A model to create: key, `(provider, upstream model)` targets in fallback order, operations
+/// (empty: all) and route policy.
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    /// Model key.
+    pub key: String,
+    /// Targets in order.
+    pub targets: Vec<(String, String)>,
+    /// Operations served.
+    pub operations: Vec<String>,
+    /// Route policy.
+    pub policy: Option<weir_proto::admin::RoutePolicy>,
+}
+
+impl ModelSpec {
+    /// A model with default operations and policy.
+    pub fn new(key: &str, targets: &[(&str, &str)]) -> Self {
+        ModelSpec {
+            key: key.into(),
+            targets: targets
+                .iter()
+                .map(|(p, u)| (p.to_string(), u.to_string()))
+                .collect(),
+            operations: Vec::new(),
+            policy: None,
+        }
+    }
+
+    /// Restricts the operations served.
+    pub fn operations(mut self, ops: &[&str]) -> Self {
+        self.operations = ops.iter().map(|o| o.to_string()).collect();
+        self
+    }
+}
+
 /// A whole Weir: mock upstream, control plane on a fresh database, one data plane.
 pub struct Stack {
     /// The mock upstream.
@@ -258,30 +293,49 @@ impl Stack {
         c
     }
 
-    /// Creates provider `mock`, a model per `(model key, upstream model)`, user `alice` and a
+    /// Creates providers `mock` (OpenAI-compatible) and `mock-anthropic` (Anthropic), both on the
+    /// mock upstream, a model per `(model key, upstream model)` on `mock`, user `alice` and a
     /// key for her; returns the key's secret.
     pub async fn seed(&self, models: &[(&str, &str)]) -> String {
+        let specs: Vec<ModelSpec> = models
+            .iter()
+            .map(|(key, upstream)| ModelSpec::new(key, &[("mock", upstream)]))
+            .collect();
+        self.seed_models(&specs).await
+    }
+
+    /// Like [`Stack::seed`] with full model specs.
+    pub async fn seed_models(&self, models: &[ModelSpec]) -> String {
         use weir_proto::admin::*;
         let mut admin = self.admin().await;
-        admin
-            .create_provider(CreateProviderRequest {
-                key: "mock".into(),
-                kind: "openai".into(),
-                base_url: self.upstream.base_url(),
-                api_key_env: String::new(),
-                extra_headers: Default::default(),
-            })
-            .await
-            .expect("create provider");
-        for (key, upstream) in models {
+        for (key, kind) in [("mock", "openai"), ("mock-anthropic", "anthropic")] {
+            admin
+                .create_provider(CreateProviderRequest {
+                    key: key.into(),
+                    kind: kind.into(),
+                    base_url: self.upstream.base_url(),
+                    api_key_env: String::new(),
+                    extra_headers: Default::default(),
+                    auth_header: String::new(),
+                })
+                .await
+                .expect("create provider");
+        }
+        for m in models {
             admin
                 .create_model(CreateModelRequest {
-                    key: key.to_string(),
-                    targets: vec![Target {
-                        provider_key: "mock".into(),
-                        upstream_model: upstream.to_string(),
-                        weight: 1,
-                    }],
+                    key: m.key.clone(),
+                    targets: m
+                        .targets
+                        .iter()
+                        .map(|(p, u)| Target {
+                            provider_key: p.clone(),
+                            upstream_model: u.clone(),
+                            weight: 1,
+                        })
+                        .collect(),
+                    operations: m.operations.clone(),
+                    policy: m.policy.clone(),
                 })
                 .await
                 .expect("create model");
@@ -306,6 +360,14 @@ impl Stack {
             .into_inner();
         let secret = key.secret;
         self.wait_for_key(&secret).await;
+        let want = models.len();
+        let cfg = self.data_plane.config.clone();
+        let ok = eventually(Duration::from_secs(10), || {
+            let cfg = cfg.clone();
+            async move { (cfg.current.load().routes.len() >= want).then_some(()) }
+        })
+        .await;
+        assert!(ok.is_some(), "the data plane never received every route");
         secret
     }
 

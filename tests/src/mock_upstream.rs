@@ -9,6 +9,9 @@
 //! - `mock-break`: stream two chunks, then break the connection;
 //! - `mock-503`: answer 503 with an OpenAI error body;
 //! - `mock-tools`: answer with two tool calls.
+//!
+//! `/v1/responses` speaks the Responses API and `/v1/messages` the Anthropic Messages API
+//! (JSON and SSE, usage included), with the same behaviours.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -147,6 +150,8 @@ async fn handle(obs: Arc<Observed>, req: Request<Incoming>) -> Result<Response<B
     let resp = match (&parts.method, path.as_str()) {
         (&Method::POST, "/v1/chat/completions") => chat(obs, &body),
         (&Method::POST, "/v1/embeddings") => embeddings(&body),
+        (&Method::POST, "/v1/responses") => responses(obs, &body),
+        (&Method::POST, "/v1/messages") => messages(obs, &body),
         (&Method::GET, "/v1/models") => json_response(
             StatusCode::OK,
             json!({"object": "list", "data": [{"id": "mock-model", "object": "model", "created": 0, "owned_by": "mock"}]}),
@@ -257,6 +262,8 @@ fn chat(obs: Arc<Observed>, body: &Value) -> Response<Body> {
                 break;
             };
             if model == "mock-break" && i == 2 {
+                // Let what was sent reach the wire before the connection breaks.
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 let _ = tx
                     .send(Err(std::io::Error::new(
                         std::io::ErrorKind::ConnectionReset,
@@ -325,4 +332,206 @@ fn embeddings(body: &Value) -> Response<Body> {
         json!({"object": "list", "data": data, "model": body["model"],
                "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}}),
     )
+}
+
+/// Sends `events` as an SSE body, `gap` apart, noting a client that leaves.
+fn sse_body(
+    obs: Arc<Observed>,
+    events: Vec<Bytes>,
+    gap: Duration,
+    break_after: Option<usize>,
+) -> Response<Body> {
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
+    tokio::spawn(async move {
+        for (i, event) in events.into_iter().enumerate() {
+            if break_after == Some(i) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _ = tx
+                    .send(Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "mock: broken",
+                    )))
+                    .await;
+                return;
+            }
+            if tx.send(Ok(Frame::data(event))).await.is_err() {
+                obs.cancelled_streams.fetch_add(1, Ordering::SeqCst);
+                *obs.last_cancel_at.lock().expect("lock") = Some(Instant::now());
+                return;
+            }
+            if !gap.is_zero() {
+                tokio::time::sleep(gap).await;
+            }
+        }
+        *obs.last_stream_end_at.lock().expect("lock") = Some(Instant::now());
+    });
+    let mut r = Response::new(StreamBody::new(ReceiverStream::new(rx)).boxed());
+    r.headers_mut()
+        .insert("content-type", "text/event-stream".parse().expect("static"));
+    r
+}
+
+fn named(name: &str, v: Value) -> Bytes {
+    Bytes::from(format!("event: {name}\ndata: {v}\n\n"))
+}
+
+fn gap_for(model: &str) -> Duration {
+    if model == "mock-slow" {
+        Duration::from_millis(300)
+    } else {
+        Duration::ZERO
+    }
+}
+
+fn responses(obs: Arc<Observed>, body: &Value) -> Response<Body> {
+    let model = body["model"].as_str().unwrap_or("mock-model").to_string();
+    if model == "mock-503" {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": {"message": "mock: overloaded", "type": "server_error", "param": null, "code": null}}),
+        );
+    }
+    let input = body["input"].as_str().map(tokens).unwrap_or(1);
+    let id = format!("resp_mock_{}", uuid::Uuid::new_v4().simple());
+    let usage = json!({"input_tokens": input, "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": ANSWER.len(), "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": input + ANSWER.len() as u64});
+    let text = ANSWER.concat();
+    let item = json!({"id": "msg_mock", "type": "message", "status": "completed", "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}]});
+    let response = |status: &str, output: Value, usage: Value| {
+        json!({
+            "id": id, "object": "response", "created_at": 1_700_000_000, "status": status, "model": model,
+            "output": output, "usage": usage, "error": null, "incomplete_details": null,
+            "instructions": null, "metadata": {}, "parallel_tool_calls": true, "temperature": 1.0,
+            "tool_choice": "auto", "tools": [], "top_p": 1.0,
+        })
+    };
+    if body["stream"] != Value::Bool(true) {
+        return json_response(StatusCode::OK, response("completed", json!([item]), usage));
+    }
+    let mut seq = 0u64;
+    let mut ev = |name: &str, mut v: Value| {
+        v["type"] = json!(name);
+        v["sequence_number"] = json!(seq);
+        seq += 1;
+        named(name, v)
+    };
+    let mut events = vec![
+        ev(
+            "response.created",
+            json!({"response": response("in_progress", json!([]), Value::Null)}),
+        ),
+        ev(
+            "response.output_item.added",
+            json!({"output_index": 0, "item": {"id": "msg_mock", "type": "message", "status": "in_progress", "role": "assistant", "content": []}}),
+        ),
+    ];
+    for w in ANSWER {
+        events.push(ev(
+            "response.output_text.delta",
+            json!({"item_id": "msg_mock", "output_index": 0, "content_index": 0, "delta": w}),
+        ));
+    }
+    events.push(ev(
+        "response.output_text.done",
+        json!({"item_id": "msg_mock", "output_index": 0, "content_index": 0, "text": text}),
+    ));
+    events.push(ev(
+        "response.output_item.done",
+        json!({"output_index": 0, "item": item}),
+    ));
+    events.push(ev(
+        "response.completed",
+        json!({"response": response("completed", json!([item]), usage)}),
+    ));
+    let break_after = (model == "mock-break").then_some(2);
+    sse_body(obs, events, gap_for(&model), break_after)
+}
+
+fn messages(obs: Arc<Observed>, body: &Value) -> Response<Body> {
+    let model = body["model"].as_str().unwrap_or("mock-model").to_string();
+    if model == "mock-503" {
+        let mut r = json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"type": "error", "error": {"type": "overloaded_error", "message": "mock: overloaded"}}),
+        );
+        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        return r;
+    }
+    let prompt = body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .map(|m| match &m["content"] {
+            Value::String(s) => tokens(s),
+            Value::Array(blocks) => blocks
+                .iter()
+                .filter_map(|b| b["text"].as_str())
+                .map(tokens)
+                .sum::<u64>()
+                .max(1),
+            _ => 1,
+        })
+        .unwrap_or(1);
+    let id = format!("msg_mock_{}", uuid::Uuid::new_v4().simple());
+    let tools = model == "mock-tools";
+    let content = if tools {
+        json!([{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}])
+    } else {
+        json!([{"type": "text", "text": ANSWER.concat()}])
+    };
+    let stop = if tools { "tool_use" } else { "end_turn" };
+    let out_tokens = ANSWER.len() as u64;
+    if body["stream"] != Value::Bool(true) {
+        return json_response(
+            StatusCode::OK,
+            json!({"id": id, "type": "message", "role": "assistant", "model": model, "content": content,
+                   "stop_reason": stop, "stop_sequence": null,
+                   "usage": {"input_tokens": prompt, "output_tokens": out_tokens,
+                             "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}),
+        );
+    }
+    let mut events = vec![named(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": id, "type": "message", "role": "assistant",
+            "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": prompt, "output_tokens": 1, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}}),
+    )];
+    if tools {
+        events.push(named("content_block_start", json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}})));
+        for part in ["{\"city\":", "\"Paris\"}"] {
+            events.push(named(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "input_json_delta", "partial_json": part}}),
+            ));
+        }
+    } else {
+        events.push(named(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "text", "text": ""}}),
+        ));
+        events.push(named("ping", json!({"type": "ping"})));
+        for w in ANSWER {
+            events.push(named(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "text_delta", "text": w}}),
+            ));
+        }
+    }
+    events.push(named(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    events.push(named(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null},
+        "usage": {"output_tokens": out_tokens}}),
+    ));
+    events.push(named("message_stop", json!({"type": "message_stop"})));
+    let break_after = (model == "mock-break").then_some(3);
+    sse_body(obs, events, gap_for(&model), break_after)
 }

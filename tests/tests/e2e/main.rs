@@ -3,5 +3,6 @@
 
 mod admin_auth;
 mod foundation;
+mod gateway;
 mod ingest;
 mod quickstart;
