@@ -60,6 +60,34 @@ enum Command {
     /// Request logs.
     #[command(subcommand)]
     Logs(LogsCmd),
+    /// The payload policy: what request logs capture.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Show the payload policy.
+    Show,
+    /// Change the payload policy; unset options keep their value.
+    Set {
+        /// disabled, summary_only or redacted_payloads.
+        #[arg(long)]
+        capture_mode: Option<String>,
+        #[arg(long)]
+        request_max_bytes: Option<u32>,
+        #[arg(long)]
+        response_max_bytes: Option<u32>,
+        #[arg(long)]
+        stream_max_events: Option<u32>,
+        /// Admin redaction path (repeatable; replaces the current list), e.g.
+        /// body.messages.*.content.
+        #[arg(long = "redact")]
+        redaction_paths: Vec<String>,
+        /// Remove every admin redaction path.
+        #[arg(long, conflicts_with = "redaction_paths")]
+        clear_redactions: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -460,6 +488,35 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
                 .await?
                 .into_inner();
             p.logs(&r);
+        }
+        Command::Policy(PolicyCmd::Show) => {
+            let r = c
+                .get_payload_policy(GetPayloadPolicyRequest {})
+                .await?
+                .into_inner();
+            p.policy(&r);
+        }
+        Command::Policy(PolicyCmd::Set {
+            capture_mode,
+            request_max_bytes,
+            response_max_bytes,
+            stream_max_events,
+            redaction_paths,
+            clear_redactions,
+        }) => {
+            let replace = clear_redactions || !redaction_paths.is_empty();
+            let r = c
+                .set_payload_policy(SetPayloadPolicyRequest {
+                    capture_mode,
+                    request_max_bytes,
+                    response_max_bytes,
+                    stream_max_events,
+                    redaction_paths,
+                    replace_redaction_paths: replace,
+                })
+                .await?
+                .into_inner();
+            p.policy(&r);
         }
         Command::Logs(LogsCmd::Show { id }) => {
             let r = c

@@ -125,6 +125,31 @@ impl Printer {
         println!("{t}");
     }
 
+    /// The payload policy.
+    pub fn policy(&self, p: &PayloadPolicy) {
+        if let Format::Json = self.format {
+            return self.json(p);
+        }
+        let mut t = table(&["FIELD", "VALUE"]);
+        let paths = if p.redaction_paths.is_empty() {
+            "-".to_string()
+        } else {
+            p.redaction_paths.join("\n")
+        };
+        for (k, v) in [
+            ("capture mode", p.capture_mode.clone()),
+            ("request max bytes", p.request_max_bytes.to_string()),
+            ("response max bytes", p.response_max_bytes.to_string()),
+            ("stream max events", p.stream_max_events.to_string()),
+            ("redaction paths", paths),
+            ("version", p.version.clone()),
+            ("updated", p.updated_at.clone()),
+        ] {
+            t.add_row(vec![k.to_string(), v]);
+        }
+        println!("{t}");
+    }
+
     /// Users.
     pub fn users(&self, us: &[User]) {
         if let Format::Json = self.format {

@@ -567,6 +567,70 @@ impl Admin for AdminService {
         Ok(Response::new(key_from_row(&row)))
     }
 
+    async fn get_payload_policy(
+        &self,
+        req: Request<GetPayloadPolicyRequest>,
+    ) -> Result<Response<PayloadPolicy>, Status> {
+        self.admin(&req).await?;
+        let mut conn = self.pool.acquire().await.map_err(AdminError::from)?;
+        Ok(Response::new(read_policy(&mut conn).await?))
+    }
+
+    async fn set_payload_policy(
+        &self,
+        req: Request<SetPayloadPolicyRequest>,
+    ) -> Result<Response<PayloadPolicy>, Status> {
+        self.admin(&req).await?;
+        let r = req.into_inner();
+        let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
+        sqlx::query("SELECT 1 FROM payload_policies WHERE fleet_group = '' FOR UPDATE")
+            .execute(&mut *tx)
+            .await
+            .map_err(AdminError::from)?;
+        let current = read_policy(&mut tx).await?;
+        let next = cfg::PayloadPolicy {
+            capture_mode: r.capture_mode.unwrap_or(current.capture_mode),
+            request_max_bytes: r.request_max_bytes.unwrap_or(current.request_max_bytes),
+            response_max_bytes: r.response_max_bytes.unwrap_or(current.response_max_bytes),
+            stream_max_events: r.stream_max_events.unwrap_or(current.stream_max_events),
+            redaction_paths: if r.replace_redaction_paths {
+                r.redaction_paths
+            } else {
+                current.redaction_paths
+            },
+        };
+        // The same check every data plane runs: a bad policy is never pushed.
+        validate::validate_payload_policy(&next).map_err(AdminError::from)?;
+        let caps = [
+            next.request_max_bytes,
+            next.response_max_bytes,
+            next.stream_max_events,
+        ];
+        if caps.iter().any(|c| *c > i32::MAX as u32) {
+            return Err(AdminError::Invalid("caps must be below 2^31".into()).into());
+        }
+        sqlx::query(
+            "UPDATE payload_policies SET capture_mode = $1, request_max_bytes = $2,
+                    response_max_bytes = $3, stream_max_events = $4, redaction_paths = $5,
+                    updated_at = now()
+             WHERE fleet_group = ''",
+        )
+        .bind(&next.capture_mode)
+        .bind(next.request_max_bytes as i32)
+        .bind(next.response_max_bytes as i32)
+        .bind(next.stream_max_events as i32)
+        .bind(&next.redaction_paths)
+        .execute(&mut *tx)
+        .await
+        .map_err(AdminError::from)?;
+        bump(&mut tx, ResourceType::PayloadPolicy)
+            .await
+            .map_err(AdminError::from)?;
+        let saved = read_policy(&mut tx).await?;
+        tx.commit().await.map_err(AdminError::from)?;
+        Ok(Response::new(saved))
+    }
+
     async fn list_request_logs(
         &self,
         req: Request<ListRequestLogsRequest>,
@@ -742,6 +806,26 @@ impl Admin for AdminService {
         };
         Ok(Response::new(detail))
     }
+}
+
+async fn read_policy(conn: &mut sqlx::PgConnection) -> Result<PayloadPolicy, AdminError> {
+    let r = sqlx::query(
+        "SELECT p.capture_mode, p.request_max_bytes, p.response_max_bytes, p.stream_max_events,
+                p.redaction_paths, p.updated_at, v.version
+         FROM payload_policies p, config_versions v
+         WHERE p.fleet_group = '' AND v.resource_type = 'payload_policy'",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(PayloadPolicy {
+        capture_mode: r.get("capture_mode"),
+        request_max_bytes: r.get::<i32, _>("request_max_bytes") as u32,
+        response_max_bytes: r.get::<i32, _>("response_max_bytes") as u32,
+        stream_max_events: r.get::<i32, _>("stream_max_events") as u32,
+        redaction_paths: r.get("redaction_paths"),
+        version: r.get::<i64, _>("version").to_string(),
+        updated_at: ts(r.get("updated_at")),
+    })
 }
 
 const KEY_SELECT: &str =

@@ -137,19 +137,19 @@ impl Session {
     }
 
     async fn handle(&mut self, req: DiscoveryRequest, snap: &ConfigSnapshot) -> Result<(), Closed> {
-        let Ok(t) = ResourceType::try_from(req.r#type) else {
-            return self
-                .fail(Status::invalid_argument(format!(
-                    "unknown resource type {}",
-                    req.r#type
-                )))
-                .await;
+        // A node newer than this control plane may subscribe to types we do not serve yet:
+        // leave those unanswered rather than cut the node off from everything else.
+        let t = match ResourceType::try_from(req.r#type) {
+            Ok(t) if t != ResourceType::Unspecified => t,
+            _ => {
+                tracing::warn!(
+                    node = %self.node.id,
+                    resource_type = req.r#type,
+                    "node subscribed to a resource type this control plane does not serve; ignored"
+                );
+                return Ok(());
+            }
         };
-        if t == ResourceType::Unspecified {
-            return self
-                .fail(Status::invalid_argument("resource type must be set"))
-                .await;
-        }
         if req.response_nonce.is_empty() {
             // A subscription: the node says what it holds.
             let held = (!req.version.is_empty()).then_some(req.version);
@@ -216,11 +216,6 @@ impl Session {
             resources: Some((*entry.resources).clone()),
         };
         self.out.send(Ok(resp)).await.map_err(|_| Closed)
-    }
-
-    async fn fail(&mut self, status: Status) -> Result<(), Closed> {
-        let _ = self.out.send(Err(status)).await;
-        Err(Closed)
     }
 }
 

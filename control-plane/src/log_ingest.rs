@@ -98,20 +98,30 @@ impl LogWriter {
         self.partitions.ensure(&self.pool, &days).await?;
         self.price(&mut rows).await?;
 
+        let (ledger_only, logged): (Vec<Decoded<'_>>, Vec<Decoded<'_>>) =
+            rows.into_iter().partition(|r| r.rec.ledger_only);
         let mut tx = self.pool.begin().await?;
-        let inserted: HashSet<Uuid> = insert_summaries(&mut tx, &rows)
-            .await?
-            .into_iter()
-            .collect();
+        let inserted: HashSet<Uuid> = if logged.is_empty() {
+            HashSet::new()
+        } else {
+            insert_summaries(&mut tx, &logged)
+                .await?
+                .into_iter()
+                .collect()
+        };
         let new_rows: Vec<&Decoded<'_>> =
-            rows.iter().filter(|r| inserted.contains(&r.id)).collect();
+            logged.iter().filter(|r| inserted.contains(&r.id)).collect();
         insert_payloads(&mut tx, &new_rows).await?;
         insert_tags(&mut tx, &new_rows).await?;
         insert_attempts(&mut tx, &new_rows).await?;
         insert_ledger(&mut tx, &new_rows).await?;
+        // Opted-out owners: spend is still recorded (the ledger is idempotent on its own).
+        let ledger_refs: Vec<&Decoded<'_>> = ledger_only.iter().collect();
+        let ledger_inserted = insert_ledger(&mut tx, &ledger_refs).await?;
         tx.commit().await?;
-        out.inserted = inserted.len() as u32;
-        out.duplicates = (rows.len() - inserted.len()) as u32;
+        out.inserted = (inserted.len() + ledger_inserted) as u32;
+        out.duplicates =
+            (logged.len() - inserted.len() + ledger_only.len() - ledger_inserted) as u32;
         Ok(out)
     }
 
@@ -542,10 +552,11 @@ async fn insert_attempts(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<(), s
     Ok(())
 }
 
-async fn insert_ledger(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<(), sqlx::Error> {
+/// Writes ledger rows for the provider-backed records; returns how many were new.
+async fn insert_ledger(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<usize, sqlx::Error> {
     let rows: Vec<&&Decoded<'_>> = rows.iter().filter(|r| r.pricing_status.is_some()).collect();
     if rows.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let mut ids = Vec::new();
     let mut ats = Vec::new();
@@ -583,7 +594,7 @@ async fn insert_ledger(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<(), sql
         cost.push(r.cost);
         price.push(r.price_id);
     }
-    sqlx::query(
+    let done = sqlx::query(
         "INSERT INTO usage_cost_events (log_id, created_at, api_key_id, user_id, team_id,
             service_account_id, model_key, provider_key, upstream_model, input_tokens,
             cached_input_tokens, output_tokens, reasoning_tokens, pricing_status, cost_pusd, price_id)
@@ -610,7 +621,7 @@ async fn insert_ledger(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<(), sql
     .bind(price)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() as usize)
 }
 
 /// Serves `weir.logs.v1.LogIngest`.

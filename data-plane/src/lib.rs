@@ -89,10 +89,12 @@ impl DataPlane {
         self.config.current.load().is_complete()
     }
 
-    /// Stops accepting, lets open connections finish (up to 10 s), stops following config.
+    /// Stops accepting, lets open connections finish (up to 10 s), ships the request logs it
+    /// holds (up to the drain timeout), stops following config.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.server.await;
+        self.logs.close().await;
         self.follower.abort();
     }
 }

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use weir_proto::logs::log_ingest_client::LogIngestClient;
@@ -34,6 +34,8 @@ pub struct LogCounters {
     pub rejected: AtomicU64,
     /// Records waiting in the unacked buffer.
     pub buffered: AtomicU64,
+    /// Records still unacked when a shutdown's drain time ran out.
+    pub dropped_shutdown: AtomicU64,
 }
 
 /// The request path's handle: `submit` never waits.
@@ -41,6 +43,8 @@ pub struct LogCounters {
 pub struct LogQueue {
     tx: mpsc::Sender<RequestRecord>,
     counters: Arc<LogCounters>,
+    shutdown: Arc<watch::Sender<bool>>,
+    worker: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl LogQueue {
@@ -62,14 +66,30 @@ impl LogQueue {
     pub fn counters(&self) -> &Arc<LogCounters> {
         &self.counters
     }
+
+    /// Stops taking records and ships what it holds, for at most the configured drain time;
+    /// whatever is still unacked then is counted in `dropped_shutdown`.
+    pub async fn close(&self) {
+        let _ = self.shutdown.send(true);
+        let worker = self.worker.lock().expect("worker lock").take();
+        if let Some(w) = worker {
+            let _ = w.await;
+        }
+    }
 }
 
 /// Creates the queue and starts its worker.
 pub fn start(settings: Arc<Settings>) -> LogQueue {
     let (tx, rx) = mpsc::channel(settings.log_queue_records.max(1));
     let counters = Arc::new(LogCounters::default());
-    tokio::spawn(Worker::new(settings, counters.clone()).run(rx));
-    LogQueue { tx, counters }
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let worker = tokio::spawn(Worker::new(settings, counters.clone()).run(rx, shutdown_rx));
+    LogQueue {
+        tx,
+        counters,
+        shutdown: Arc::new(shutdown),
+        worker: Arc::new(std::sync::Mutex::new(Some(worker))),
+    }
 }
 
 struct Connection {
@@ -114,14 +134,29 @@ impl Worker {
         }
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<RequestRecord>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<RequestRecord>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut input_open = true;
+        let mut drain_deadline: Option<Instant> = None;
         loop {
             if self.conn.is_none() && !self.unacked.is_empty() && Instant::now() >= self.retry_at {
                 self.reconnect().await;
             }
             self.send_window().await;
             if !input_open && self.building.is_empty() && self.unacked.is_empty() {
+                return;
+            }
+            if drain_deadline.is_some_and(|d| Instant::now() >= d) {
+                let left = self.unacked_records + self.building.len();
+                self.counters
+                    .dropped_shutdown
+                    .fetch_add(left as u64, Ordering::Relaxed);
+                if left > 0 {
+                    tracing::warn!(records = left, "request logs still unacked at shutdown");
+                }
                 return;
             }
             let seal_at = self
@@ -146,6 +181,17 @@ impl Worker {
                 _ = sleep_until(seal_at) => self.seal(),
                 ack = next_ack(&mut self.conn) => self.on_ack(ack),
                 _ = sleep_until(retry_at) => {}
+                _ = sleep_until(drain_deadline) => {}
+                _ = shutdown.changed(), if input_open => {
+                    // Take what the request path already handed over, then stop taking more.
+                    while let Ok(rec) = rx.try_recv() {
+                        self.building.push(rec.into_log());
+                    }
+                    rx.close();
+                    input_open = false;
+                    self.seal();
+                    drain_deadline = Some(Instant::now() + self.settings.log_drain_timeout);
+                }
             }
         }
     }

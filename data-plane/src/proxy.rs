@@ -151,6 +151,7 @@ fn readyz(gw: &Gateway) -> Response<Body> {
             "buffered": load(&c.buffered),
             "dropped_queue_full": load(&c.dropped_queue_full),
             "dropped_buffer_full": load(&c.dropped_buffer_full),
+            "dropped_shutdown": load(&c.dropped_shutdown),
             "rejected": load(&c.rejected),
         },
     });

@@ -149,7 +149,15 @@ impl RequestRecord {
     /// Builds the wire record: usage, tools, redacted and capped payloads. Runs on the worker.
     pub fn into_log(self) -> RequestLog {
         let policy = self.policy.clone();
-        let capture = policy.as_ref().is_some_and(|p| p.captures_payloads());
+        let mode = policy
+            .as_ref()
+            .map_or("redacted_payloads", |p| p.capture_mode.as_str());
+        // Service-account traffic always keeps at least its summary row; a user who opted out
+        // (or a disabled capture mode) keeps only the spend ledger.
+        let service_account = !self.key.service_account_id.is_empty();
+        let ledger_only =
+            !service_account && (mode == "disabled" || !self.key.request_logging_enabled);
+        let capture = !ledger_only && policy.as_ref().is_some_and(|p| p.captures_payloads());
         let request_json = payload_policy::body_value(&self.request_body);
         let exposed = usage::exposed_tools(&request_json);
 
@@ -213,11 +221,15 @@ impl RequestRecord {
         let (request_payload, request_truncated, response_payload, response_truncated) =
             match (&policy, capture) {
                 (Some(p), true) => {
-                    let req =
+                    let mut req =
                         payload_policy::wrap_request(&self.request_headers, &self.request_body);
+                    let mut resp = response_wrapped.0;
+                    for path in &p.redaction_paths {
+                        path.apply(&mut req);
+                        path.apply(&mut resp);
+                    }
                     let (req, rt) = payload_policy::cap(req, p.request_max_bytes as usize);
-                    let (resp, rt2) =
-                        payload_policy::cap(response_wrapped.0, p.response_max_bytes as usize);
+                    let (resp, rt2) = payload_policy::cap(resp, p.response_max_bytes as usize);
                     (req, rt, resp, rt2 || response_wrapped.1)
                 }
                 _ => (Vec::new(), false, Vec::new(), false),
@@ -247,6 +259,7 @@ impl RequestRecord {
             })
             .collect();
         RequestLog {
+            ledger_only,
             log_id: self.log_id.as_bytes().to_vec(),
             request_id: self.request_id,
             operation: self.operation.to_string(),

@@ -29,6 +29,8 @@ pub struct Settings {
     pub log_batch_records: usize,
     /// Longest a partial batch waits before it is sent.
     pub log_batch_delay: Duration,
+    /// Longest a shutdown waits for unacked request logs to be acked.
+    pub log_drain_timeout: Duration,
     /// Connect timeout to upstreams.
     pub upstream_connect_timeout: Duration,
     /// Time allowed for an upstream's response headers.
@@ -50,6 +52,7 @@ impl Settings {
             log_buffer_records: 200_000,
             log_batch_records: 512,
             log_batch_delay: Duration::from_millis(100),
+            log_drain_timeout: Duration::from_secs(5),
             upstream_connect_timeout: Duration::from_secs(10),
             upstream_first_byte_timeout: Duration::from_secs(300),
         }

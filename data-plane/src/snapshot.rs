@@ -89,8 +89,8 @@ pub struct Policy {
     pub response_max_bytes: u32,
     /// Events kept of a stream.
     pub stream_max_events: u32,
-    /// Admin redaction paths.
-    pub redaction_paths: Vec<String>,
+    /// Admin redaction paths, parsed.
+    pub redaction_paths: Vec<weir_proto::redaction_path::RedactionPath>,
     /// The config version this policy came with.
     pub version: String,
 }
@@ -226,7 +226,11 @@ impl Snapshot {
                     request_max_bytes: p.request_max_bytes,
                     response_max_bytes: p.response_max_bytes,
                     stream_max_events: p.stream_max_events,
-                    redaction_paths: p.redaction_paths.clone(),
+                    redaction_paths: weir_proto::redaction_path::validate_all(&p.redaction_paths)
+                        .map_err(|e| Invalid {
+                        code: "invalid_redaction_path",
+                        message: e.to_string(),
+                    })?,
                     version: version.to_string(),
                 }));
                 ResourceType::PayloadPolicy

@@ -191,6 +191,8 @@ pub fn validate_payload_policy(p: &PayloadPolicy) -> Result<(), Invalid> {
             ),
         ));
     }
+    crate::redaction_path::validate_all(&p.redaction_paths)
+        .map_err(|e| invalid("invalid_redaction_path", e.to_string()))?;
     for (name, v) in [
         ("request_max_bytes", p.request_max_bytes),
         ("response_max_bytes", p.response_max_bytes),
@@ -324,5 +326,10 @@ mod tests {
         bad.stream_max_events = 0;
         let e = validate_payload_policy(&bad).unwrap_err();
         assert!(e.message.contains("stream_max_events"), "{e}");
+        let mut bad = ok.clone();
+        bad.redaction_paths = vec!["body.ok".into(), "messages..x".into()];
+        let e = validate_payload_policy(&bad).unwrap_err();
+        assert_eq!(e.code, "invalid_redaction_path");
+        assert!(e.message.contains("messages..x"), "{e}");
     }
 }

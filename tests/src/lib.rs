@@ -232,11 +232,22 @@ impl Stack {
         token: &str,
         node_id: &str,
     ) -> weir_data_plane::DataPlane {
+        Self::start_data_plane_with(cp, token, node_id, |_| {}).await
+    }
+
+    /// Like [`Stack::start_data_plane`], with settings adjusted by `tweak`.
+    pub async fn start_data_plane_with(
+        cp: &weir_control_plane::ControlPlane,
+        token: &str,
+        node_id: &str,
+        tweak: impl FnOnce(&mut weir_data_plane::Settings),
+    ) -> weir_data_plane::DataPlane {
         let mut s = weir_data_plane::Settings::new(format!("http://{}", cp.grpc_addr), token);
         s.listen = ([127, 0, 0, 1], 0).into();
         s.node_id = node_id.into();
         s.log_batch_delay = Duration::from_millis(20);
         s.max_body_bytes = 1024 * 1024;
+        tweak(&mut s);
         let dp = weir_data_plane::DataPlane::start(s)
             .await
             .expect("data plane starts");

@@ -6,3 +6,4 @@ mod foundation;
 mod gateway;
 mod ingest;
 mod quickstart;
+mod request_logs;

@@ -1,0 +1,261 @@
+//! Request logs as stored: payload policy modes, built-in and admin redaction, opt-out owners,
+//! and nothing lost when a data plane shuts down.
+
+use std::time::Duration;
+
+use serde_json::json;
+use weir_e2e::{eventually, run, Stack};
+
+async fn count(stack: &Stack, sql: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(&stack.control_plane.pool)
+        .await
+        .unwrap()
+}
+
+async fn wait_policy_version(stack: &Stack, version: &str) {
+    let cfg = stack.data_plane.config.clone();
+    let v = version.to_string();
+    let ok = eventually(Duration::from_secs(10), || {
+        let (cfg, v) = (cfg.clone(), v.clone());
+        async move {
+            (cfg.current
+                .load()
+                .version(weir_proto::config::ResourceType::PayloadPolicy)
+                == v)
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(
+        ok.is_some(),
+        "policy version {version} never reached the data plane"
+    );
+}
+
+async fn set_policy(stack: &Stack, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["policy", "set", "-o", "json"];
+    all.extend_from_slice(args);
+    let out = run(stack.weirctl(&all)).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    wait_policy_version(stack, v["version"].as_str().unwrap()).await;
+    v
+}
+
+async fn post(stack: &Stack, key: &str, rid: &str, body: serde_json::Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/chat/completions", stack.gateway_url()))
+        .bearer_auth(key)
+        .header("x-request-id", rid)
+        .header("x-api-key", "sk-ant-should-never-be-stored")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{rid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_postgres_and_policy_modes_hold() {
+    let stack = Stack::start().await;
+    let key = stack.seed(&[("gpt", "mock-model")]).await;
+
+    // Invalid policies are refused by the control plane, naming the problem.
+    let bad = run(stack.weirctl(&["policy", "set", "--redact", "messages..content"])).await;
+    assert_eq!(bad.code, 7, "{}", bad.stderr);
+    assert!(bad.stderr.contains("messages..content"), "{}", bad.stderr);
+    let bad = run(stack.weirctl(&["policy", "set", "--request-max-bytes", "0"])).await;
+    assert_eq!(bad.code, 7, "{}", bad.stderr);
+    assert!(bad.stderr.contains("request_max_bytes"), "{}", bad.stderr);
+    let bad = run(stack.weirctl(&["policy", "set", "--capture-mode", "everything"])).await;
+    assert_eq!(bad.code, 7, "{}", bad.stderr);
+
+    let v = set_policy(&stack, &["--redact", "body.metadata.internal_note"]).await;
+    assert_eq!(v["redaction_paths"], json!(["body.metadata.internal_note"]));
+    let secret_body = json!({
+        "model": "gpt",
+        "messages": [{"role": "user", "content": "hello"}],
+        "metadata": {"internal_note": "admin-path-secret", "deep": {"Client_Secret": "json-key-secret"}},
+    });
+    post(&stack, &key, "secret-1", secret_body.clone()).await;
+    let payloads = eventually(Duration::from_secs(5), || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT p.request::text FROM request_log_payloads p JOIN request_logs l USING (log_id, created_at)
+             WHERE l.request_id = 'secret-1'",
+        )
+        .fetch_optional(&stack.control_plane.pool)
+        .await
+        .unwrap()
+    })
+    .await
+    .expect("payload stored");
+    for secret in [
+        key.as_str(),
+        "sk-ant-should-never-be-stored",
+        "admin-path-secret",
+        "json-key-secret",
+    ] {
+        assert!(
+            !payloads.contains(secret),
+            "{secret} reached Postgres: {payloads}"
+        );
+    }
+    let everything = count(
+        &stack,
+        &format!(
+            "SELECT count(*) FROM request_logs l JOIN request_log_payloads p USING (log_id, created_at)
+             WHERE (l.*)::text || p.request::text || coalesce(p.response::text, '') LIKE '%{key}%'"
+        ),
+    )
+    .await;
+    assert_eq!(everything, 0);
+    let policy: serde_json::Value =
+        sqlx::query_scalar("SELECT policy FROM request_logs WHERE request_id = 'secret-1'")
+            .fetch_one(&stack.control_plane.pool)
+            .await
+            .unwrap();
+    assert_eq!(policy["policy_version"], v["version"]);
+    assert_eq!(policy["capture_mode"], "redacted_payloads");
+    assert_eq!(policy["request_max_bytes"], 65536);
+
+    // summary_only: the row, no payloads.
+    set_policy(&stack, &["--capture-mode", "summary_only"]).await;
+    post(&stack, &key, "summary-1", secret_body.clone()).await;
+    eventually(Duration::from_secs(5), || async {
+        (count(
+            &stack,
+            "SELECT count(*) FROM request_logs WHERE request_id = 'summary-1'",
+        )
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await
+    .expect("summary row");
+    assert_eq!(
+        count(&stack, "SELECT count(*) FROM request_log_payloads p JOIN request_logs l USING (log_id, created_at) WHERE l.request_id = 'summary-1'").await,
+        0
+    );
+
+    // disabled: a user's requests leave only their spend.
+    set_policy(&stack, &["--capture-mode", "disabled"]).await;
+    let ledger_before = count(&stack, "SELECT count(*) FROM usage_cost_events").await;
+    post(&stack, &key, "disabled-1", secret_body.clone()).await;
+    eventually(Duration::from_secs(5), || async {
+        (count(&stack, "SELECT count(*) FROM usage_cost_events").await == ledger_before + 1)
+            .then_some(())
+    })
+    .await
+    .expect("ledger row written");
+    assert_eq!(
+        count(
+            &stack,
+            "SELECT count(*) FROM request_logs WHERE request_id = 'disabled-1'"
+        )
+        .await,
+        0
+    );
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opted_out_user_leaves_only_spend() {
+    let stack = Stack::start().await;
+    stack.seed(&[("gpt", "mock-model")]).await;
+    let out =
+        run(stack.weirctl(&["users", "create", "--name", "bob", "--no-request-logging"])).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = run(stack.weirctl(&[
+        "keys",
+        "create",
+        "--user",
+        "bob",
+        "--name",
+        "b",
+        "--secret-only",
+    ]))
+    .await;
+    let bob = out.stdout.trim().to_string();
+    stack.wait_for_key(&bob).await;
+    post(
+        &stack,
+        &bob,
+        "bob-1",
+        json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    let spent = eventually(Duration::from_secs(5), || async {
+        let n = count(&stack, "SELECT count(*) FROM usage_cost_events e JOIN users u ON u.id = e.user_id WHERE u.name = 'bob'").await;
+        (n == 1).then_some(())
+    })
+    .await;
+    assert!(spent.is_some(), "bob's spend was not recorded");
+    assert_eq!(
+        count(&stack, "SELECT count(*) FROM request_logs").await,
+        0,
+        "bob opted out"
+    );
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_plane_shutting_down_ships_what_it_holds() {
+    let stack = Stack::start().await;
+    let key = stack.seed(&[("gpt", "mock-model")]).await;
+    // A node that would hold its records for a minute before sending a batch.
+    let dp = Stack::start_data_plane_with(
+        &stack.control_plane,
+        &stack.dataplane_token,
+        "slow-batcher",
+        |s| {
+            s.log_batch_delay = Duration::from_secs(60);
+            s.log_batch_records = 100_000;
+        },
+    )
+    .await;
+    let cfg = dp.config.clone();
+    let hash = weir_proto::api_key::hash(&key);
+    eventually(Duration::from_secs(10), || {
+        let cfg = cfg.clone();
+        async move { cfg.current.load().keys.contains_key(&hash).then_some(()) }
+    })
+    .await
+    .expect("key reached the new node");
+    let n = 40;
+    let client = reqwest::Client::new();
+    for i in 0..n {
+        let resp = client
+            .post(format!("http://{}/v1/chat/completions", dp.addr))
+            .bearer_auth(&key)
+            .header("x-request-id", format!("drain-{i}"))
+            .json(&json!({"model": "gpt", "messages": []}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let stored_before: i64 = count(
+        &stack,
+        "SELECT count(*) FROM request_logs WHERE request_id LIKE 'drain-%'",
+    )
+    .await;
+    assert_eq!(stored_before, 0, "nothing was due to be sent yet");
+    let counters = dp.logs.counters().clone();
+    dp.shutdown().await;
+    assert_eq!(
+        count(
+            &stack,
+            "SELECT count(*) FROM request_logs WHERE request_id LIKE 'drain-%'"
+        )
+        .await,
+        n
+    );
+    assert_eq!(
+        counters
+            .dropped_shutdown
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    stack.shutdown().await;
+}
