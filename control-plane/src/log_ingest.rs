@@ -303,6 +303,9 @@ async fn insert_summaries(tx: &mut Tx<'_>, rows: &[Decoded<'_>]) -> Result<Vec<U
     let mut req_trunc = Vec::with_capacity(n);
     let mut resp_trunc = Vec::with_capacity(n);
     let mut policy = Vec::with_capacity(n);
+    let mut session_id: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut session_source: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut turn_kind: Vec<Option<String>> = Vec::with_capacity(n);
     for r in rows {
         let rec = r.rec;
         let usage = rec.usage.unwrap_or_default();
@@ -356,6 +359,10 @@ async fn insert_summaries(tx: &mut Tx<'_>, rows: &[Decoded<'_>]) -> Result<Vec<U
         attempt_count.push(rec.attempts.len().min(i16::MAX as usize) as i16);
         req_trunc.push(rec.request_payload_truncated);
         resp_trunc.push(rec.response_payload_truncated);
+        let opt = |s: &str| (!s.is_empty()).then(|| pg_text(s));
+        session_id.push(opt(&rec.session_id));
+        session_source.push(opt(&rec.session_source));
+        turn_kind.push(opt(&rec.turn_kind));
         let p = rec.policy.clone().unwrap_or_default();
         policy.push(serde_json::json!({
             "capture_mode": p.capture_mode,
@@ -375,7 +382,8 @@ async fn insert_summaries(tx: &mut Tx<'_>, rows: &[Decoded<'_>]) -> Result<Vec<U
             cost_pusd, pricing_status, api_key_id, user_id, team_id, service_account_id, node_id,
             fleet_group, harness_key, harness_label, harness_version, user_agent, service,
             component, env, exposed_tool_count, invoked_tool_count, attempt_count,
-            request_payload_truncated, response_payload_truncated, policy)
+            request_payload_truncated, response_payload_truncated, policy, session_id,
+            session_source, turn_kind)
          SELECT * FROM UNNEST(
             $1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::bool[], $6::text[],
             $7::text[], $8::text[], $9::int[], $10::text[], $11::text[], $12::bigint[],
@@ -383,7 +391,8 @@ async fn insert_summaries(tx: &mut Tx<'_>, rows: &[Decoded<'_>]) -> Result<Vec<U
             $18::bigint[], $19::bigint[], $20::text[], $21::uuid[], $22::uuid[], $23::uuid[],
             $24::uuid[], $25::text[], $26::text[], $27::text[], $28::text[], $29::text[],
             $30::text[], $31::text[], $32::text[], $33::text[], $34::int[], $35::int[],
-            $36::smallint[], $37::bool[], $38::bool[], $39::jsonb[])
+            $36::smallint[], $37::bool[], $38::bool[], $39::jsonb[], $40::text[], $41::text[],
+            $42::text[])
          ON CONFLICT DO NOTHING
          RETURNING log_id",
     )
@@ -426,6 +435,9 @@ async fn insert_summaries(tx: &mut Tx<'_>, rows: &[Decoded<'_>]) -> Result<Vec<U
     .bind(req_trunc)
     .bind(resp_trunc)
     .bind(policy)
+    .bind(session_id)
+    .bind(session_source)
+    .bind(turn_kind)
     .fetch_all(&mut **tx)
     .await
 }

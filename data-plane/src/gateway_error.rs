@@ -33,6 +33,8 @@ pub enum GatewayError {
     InvalidParameter(&'static str, String),
     #[error("Invalid header {0}: {1}.")]
     InvalidHeader(&'static str, &'static str),
+    #[error("Invalid header {0}: {1}")]
+    InvalidHeaderValue(&'static str, String),
     #[error("Unknown request URL: {0} {1}.")]
     UnknownUrl(String, String),
     #[error("The gateway has not received its configuration yet; retry shortly.")]
@@ -57,9 +59,11 @@ impl GatewayError {
             ModelNotFound(_) | UnknownUrl(..) => StatusCode::NOT_FOUND,
             UnsupportedOperation(..) | InvalidRequest(_) => StatusCode::BAD_REQUEST,
             BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            InvalidJson(_) | MissingParameter(_) | InvalidParameter(..) | InvalidHeader(..) => {
-                StatusCode::BAD_REQUEST
-            }
+            InvalidJson(_)
+            | MissingParameter(_)
+            | InvalidParameter(..)
+            | InvalidHeader(..)
+            | InvalidHeaderValue(..) => StatusCode::BAD_REQUEST,
             NotReady => StatusCode::SERVICE_UNAVAILABLE,
             ProviderMissing(_) | UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -79,6 +83,7 @@ impl GatewayError {
             | MissingParameter(_)
             | InvalidParameter(..)
             | InvalidHeader(..)
+            | InvalidHeaderValue(..)
             | UnknownUrl(..)
             | UnsupportedOperation(..)
             | InvalidRequest(_) => "invalid_request_error",
@@ -105,7 +110,7 @@ impl GatewayError {
             UnsupportedOperation(..) => "unsupported_operation",
             InvalidRequest(_) => "invalid_request",
             InvalidParameter(..) => "invalid_type",
-            InvalidHeader(..) => "invalid_header",
+            InvalidHeader(..) | InvalidHeaderValue(..) => "invalid_header",
             UnknownUrl(..) => "unknown_url",
             NotReady => "config_not_loaded",
             ProviderMissing(_) => "provider_missing",
@@ -126,6 +131,7 @@ impl GatewayError {
             | MissingParameter(_)
             | InvalidParameter(..)
             | InvalidHeader(..)
+            | InvalidHeaderValue(..)
             | UnknownUrl(..)
             | UnsupportedOperation(..)
             | InvalidRequest(_) => "invalid_request",

@@ -4,6 +4,8 @@
 //! - [`snapshot`]: the immutable config a request uses, one version throughout.
 //! - [`config_stream`]: subscribing to the control plane, ACK/NACK, reconnects.
 //! - [`key_auth`]: gateway keys, by hash.
+//! - [`caller_tags`]: the `x-weir-*` tag headers, validated.
+//! - [`limits`]: requests/tokens per minute and budgets per key, user and team.
 //! - [`operation`]: the served operations, their upstream paths and body shapes.
 //! - [`proxy`]: the HTTP server and the request phases.
 //! - [`route_plan`]: attempt order, retries and fallback.
@@ -11,16 +13,21 @@
 //! - [`upstream`]: the pooled upstream client.
 //! - [`sse_transcript`]: framing server-sent events.
 //! - [`usage`]: token usage and tool counts from responses.
+//! - [`harness`] and [`agent_session`]: which agent sent a request, its session and turn kind.
 //! - [`payload_policy`]: wrap, redact and cap payloads for the log.
 //! - [`request_record`]: what the request path hands to the log worker.
 //! - [`log_shipper`]: the bounded queue and the batching, at-least-once shipper.
 //! - [`gateway_error`]: every error a client can see, as OpenAI error JSON.
 
+pub mod agent_session;
 pub mod anthropic_translation;
 pub mod body;
+pub mod caller_tags;
 pub mod config_stream;
 pub mod gateway_error;
+pub mod harness;
 pub mod key_auth;
+pub mod limits;
 pub mod log_shipper;
 pub mod operation;
 pub mod payload_policy;

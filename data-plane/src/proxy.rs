@@ -33,6 +33,7 @@ use crate::settings::Settings;
 use crate::snapshot::Provider;
 use crate::sse_transcript::{event_data, SseFramer};
 use crate::upstream::UpstreamClient;
+use crate::{agent_session, caller_tags};
 
 /// Bytes of raw stream events a record keeps before it keeps only usage-bearing ones.
 const STREAM_RECORD_BYTES: usize = 4 * 1024 * 1024;
@@ -276,6 +277,22 @@ async fn proxy_operation(
         ),
         gw.logs.clone(),
     );
+
+    match caller_tags::parse(&guard.rec().request_headers) {
+        Ok(tags) => guard.rec().tags = tags,
+        Err(e) => {
+            let e = GatewayError::InvalidHeaderValue(e.header, e.to_string());
+            return fail(guard, e, &request_id, op);
+        }
+    }
+    match agent_session::session(&guard.rec().request_headers) {
+        Ok(session) => guard.rec().session = session,
+        Err(e) => {
+            let e = GatewayError::InvalidHeaderValue("x-weir-session", e.to_string());
+            return fail(guard, e, &request_id, op);
+        }
+    }
+    guard.rec().turn_kind = agent_session::turn_kind(&guard.rec().request_headers);
 
     let raw = match read_body(body, gw.settings.max_body_bytes).await {
         Ok(b) => b,

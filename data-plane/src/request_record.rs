@@ -101,6 +101,12 @@ pub struct RequestRecord {
     pub last_usage_event: Option<Bytes>,
     /// Upstream tries in order.
     pub attempts: Vec<AttemptRecord>,
+    /// Caller tags from the `x-weir-*` headers, validated.
+    pub tags: Vec<(String, String)>,
+    /// The agent session, when the request names one.
+    pub session: Option<crate::agent_session::Session>,
+    /// The turn kind, when the harness says.
+    pub turn_kind: Option<&'static str>,
     /// Node identity.
     pub node_id: Arc<str>,
     /// Fleet group.
@@ -141,6 +147,9 @@ impl RequestRecord {
             stream_events_seen: 0,
             last_usage_event: None,
             attempts: Vec::new(),
+            tags: Vec::new(),
+            session: None,
+            turn_kind: None,
             node_id,
             group,
         }
@@ -241,23 +250,25 @@ impl RequestRecord {
             .rev()
             .find(|a| a.produced_response)
             .or(self.attempts.last());
+        let harness = crate::harness::classify(&self.request_headers);
         let user_agent = self
             .request_headers
             .get(http::header::USER_AGENT)
-            .map(|v| truncate_utf8(&String::from_utf8_lossy(v.as_bytes()), 512))
+            .map(|v| crate::harness::cap_user_agent(&String::from_utf8_lossy(v.as_bytes())))
             .unwrap_or_default();
-        let tags = ["service", "component", "env"]
+        let tags = self
+            .tags
             .iter()
-            .filter_map(|k| {
-                self.request_headers
-                    .get(format!("x-weir-{k}"))
-                    .and_then(|v| v.to_str().ok())
-                    .map(|v| Tag {
-                        key: k.to_string(),
-                        value: truncate_utf8(v, 64),
-                    })
+            .map(|(k, v)| Tag {
+                key: k.clone(),
+                value: v.clone(),
             })
             .collect();
+        let (session_id, session_source) = self
+            .session
+            .as_ref()
+            .map(|s| (s.id.clone(), s.source.to_string()))
+            .unwrap_or_default();
         RequestLog {
             ledger_only,
             log_id: self.log_id.as_bytes().to_vec(),
@@ -284,11 +295,14 @@ impl RequestRecord {
             node_id: self.node_id.to_string(),
             fleet_group: self.group.to_string(),
             harness: Some(Harness {
-                key: "unknown".into(),
-                label: String::new(),
-                version: String::new(),
+                key: harness.key.to_string(),
+                label: harness.label.to_string(),
+                version: harness.version.unwrap_or_default(),
                 user_agent,
             }),
+            session_id,
+            session_source,
+            turn_kind: self.turn_kind.unwrap_or_default().to_string(),
             tags,
             exposed_tool_count: exposed,
             invoked_tool_count: invoked,
@@ -342,17 +356,6 @@ impl From<&pb::Usage> for UsageJson {
             total_tokens: u.total_tokens,
         }
     }
-}
-
-fn truncate_utf8(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut cut = max;
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    s[..cut].to_string()
 }
 
 /// Owns a record while its request is in flight; submits it when finished, or as cancelled when

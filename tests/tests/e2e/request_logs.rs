@@ -259,3 +259,103 @@ async fn a_data_plane_shutting_down_ships_what_it_holds() {
     );
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_harness_and_session_are_recorded_and_bad_headers_refused() {
+    let stack = Stack::start().await;
+    let key = stack.seed(&[("gpt", "mock-model")]).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/chat/completions", stack.gateway_url());
+    let body = json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]});
+    let resp = client
+        .post(&url)
+        .bearer_auth(&key)
+        .header("x-request-id", "tagged-1")
+        .header("user-agent", "claude-cli/1.0.83 (external, cli)")
+        .header("x-app", "cli")
+        .header("x-weir-service", "billing")
+        .header("x-weir-env", "prod")
+        .header("x-weir-tags", "ticket=abc-1; area=payments")
+        .header("x-weir-session", "sess-42")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let sent = stack.upstream.observed.last().unwrap();
+    for h in [
+        "x-weir-service",
+        "x-weir-tags",
+        "x-weir-session",
+        "x-weir-env",
+    ] {
+        assert!(sent.headers.get(h).is_none(), "{h} was forwarded upstream");
+    }
+    let row = eventually(Duration::from_secs(5), || async {
+        sqlx::query_as::<
+            _,
+            (
+                String,
+                String,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+            ),
+        >(
+            "SELECT harness_key, harness_version, service, env, session_id, session_source
+             FROM request_logs WHERE request_id = 'tagged-1'",
+        )
+        .fetch_optional(&stack.control_plane.pool)
+        .await
+        .unwrap()
+    })
+    .await
+    .expect("logged");
+    assert_eq!(row.0, "claude_code");
+    assert_eq!(row.1, "1.0.83");
+    assert_eq!(
+        (row.2.as_deref(), row.3.as_deref()),
+        (Some("billing"), Some("prod"))
+    );
+    assert_eq!(
+        (row.4.as_deref(), row.5.as_deref()),
+        (Some("sess-42"), Some("x-weir-session"))
+    );
+    let tags: Vec<(String, String)> = sqlx::query_as(
+        "SELECT t.key, t.value FROM request_log_tags t JOIN request_logs l USING (log_id, created_at)
+         WHERE l.request_id = 'tagged-1' ORDER BY t.key",
+    )
+    .fetch_all(&stack.control_plane.pool)
+    .await
+    .unwrap();
+    let keys: Vec<&str> = tags.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["area", "env", "service", "ticket"]);
+
+    // Bad tag and session headers: 400 naming the header, nothing forwarded.
+    let before = stack.upstream.observed.count();
+    for (header, value) in [
+        ("x-weir-tags", "service=x"),
+        ("x-weir-tags", "a=1;b=2;c=3;d=4;e=5;f=6"),
+        ("x-weir-service", "Not Lowercase"),
+        ("x-weir-session", "has spaces"),
+    ] {
+        let resp = client
+            .post(&url)
+            .bearer_auth(&key)
+            .header(header, value)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{header}: {value}");
+        let v: serde_json::Value = resp.json().await.unwrap();
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(header),
+            "{v}"
+        );
+        assert_eq!(v["error"]["code"], "invalid_header");
+    }
+    assert_eq!(stack.upstream.observed.count(), before);
+    stack.shutdown().await;
+}
