@@ -63,6 +63,39 @@ enum Command {
     /// The payload policy: what request logs capture.
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Rate limits and budgets of keys, users and teams.
+    #[command(subcommand)]
+    Limits(LimitsCmd),
+}
+
+#[derive(Subcommand)]
+enum LimitsCmd {
+    /// List every subject with limits, with its spend this period.
+    List,
+    /// Set a subject's limits (replacing its current ones; all zero/empty removes them).
+    Set {
+        /// A key, by id or display prefix.
+        #[arg(long, group = "subject")]
+        key: Option<String>,
+        /// A user, by id or name.
+        #[arg(long, group = "subject")]
+        user: Option<String>,
+        /// A team, by id or name.
+        #[arg(long, group = "subject")]
+        team: Option<String>,
+        /// Requests per minute, per data plane (0: none).
+        #[arg(long, default_value_t = 0)]
+        rpm: u64,
+        /// Tokens per minute, per data plane (0: none).
+        #[arg(long, default_value_t = 0)]
+        tpm: u64,
+        /// Spend budget in US dollars for each period; held across the fleet.
+        #[arg(long, default_value = "")]
+        budget_usd: String,
+        /// day, month or total.
+        #[arg(long, default_value = "month")]
+        period: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -488,6 +521,42 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
                 .await?
                 .into_inner();
             p.logs(&r);
+        }
+        Command::Limits(LimitsCmd::List) => {
+            let r = c.list_limits(ListLimitsRequest {}).await?.into_inner();
+            p.limits(&r.limits);
+        }
+        Command::Limits(LimitsCmd::Set {
+            key,
+            user,
+            team,
+            rpm,
+            tpm,
+            budget_usd,
+            period,
+        }) => {
+            let subject = match (key, user, team) {
+                (Some(k), _, _) => format!("key:{k}"),
+                (_, Some(u), _) => format!("user:{u}"),
+                (_, _, Some(t)) => format!("team:{t}"),
+                _ => {
+                    return Err(Failure {
+                        code: 2,
+                        message: "name the subject: --key, --user or --team".into(),
+                    })
+                }
+            };
+            let r = c
+                .set_limits(SetLimitsRequest {
+                    subject,
+                    requests_per_minute: rpm,
+                    tokens_per_minute: tpm,
+                    budget_usd,
+                    budget_period: period,
+                })
+                .await?
+                .into_inner();
+            p.limits(&[r]);
         }
         Command::Policy(PolicyCmd::Show) => {
             let r = c

@@ -125,6 +125,35 @@ impl Printer {
         println!("{t}");
     }
 
+    /// Limits.
+    pub fn limits(&self, ls: &[Limits]) {
+        if let Format::Json = self.format {
+            return self.json(ls);
+        }
+        let mut t = table(&[
+            "SUBJECT", "NAME", "RPM", "TPM", "BUDGET $", "PERIOD", "SPENT $",
+        ]);
+        let n = |v: u64| {
+            if v == 0 {
+                "-".to_string()
+            } else {
+                v.to_string()
+            }
+        };
+        for l in ls {
+            t.add_row(vec![
+                l.subject.clone(),
+                l.name.clone(),
+                n(l.requests_per_minute),
+                n(l.tokens_per_minute),
+                dash(&l.budget_usd).to_string(),
+                l.budget_period.clone(),
+                l.spent_usd.clone(),
+            ]);
+        }
+        println!("{t}");
+    }
+
     /// The payload policy.
     pub fn policy(&self, p: &PayloadPolicy) {
         if let Format::Json = self.format {

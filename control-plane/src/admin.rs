@@ -10,8 +10,8 @@ use weir_proto::admin::*;
 use weir_proto::config::{self as cfg, ResourceType};
 use weir_proto::validate;
 
-use crate::config_snapshot::{bump, policy_from_json, policy_to_json};
-use crate::pricing;
+use crate::config_snapshot::{bump, fleet_spend, policy_from_json, policy_to_json, StoredLimits};
+use weir_proto::pricing;
 
 /// Everything an admin call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -352,6 +352,7 @@ impl Admin for AdminService {
         } else {
             parse("cached_input_per_mtok", &r.cached_input_per_mtok)?
         };
+        let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
         let row = sqlx::query(
             "INSERT INTO prices (model_key, input_pusd_per_token, cached_input_pusd_per_token,
                                  output_pusd_per_token)
@@ -361,9 +362,13 @@ impl Admin for AdminService {
         .bind(input)
         .bind(cached)
         .bind(output)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(AdminError::from)?;
+        bump(&mut tx, ResourceType::Pricing)
+            .await
+            .map_err(AdminError::from)?;
+        tx.commit().await.map_err(AdminError::from)?;
         Ok(Response::new(Price {
             model_key: r.model_key,
             input_per_mtok: pricing::format_usd_per_mtok(input),
@@ -565,6 +570,105 @@ impl Admin for AdminService {
             .map_err(AdminError::from)?;
         tx.commit().await.map_err(AdminError::from)?;
         Ok(Response::new(key_from_row(&row)))
+    }
+
+    async fn set_limits(&self, req: Request<SetLimitsRequest>) -> Result<Response<Limits>, Status> {
+        self.admin(&req).await?;
+        let r = req.into_inner();
+        let (kind, reference) = r.subject.split_once(':').ok_or_else(|| {
+            AdminError::Invalid(format!(
+                "subject {:?} must be key:<id or prefix>, user:<id or name> or team:<id or name>",
+                r.subject
+            ))
+        })?;
+        let period = if r.budget_period.is_empty() {
+            "month".to_string()
+        } else {
+            r.budget_period.clone()
+        };
+        if !["day", "month", "total"].contains(&period.as_str()) {
+            return Err(AdminError::Invalid(format!(
+                "budget_period {period:?} must be day, month or total"
+            ))
+            .into());
+        }
+        let budget = if r.budget_usd.is_empty() {
+            None
+        } else {
+            Some(
+                pricing::parse_usd(&r.budget_usd)
+                    .map_err(|e| AdminError::Invalid(format!("budget_usd: {e}")))?,
+            )
+        };
+        let (table, lookup) = match kind {
+            "key" => ("api_keys", "id::text = $1 OR display_prefix = $1"),
+            "user" => ("users", "id::text = $1 OR name = $1"),
+            "team" => ("teams", "id::text = $1 OR name = $1"),
+            other => {
+                return Err(AdminError::Invalid(format!(
+                    "subject kind {other:?} must be key, user or team"
+                ))
+                .into())
+            }
+        };
+        let stored = StoredLimits {
+            requests_per_minute: r.requests_per_minute,
+            tokens_per_minute: r.tokens_per_minute,
+            budget_pusd: budget,
+            budget_period: period,
+        };
+        let json =
+            if stored.requests_per_minute == 0 && stored.tokens_per_minute == 0 && budget.is_none()
+            {
+                serde_json::json!({})
+            } else {
+                serde_json::to_value(&stored).unwrap_or_default()
+            };
+        let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
+        let ids: Vec<Uuid> = sqlx::query_scalar(&format!(
+            "UPDATE {table} SET limits = $2 WHERE id IN (SELECT id FROM {table} WHERE {lookup}) RETURNING id"
+        ))
+        .bind(reference)
+        .bind(&json)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(AdminError::from)?;
+        match ids.len() {
+            0 => {
+                return Err(AdminError::NotFound(format!("{kind} {reference:?} not found")).into())
+            }
+            1 => {}
+            n => {
+                return Err(AdminError::Invalid(format!(
+                    "{n} {kind}s match {reference:?}; use the id"
+                ))
+                .into())
+            }
+        }
+        bump(&mut tx, ResourceType::Limits)
+            .await
+            .map_err(AdminError::from)?;
+        tx.commit().await.map_err(AdminError::from)?;
+        let all = list_limits(&self.pool).await?;
+        let subject = format!("{kind}:{}", ids[0]);
+        let found = all
+            .into_iter()
+            .find(|l| l.subject == subject)
+            .unwrap_or(Limits {
+                subject,
+                ..Default::default()
+            });
+        Ok(Response::new(found))
+    }
+
+    async fn list_limits(
+        &self,
+        req: Request<ListLimitsRequest>,
+    ) -> Result<Response<ListLimitsResponse>, Status> {
+        self.admin(&req).await?;
+        Ok(Response::new(ListLimitsResponse {
+            limits: list_limits(&self.pool).await?,
+        }))
     }
 
     async fn get_payload_policy(
@@ -806,6 +910,45 @@ impl Admin for AdminService {
         };
         Ok(Response::new(detail))
     }
+}
+
+async fn list_limits(pool: &PgPool) -> Result<Vec<Limits>, AdminError> {
+    let rows = sqlx::query(
+        "SELECT 'key' AS kind, id, display_prefix AS name, limits FROM api_keys
+           WHERE limits <> '{}' AND revoked_at IS NULL
+         UNION ALL SELECT 'user', id, name, limits FROM users WHERE limits <> '{}'
+         UNION ALL SELECT 'team', id, name, limits FROM teams WHERE limits <> '{}'
+         ORDER BY 1, 3",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut conn = pool.acquire().await?;
+    let now_ms = Utc::now().timestamp_millis();
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let kind: String = r.get("kind");
+        let id: Uuid = r.get("id");
+        let stored: StoredLimits = serde_json::from_value(r.get("limits")).unwrap_or_default();
+        let period = if stored.budget_period.is_empty() {
+            "month".to_string()
+        } else {
+            stored.budget_period.clone()
+        };
+        let spent = fleet_spend(&mut conn, &kind, id, &period, now_ms).await?;
+        out.push(Limits {
+            subject: format!("{kind}:{id}"),
+            name: r.get("name"),
+            requests_per_minute: stored.requests_per_minute,
+            tokens_per_minute: stored.tokens_per_minute,
+            budget_usd: stored
+                .budget_pusd
+                .map(pricing::format_usd)
+                .unwrap_or_default(),
+            budget_period: period,
+            spent_usd: pricing::format_usd(spent),
+        });
+    }
+    Ok(out)
 }
 
 async fn read_policy(conn: &mut sqlx::PgConnection) -> Result<PayloadPolicy, AdminError> {

@@ -14,8 +14,9 @@ use sqlx::{PgPool, Row};
 use tokio::sync::watch;
 use uuid::Uuid;
 use weir_proto::config::{
-    discovery_response::Resources, ApiKey, ApiKeySet, PayloadPolicy, Provider, ProviderSet,
-    ResourceType, Route, RoutePolicy, RouteSet, Target,
+    discovery_response::Resources, ApiKey, ApiKeySet, LimitSet, ModelPrice, PayloadPolicy,
+    PriceSet, Provider, ProviderSet, ResourceType, Route, RoutePolicy, RouteSet, SubjectLimit,
+    Target,
 };
 
 /// The NOTIFY channel admin writes signal on.
@@ -25,12 +26,18 @@ pub const CHANNEL: &str = "weir_config";
 const POLL: Duration = Duration::from_secs(5);
 
 /// The resource types the stream serves, in the order a node should apply them.
-pub const TYPES: [ResourceType; 4] = [
+pub const TYPES: [ResourceType; 6] = [
     ResourceType::Providers,
     ResourceType::Routes,
     ResourceType::PayloadPolicy,
+    ResourceType::Pricing,
+    ResourceType::Limits,
     ResourceType::ApiKeys,
 ];
+
+/// Ledger rows younger than this are left out of fleet spend sums: they may still be in flight
+/// from nodes, which count them locally until a sum taken after them arrives.
+pub const SPEND_MARGIN_MS: i64 = 2_000;
 
 /// The `config_versions` name of a type.
 pub fn type_name(t: ResourceType) -> &'static str {
@@ -39,6 +46,8 @@ pub fn type_name(t: ResourceType) -> &'static str {
         ResourceType::Routes => "routes",
         ResourceType::ApiKeys => "api_keys",
         ResourceType::PayloadPolicy => "payload_policy",
+        ResourceType::Limits => "limits",
+        ResourceType::Pricing => "pricing",
         ResourceType::Unspecified => "unspecified",
     }
 }
@@ -178,6 +187,29 @@ async fn read_snapshot(
             continue;
         };
         let version = v.to_string();
+        if t == ResourceType::Limits {
+            // Limits carry fleet spend, which moves without an admin change: re-read it every
+            // time, and publish a new version only when limits or sums changed.
+            let limits = read_limits(&mut tx).await?;
+            let unchanged = previous.get(t).is_some_and(|e| {
+                e.version.split('.').next() == Some(version.as_str())
+                    && matches!(&*e.resources, Resources::Limits(old) if same_limits(old, &limits))
+            });
+            if unchanged {
+                snap.entries
+                    .insert(t as i32, previous.get(t).expect("checked").clone());
+            } else {
+                let as_of = limits.limits.first().map_or(0, |l| l.spent_as_of_unix_ms);
+                snap.entries.insert(
+                    t as i32,
+                    Entry {
+                        version: format!("{version}.{as_of}"),
+                        resources: Arc::new(Resources::Limits(limits)),
+                    },
+                );
+            }
+            continue;
+        }
         if let Some(old) = previous.get(t).filter(|e| e.version == version) {
             snap.entries.insert(t as i32, old.clone());
             continue;
@@ -189,7 +221,8 @@ async fn read_snapshot(
             ResourceType::PayloadPolicy => {
                 Resources::PayloadPolicy(read_payload_policy(&mut tx).await?)
             }
-            ResourceType::Unspecified => continue,
+            ResourceType::Pricing => Resources::Pricing(read_pricing(&mut tx).await?),
+            ResourceType::Limits | ResourceType::Unspecified => continue,
         };
         snap.entries.insert(
             t as i32,
@@ -323,6 +356,133 @@ async fn read_api_keys(tx: &mut Tx<'_>) -> Result<ApiKeySet, sqlx::Error> {
         })
         .collect();
     Ok(ApiKeySet { keys })
+}
+
+/// Limits equal but for when their spend was summed.
+fn same_limits(a: &LimitSet, b: &LimitSet) -> bool {
+    a.limits.len() == b.limits.len()
+        && a.limits.iter().zip(&b.limits).all(|(x, y)| {
+            SubjectLimit {
+                spent_as_of_unix_ms: 0,
+                ..x.clone()
+            } == SubjectLimit {
+                spent_as_of_unix_ms: 0,
+                ..y.clone()
+            }
+        })
+}
+
+/// A subject's limits as stored in a `limits` jsonb column.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredLimits {
+    /// Requests per minute; 0 none.
+    #[serde(default)]
+    pub requests_per_minute: u64,
+    /// Tokens per minute; 0 none.
+    #[serde(default)]
+    pub tokens_per_minute: u64,
+    /// Budget in picodollars.
+    #[serde(default)]
+    pub budget_pusd: Option<i64>,
+    /// "day" | "month" | "total".
+    #[serde(default)]
+    pub budget_period: String,
+}
+
+/// Reads every subject with limits, and the fleet spend of those with budgets.
+async fn read_limits(tx: &mut Tx<'_>) -> Result<LimitSet, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT 'key' AS kind, id, limits FROM api_keys WHERE limits <> '{}' AND revoked_at IS NULL
+         UNION ALL SELECT 'user', id, limits FROM users WHERE limits <> '{}'
+         UNION ALL SELECT 'team', id, limits FROM teams WHERE limits <> '{}'
+         ORDER BY 1, 2",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let as_of_ms: i64 =
+        sqlx::query_scalar("SELECT (extract(epoch FROM now()) * 1000)::bigint - $1")
+            .bind(SPEND_MARGIN_MS)
+            .fetch_one(&mut **tx)
+            .await?;
+    let mut limits = Vec::with_capacity(rows.len());
+    for r in rows {
+        let kind: String = r.get("kind");
+        let id: Uuid = r.get("id");
+        let stored: StoredLimits = serde_json::from_value(r.get("limits")).unwrap_or_default();
+        let period = if stored.budget_period.is_empty() {
+            "month".to_string()
+        } else {
+            stored.budget_period.clone()
+        };
+        let spent = match stored.budget_pusd {
+            Some(_) => fleet_spend(tx, &kind, id, &period, as_of_ms).await?,
+            None => 0,
+        };
+        limits.push(SubjectLimit {
+            subject: format!("{kind}:{id}"),
+            requests_per_minute: stored.requests_per_minute,
+            tokens_per_minute: stored.tokens_per_minute,
+            budget_pusd: stored.budget_pusd,
+            budget_period: period,
+            fleet_spent_pusd: spent,
+            spent_as_of_unix_ms: as_of_ms,
+        });
+    }
+    Ok(LimitSet { limits })
+}
+
+/// The ledger's spend of one subject in its current budget period, up to `as_of_ms`.
+pub async fn fleet_spend(
+    conn: &mut sqlx::PgConnection,
+    kind: &str,
+    id: Uuid,
+    period: &str,
+    as_of_ms: i64,
+) -> Result<i64, sqlx::Error> {
+    let column = match kind {
+        "key" => "api_key_id",
+        "user" => "user_id",
+        _ => "team_id",
+    };
+    let since = match period {
+        "day" => "date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'",
+        "total" => "'-infinity'::timestamptz",
+        _ => "date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'",
+    };
+    let sum: Option<i64> = sqlx::query_scalar(&format!(
+        "SELECT sum(cost_pusd)::bigint FROM usage_cost_events
+         WHERE {column} = $1 AND created_at >= {since}
+           AND created_at <= to_timestamp($2::double precision / 1000)"
+    ))
+    .bind(id)
+    .bind(as_of_ms)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(sum.unwrap_or(0))
+}
+
+/// The price in force now for every priced model.
+async fn read_pricing(tx: &mut Tx<'_>) -> Result<PriceSet, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT ON (model_key) id, model_key, input_pusd_per_token,
+                cached_input_pusd_per_token, output_pusd_per_token
+         FROM prices WHERE valid_from <= now()
+         ORDER BY model_key, valid_from DESC, id DESC",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(PriceSet {
+        prices: rows
+            .into_iter()
+            .map(|r| ModelPrice {
+                model_key: r.get("model_key"),
+                input_pusd_per_token: r.get("input_pusd_per_token"),
+                cached_input_pusd_per_token: r.get("cached_input_pusd_per_token"),
+                output_pusd_per_token: r.get("output_pusd_per_token"),
+                price_id: r.get("id"),
+            })
+            .collect(),
+    })
 }
 
 async fn read_payload_policy(tx: &mut Tx<'_>) -> Result<PayloadPolicy, sqlx::Error> {

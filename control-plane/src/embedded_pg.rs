@@ -60,12 +60,24 @@ pub enum Durability {
 }
 
 /// A running private cluster; stopped (fast shutdown) on drop.
+///
+/// The server is spawned by a keeper thread that lives exactly as long as this handle: the
+/// parent-death signal belongs to the spawning *thread*, so spawning from a pooled thread (a
+/// tokio blocking thread retires after 10 s idle) would stop the cluster when that thread ends.
 #[derive(Debug)]
 pub struct EmbeddedPostgres {
-    child: Option<Child>,
+    keeper: Option<Keeper>,
     port: u16,
     password: String,
     data_dir: PathBuf,
+}
+
+#[derive(Debug)]
+struct Keeper {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+    /// Set by the keeper when the server exits on its own.
+    exited: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// The superuser role of embedded clusters.
@@ -128,9 +140,24 @@ impl EmbeddedPostgres {
                     .map_err(std::io::Error::from)
             });
         }
-        let child = cmd.spawn().map_err(io("spawning postgres"))?;
+        let exited = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let (stop, stop_rx) = std::sync::mpsc::channel::<()>();
+        let (spawned_tx, spawned_rx) = std::sync::mpsc::channel();
+        let exited_by_keeper = exited.clone();
+        let thread = std::thread::Builder::new()
+            .name("weir-embedded-postgres".into())
+            .spawn(move || keep(cmd, spawned_tx, stop_rx, exited_by_keeper))
+            .map_err(io("starting the postgres keeper thread"))?;
+        spawned_rx
+            .recv()
+            .unwrap_or_else(|_| Err(std::io::Error::other("keeper thread ended")))
+            .map_err(io("spawning postgres"))?;
         let mut pg = EmbeddedPostgres {
-            child: Some(child),
+            keeper: Some(Keeper {
+                stop,
+                thread,
+                exited,
+            }),
             port,
             password,
             data_dir,
@@ -142,15 +169,16 @@ impl EmbeddedPostgres {
     fn wait_ready(&mut self, log_path: &Path, limit: Duration) -> Result<(), EmbeddedPgError> {
         let start = Instant::now();
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    return Err(EmbeddedPgError::Exited {
-                        status: status.to_string(),
-                        log: log_path.display().to_string(),
-                        tail: tail(log_path),
-                    });
-                }
+            let exited = self
+                .keeper
+                .as_ref()
+                .and_then(|k| k.exited.lock().expect("exit status lock").clone());
+            if let Some(status) = exited {
+                return Err(EmbeddedPgError::Exited {
+                    status,
+                    log: log_path.display().to_string(),
+                    tail: tail(log_path),
+                });
             }
             // The server accepts TCP before it accepts logins, so probe with a real startup
             // handshake: an SSLRequest answered with 'N' or 'S' means the postmaster is up, and
@@ -185,20 +213,58 @@ impl EmbeddedPostgres {
 
     /// Stops the cluster with a fast shutdown and waits for it.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(k) = self.keeper.take() {
+            let _ = k.stop.send(());
+            let _ = k.thread.join();
         }
     }
+
+    /// Whether the server is still running.
+    pub fn is_running(&self) -> bool {
+        self.keeper
+            .as_ref()
+            .is_some_and(|k| k.exited.lock().expect("exit status lock").is_none())
+    }
+}
+
+/// The keeper thread: spawns the server, watches it, and stops it when asked (or when the
+/// handle is dropped without asking).
+fn keep(
+    mut cmd: Command,
+    spawned: std::sync::mpsc::Sender<std::io::Result<()>>,
+    stop: std::sync::mpsc::Receiver<()>,
+    exited: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+) {
+    let mut child: Child = match cmd.spawn() {
+        Ok(c) => {
+            let _ = spawned.send(Ok(()));
+            c
+        }
+        Err(e) => {
+            let _ = spawned.send(Err(e));
+            return;
+        }
+    };
+    // Until asked to stop, or until the handle is gone (disconnected).
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+        stop.recv_timeout(Duration::from_millis(100))
+    {
+        if let Ok(Some(status)) = child.try_wait() {
+            *exited.lock().expect("exit status lock") = Some(status.to_string());
+            return;
+        }
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 impl Drop for EmbeddedPostgres {

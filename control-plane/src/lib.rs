@@ -7,7 +7,6 @@
 //! - [`config_snapshot`]: the versioned config read from Postgres and published on change.
 //! - [`config_stream`]: the xDS-like stream data planes subscribe to.
 //! - [`log_ingest`]: request-log batches in, one transaction each, ack after commit.
-//! - [`pricing`]: exact integer prices and costs.
 //! - [`admin`]: the admin service.
 //! - [`server`]: wires it all together.
 
@@ -18,7 +17,6 @@ pub mod database;
 pub mod embedded_pg;
 pub mod log_ingest;
 pub mod partitions;
-pub mod pricing;
 pub mod server;
 pub mod settings;
 

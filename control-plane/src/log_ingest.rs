@@ -20,7 +20,7 @@ use weir_proto::logs::log_ingest_server::LogIngest;
 use weir_proto::logs::{BatchAck, LogBatch, RequestLog};
 
 use crate::partitions::Partitions;
-use crate::pricing::{self, Price, Usage};
+use weir_proto::pricing::{self, Price, Usage};
 
 /// Why a batch was not written; the data plane keeps it and resends.
 #[derive(Debug, thiserror::Error)]

@@ -37,6 +37,10 @@ pub enum GatewayError {
     InvalidHeaderValue(&'static str, String),
     #[error("Unknown request URL: {0} {1}.")]
     UnknownUrl(String, String),
+    #[error("Rate limit reached for this {0}: {1} {2} per minute. Retry after a moment.")]
+    RateLimited(&'static str, u64, &'static str),
+    #[error("The {0}'s spend budget for this period is used up.")]
+    BudgetExceeded(&'static str),
     #[error("The gateway has not received its configuration yet; retry shortly.")]
     NotReady,
     #[error("Provider `{0}` is not available on this gateway node.")]
@@ -64,6 +68,7 @@ impl GatewayError {
             | InvalidParameter(..)
             | InvalidHeader(..)
             | InvalidHeaderValue(..) => StatusCode::BAD_REQUEST,
+            RateLimited(..) | BudgetExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             NotReady => StatusCode::SERVICE_UNAVAILABLE,
             ProviderMissing(_) | UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -77,6 +82,14 @@ impl GatewayError {
         match self {
             MissingKey | InvalidKey(_) | ExpiredKey => "invalid_request_error",
             ModelNotAllowed(_) => "permission_error",
+            RateLimited(_, _, unit) => {
+                if *unit == "tokens" {
+                    "tokens"
+                } else {
+                    "requests"
+                }
+            }
+            BudgetExceeded(_) => "insufficient_quota",
             ModelNotFound(_)
             | BodyTooLarge(_)
             | InvalidJson(_)
@@ -102,6 +115,8 @@ impl GatewayError {
             MissingKey => "missing_api_key",
             InvalidKey(_) => "invalid_api_key",
             ExpiredKey => "expired_api_key",
+            RateLimited(..) => "rate_limit_exceeded",
+            BudgetExceeded(_) => "budget_exceeded",
             ModelNotAllowed(_) => "model_not_allowed",
             ModelNotFound(_) => "model_not_found",
             BodyTooLarge(_) => "request_too_large",
@@ -125,6 +140,8 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             MissingKey | InvalidKey(_) | ExpiredKey | ModelNotAllowed(_) => "auth_error",
+            RateLimited(..) => "rate_limited",
+            BudgetExceeded(_) => "budget_error",
             ModelNotFound(_)
             | BodyTooLarge(_)
             | InvalidJson(_)

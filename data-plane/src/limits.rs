@@ -16,6 +16,14 @@ const MINUTE_MS: i64 = 60_000;
 /// Shards of the subject table, so concurrent requests rarely share a lock.
 const SHARDS: usize = 16;
 
+/// Wall-clock Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// The limits of one subject (a key, user or team), as the config stream delivers them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SubjectLimits {

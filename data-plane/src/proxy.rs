@@ -25,6 +25,7 @@ use crate::body::{full, Body};
 use crate::config_stream::ConfigState;
 use crate::gateway_error::GatewayError;
 use crate::key_auth;
+use crate::limits::{Denial, Limiter, SubjectLimits};
 use crate::log_shipper::LogQueue;
 use crate::operation::{self, ClientBody, Operation, RequestFields, Shape};
 use crate::request_record::{AttemptRecord, RecordGuard, RequestRecord};
@@ -48,6 +49,8 @@ pub struct Gateway {
     pub logs: LogQueue,
     /// Settings.
     pub settings: Arc<Settings>,
+    /// Per-subject rate and budget counters of this node.
+    pub limiter: Arc<Limiter>,
     node_id: Arc<str>,
     group: Arc<str>,
 }
@@ -67,6 +70,7 @@ impl Gateway {
             upstream,
             logs,
             settings,
+            limiter: Arc::new(Limiter::default()),
         }
     }
 }
@@ -340,6 +344,46 @@ async fn proxy_operation(
     let Some(route) = snap.routes.get(&model).cloned() else {
         return fail(guard, GatewayError::ModelNotFound(model), &request_id, op);
     };
+    // Limits of the key, its user and its team, before any upstream call.
+    let subjects: Vec<(String, Arc<SubjectLimits>)> = [
+        ("key", key.id.as_str()),
+        ("user", key.user_id.as_str()),
+        ("team", key.team_id.as_str()),
+    ]
+    .iter()
+    .filter(|(_, id)| !id.is_empty())
+    .filter_map(|(kind, id)| {
+        let subject = format!("{kind}:{id}");
+        snap.limits.get(&subject).map(|l| (subject, l.clone()))
+    })
+    .collect();
+    if !subjects.is_empty() {
+        let refs: Vec<(&str, &SubjectLimits)> = subjects
+            .iter()
+            .map(|(s, l)| (s.as_str(), l.as_ref()))
+            .collect();
+        if let Err(denial) = gw.limiter.admit(&refs, now_ms()) {
+            let kind = |s: &str| match s.split(':').next() {
+                Some("user") => "user",
+                Some("team") => "team",
+                _ => "key",
+            };
+            let e = match denial {
+                Denial::Requests { subject, limit } => {
+                    GatewayError::RateLimited(kind(&subject), limit, "requests")
+                }
+                Denial::Tokens { subject, limit } => {
+                    GatewayError::RateLimited(kind(&subject), limit, "tokens")
+                }
+                Denial::Budget { subject, .. } => GatewayError::BudgetExceeded(kind(&subject)),
+            };
+            return fail(guard, e, &request_id, op);
+        }
+        let rec = guard.rec();
+        rec.limits = subjects;
+        rec.limiter = Some(gw.limiter.clone());
+        rec.price = snap.prices.get(&model).copied();
+    }
     // Capability: the model must serve the operation, and some target's provider must speak it.
     let eligible: Vec<bool> = route
         .targets

@@ -107,6 +107,12 @@ pub struct RequestRecord {
     pub session: Option<crate::agent_session::Session>,
     /// The turn kind, when the harness says.
     pub turn_kind: Option<&'static str>,
+    /// Limits the request was admitted under, to count its tokens and cost against.
+    pub limits: Vec<(String, Arc<crate::limits::SubjectLimits>)>,
+    /// The limiter that admitted it.
+    pub limiter: Option<Arc<crate::limits::Limiter>>,
+    /// The model's price at admission, for the node's own spend count.
+    pub price: Option<weir_proto::pricing::Price>,
     /// Node identity.
     pub node_id: Arc<str>,
     /// Fleet group.
@@ -148,6 +154,9 @@ impl RequestRecord {
             last_usage_event: None,
             attempts: Vec::new(),
             tags: Vec::new(),
+            limits: Vec::new(),
+            limiter: None,
+            price: None,
             session: None,
             turn_kind: None,
             node_id,
@@ -250,6 +259,7 @@ impl RequestRecord {
             .rev()
             .find(|a| a.produced_response)
             .or(self.attempts.last());
+        self.count_against_limits(usage.as_ref());
         let harness = crate::harness::classify(&self.request_headers);
         let user_agent = self
             .request_headers
@@ -334,6 +344,48 @@ impl RequestRecord {
                 })
                 .collect(),
         }
+    }
+}
+
+impl RequestRecord {
+    /// Counts the request's tokens and cost against the limits that admitted it.
+    fn count_against_limits(&self, usage: Option<&pb::Usage>) {
+        let Some(limiter) = &self.limiter else { return };
+        if self.limits.is_empty() {
+            return;
+        }
+        let tokens = usage
+            .and_then(|u| {
+                u.total_tokens.or(Some(
+                    u.input_tokens.unwrap_or(0) + u.output_tokens.unwrap_or(0),
+                ))
+            })
+            .unwrap_or(0);
+        let cost = match (usage, &self.price) {
+            (Some(u), Some(price)) => weir_proto::pricing::cost(
+                weir_proto::pricing::Usage {
+                    input: u.input_tokens.unwrap_or(0),
+                    cached_input: u.cached_input_tokens.unwrap_or(0),
+                    output: u.output_tokens.unwrap_or(0),
+                },
+                *price,
+            ),
+            _ => None,
+        };
+        let subjects: Vec<(&str, &crate::limits::SubjectLimits)> = self
+            .limits
+            .iter()
+            .map(|(s, l)| (s.as_str(), l.as_ref()))
+            .collect();
+        let started_ms = self
+            .log_id
+            .get_timestamp()
+            .map(|t| {
+                let (secs, nanos) = t.to_unix();
+                secs as i64 * 1000 + nanos as i64 / 1_000_000
+            })
+            .unwrap_or(0);
+        limiter.record(&subjects, tokens, cost, started_ms, crate::limits::now_ms());
     }
 }
 

@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use weir_proto::config::{discovery_response::Resources, ResourceType, RoutePolicy};
+use weir_proto::pricing::Price;
 use weir_proto::validate::{self, Invalid};
+
+use crate::limits::SubjectLimits;
 
 /// A provider ready to send to.
 #[derive(Debug)]
@@ -115,14 +118,20 @@ pub struct Snapshot {
     pub keys: HashMap<[u8; 32], Arc<KeyInfo>>,
     /// Payload policy.
     pub policy: Option<Arc<Policy>>,
+    /// Limits by subject (`key:<id>`, `user:<id>`, `team:<id>`).
+    pub limits: HashMap<String, Arc<SubjectLimits>>,
+    /// Prices in force by model key.
+    pub prices: HashMap<String, Price>,
 }
 
 /// The resource types a node must hold before it serves.
-pub const REQUIRED: [ResourceType; 4] = [
+pub const REQUIRED: [ResourceType; 6] = [
     ResourceType::Providers,
     ResourceType::Routes,
     ResourceType::ApiKeys,
     ResourceType::PayloadPolicy,
+    ResourceType::Limits,
+    ResourceType::Pricing,
 ];
 
 impl Snapshot {
@@ -152,6 +161,8 @@ impl Snapshot {
             routes: self.routes.clone(),
             keys: self.keys.clone(),
             policy: self.policy.clone(),
+            limits: self.limits.clone(),
+            prices: self.prices.clone(),
         };
         let t = match resources {
             Resources::Providers(set) => {
@@ -218,6 +229,41 @@ impl Snapshot {
                 }
                 next.keys = keys;
                 ResourceType::ApiKeys
+            }
+            Resources::Limits(set) => {
+                let mut limits = HashMap::with_capacity(set.limits.len());
+                for l in &set.limits {
+                    let nonzero = |n: u64| (n > 0).then_some(n);
+                    limits.insert(
+                        l.subject.clone(),
+                        Arc::new(SubjectLimits {
+                            requests_per_minute: nonzero(l.requests_per_minute),
+                            tokens_per_minute: nonzero(l.tokens_per_minute),
+                            budget_pusd: l.budget_pusd,
+                            fleet_spent_pusd: l.fleet_spent_pusd,
+                            spent_as_of_ms: l.spent_as_of_unix_ms,
+                        }),
+                    );
+                }
+                next.limits = limits;
+                ResourceType::Limits
+            }
+            Resources::Pricing(set) => {
+                next.prices = set
+                    .prices
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.model_key.clone(),
+                            Price {
+                                input: p.input_pusd_per_token,
+                                cached_input: p.cached_input_pusd_per_token,
+                                output: p.output_pusd_per_token,
+                            },
+                        )
+                    })
+                    .collect();
+                ResourceType::Pricing
             }
             Resources::PayloadPolicy(p) => {
                 validate::validate_payload_policy(p)?;

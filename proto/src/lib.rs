@@ -2,12 +2,14 @@
 //!
 //! - [`config`], [`logs`], [`admin`]: the generated gRPC packages (`weir.*.v1`).
 //! - [`api_key`]: the gateway key format and its hash (both planes hash the same way).
+//! - [`pricing`]: exact integer prices and costs (the ledger and budgets use the same math).
 //! - [`redaction_path`]: admin redaction paths: syntax and application.
 //! - [`request_id`]: what a caller-supplied request id may look like.
 //! - [`validate`]: config rules checked by the control plane before pushing and by the data plane
 //!   before ACKing.
 
 pub mod api_key;
+pub mod pricing;
 pub mod redaction_path;
 pub mod request_id;
 pub mod validate;

@@ -2,8 +2,10 @@
 //! OpenAI's wire format, and real clients (the OpenAI Python SDK, `weirctl`, reqwest).
 
 mod admin_auth;
+mod embedded_pg;
 mod foundation;
 mod gateway;
 mod ingest;
+mod limits;
 mod quickstart;
 mod request_logs;

@@ -12,7 +12,7 @@ pub const PUSD_PER_USD: i64 = 1_000_000_000_000;
 pub enum PriceError {
     #[error("price {0:?} is not a decimal number of dollars per million tokens (e.g. \"2.50\")")]
     NotDecimal(String),
-    #[error("price {0:?} has more than 6 decimal places")]
+    #[error("amount {0:?} has more decimal places than can be stored exactly")]
     TooPrecise(String),
     #[error("price {0:?} is out of range")]
     OutOfRange(String),
@@ -39,6 +39,31 @@ pub fn parse_usd_per_mtok(s: &str) -> Result<i64, PriceError> {
     let frac_units: i64 = format!("{frac:0<6}").parse().unwrap_or(0);
     whole
         .checked_mul(1_000_000)
+        .and_then(|w| w.checked_add(frac_units))
+        .ok_or_else(|| PriceError::OutOfRange(s.to_string()))
+}
+
+/// Parses an amount of dollars ("10", "0.25") into picodollars.
+pub fn parse_usd(s: &str) -> Result<i64, PriceError> {
+    let t = s.trim();
+    let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+    let digits = |x: &str| x.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() && frac.is_empty() || !digits(whole) || !digits(frac) {
+        return Err(PriceError::NotDecimal(s.to_string()));
+    }
+    if frac.len() > 12 {
+        return Err(PriceError::TooPrecise(s.to_string()));
+    }
+    let whole: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole
+            .parse()
+            .map_err(|_| PriceError::OutOfRange(s.to_string()))?
+    };
+    let frac_units: i64 = format!("{frac:0<12}").parse().unwrap_or(0);
+    whole
+        .checked_mul(PUSD_PER_USD)
         .and_then(|w| w.checked_add(frac_units))
         .ok_or_else(|| PriceError::OutOfRange(s.to_string()))
 }
@@ -130,6 +155,17 @@ mod tests {
                 "{input:?}"
             );
         }
+    }
+
+    #[test]
+    fn dollars() {
+        assert_eq!(parse_usd("10"), Ok(10 * PUSD_PER_USD));
+        assert_eq!(parse_usd("0.25"), Ok(PUSD_PER_USD / 4));
+        assert_eq!(parse_usd("0.000000000001"), Ok(1));
+        assert!(parse_usd("0.0000000000001").is_err());
+        assert!(parse_usd("-1").is_err());
+        assert!(parse_usd("9999999999").is_err());
+        assert_eq!(format_usd(parse_usd("12.34").unwrap()), "12.34");
     }
 
     #[test]

@@ -1,0 +1,157 @@
+//! Rate limits and budgets: refused before any upstream call, logged with their outcome.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use weir_e2e::{eventually, run, Stack};
+
+async fn outcome(stack: &Stack, rid: &str) -> (i32, String) {
+    eventually(Duration::from_secs(5), || async {
+        sqlx::query_as::<_, (i32, String)>(
+            "SELECT status_code, outcome FROM request_logs WHERE request_id = $1",
+        )
+        .bind(rid)
+        .fetch_optional(&stack.control_plane.pool)
+        .await
+        .unwrap()
+    })
+    .await
+    .unwrap_or_else(|| panic!("{rid} not logged"))
+}
+
+async fn wait_limits(
+    stack: &Stack,
+    subject_prefix: &str,
+    check: impl Fn(&weir_data_plane::limits::SubjectLimits) -> bool,
+) {
+    let cfg = stack.data_plane.config.clone();
+    let ok = eventually(Duration::from_secs(15), || {
+        let cfg = cfg.clone();
+        let found = cfg
+            .current
+            .load()
+            .limits
+            .iter()
+            .any(|(s, l)| s.starts_with(subject_prefix) && check(l));
+        async move { found.then_some(()) }
+    })
+    .await;
+    assert!(
+        ok.is_some(),
+        "limits for {subject_prefix} never reached the data plane"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_per_minute_and_budgets_refuse_before_the_upstream() {
+    let stack = Stack::start().await;
+    let key = stack.seed(&[("gpt", "mock-model")]).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/chat/completions", stack.gateway_url());
+    let send = |rid: String| {
+        client
+            .post(&url)
+            .bearer_auth(&key)
+            .header("x-request-id", rid)
+            .json(&json!({"model": "gpt", "messages": [{"role": "user", "content": "one two three"}]}))
+            .send()
+    };
+
+    let prefix = &key[..16];
+    let out = run(stack.weirctl(&["limits", "set", "--key", prefix, "--rpm", "2"])).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    wait_limits(&stack, "key:", |l| l.requests_per_minute == Some(2)).await;
+    let before = stack.upstream.observed.count();
+    assert_eq!(send("rl-1".into()).await.unwrap().status(), 200);
+    assert_eq!(send("rl-2".into()).await.unwrap().status(), 200);
+    let refused = send("rl-3".into()).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let v: Value = refused.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "rate_limit_exceeded", "{v}");
+    assert_eq!(v["error"]["type"], "requests");
+    assert_eq!(
+        stack.upstream.observed.count(),
+        before + 2,
+        "the refused request never left"
+    );
+    assert_eq!(outcome(&stack, "rl-3").await, (429, "rate_limited".into()));
+    // Clearing the limit lets traffic through again.
+    let out = run(stack.weirctl(&["limits", "set", "--key", prefix])).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let cfg = stack.data_plane.config.clone();
+    eventually(Duration::from_secs(10), || {
+        let empty = cfg.current.load().limits.is_empty();
+        async move { empty.then_some(()) }
+    })
+    .await
+    .expect("limit removed");
+    assert_eq!(send("rl-4".into()).await.unwrap().status(), 200);
+
+    // A budget: $1 per token of output makes every request cost more than the $5 budget after
+    // a few requests; the node counts its own spend until the fleet sum catches up.
+    let out = run(stack.weirctl(&[
+        "models",
+        "price",
+        "--model",
+        "gpt",
+        "--input-price",
+        "0",
+        "--output-price",
+        "400000",
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = run(stack.weirctl(&[
+        "limits",
+        "set",
+        "--user",
+        "alice",
+        "--budget-usd",
+        "5",
+        "--period",
+        "day",
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    wait_limits(&stack, "user:", |l| l.budget_pusd.is_some()).await;
+    let cfg = stack.data_plane.config.clone();
+    eventually(Duration::from_secs(10), || {
+        let priced = cfg.current.load().prices.contains_key("gpt");
+        async move { priced.then_some(()) }
+    })
+    .await
+    .expect("price reached the node");
+    // Each answer has 5 output tokens: 5 × $0.40 = $2 a request, so the third is refused.
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let s = send(format!("bud-{i}")).await.unwrap().status().as_u16();
+        statuses.push(s);
+        // Let the worker count the spend (it does so as soon as it builds the log record).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 429],
+        "budget of $5 at $2 a request"
+    );
+    let (status, outcome_name) = outcome(&stack, "bud-3").await;
+    assert_eq!((status, outcome_name.as_str()), (429, "budget_error"));
+    let listed = run(stack.weirctl(&["limits", "list", "-o", "json"])).await;
+    let v: Value = serde_json::from_str(&listed.stdout).unwrap();
+    let alice = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "alice")
+        .unwrap();
+    assert_eq!(alice["budget_usd"], "5.00");
+    let spent = eventually(Duration::from_secs(5), || async {
+        let listed = run(stack.weirctl(&["limits", "list", "-o", "json"])).await;
+        let v: Value = serde_json::from_str(&listed.stdout).ok()?;
+        let alice = v.as_array()?.iter().find(|l| l["name"] == "alice")?.clone();
+        (alice["spent_usd"] == "6.00").then_some(())
+    })
+    .await;
+    assert!(spent.is_some(), "three $2 requests are in the ledger");
+    stack.shutdown().await;
+}
