@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use weir_proto::logs::log_ingest_client::LogIngestClient;
@@ -44,7 +44,7 @@ pub struct LogQueue {
     tx: mpsc::Sender<RequestRecord>,
     counters: Arc<LogCounters>,
     shutdown: Arc<watch::Sender<bool>>,
-    worker: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    worker_done: Arc<std::sync::Mutex<Option<oneshot::Receiver<()>>>>,
 }
 
 impl LogQueue {
@@ -71,9 +71,9 @@ impl LogQueue {
     /// whatever is still unacked then is counted in `dropped_shutdown`.
     pub async fn close(&self) {
         let _ = self.shutdown.send(true);
-        let worker = self.worker.lock().expect("worker lock").take();
-        if let Some(w) = worker {
-            let _ = w.await;
+        let done = self.worker_done.lock().expect("worker lock").take();
+        if let Some(done) = done {
+            let _ = done.await;
         }
     }
 }
@@ -83,12 +83,40 @@ pub fn start(settings: Arc<Settings>) -> LogQueue {
     let (tx, rx) = mpsc::channel(settings.log_queue_records.max(1));
     let counters = Arc::new(LogCounters::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let worker = tokio::spawn(Worker::new(settings, counters.clone()).run(rx, shutdown_rx));
+    let (done_tx, done_rx) = oneshot::channel();
+    let worker = Worker::new(settings, counters.clone());
+    // The worker parses, redacts and encodes every record: real CPU work. It runs on a thread
+    // of its own, at a lower priority, so it never holds up a request-serving worker thread;
+    // the kernel hands it whatever CPU the proxy leaves.
+    std::thread::Builder::new()
+        .name("weir-log-worker".into())
+        .spawn(move || {
+            lower_priority();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("log worker runtime");
+            rt.block_on(worker.run(rx, shutdown_rx));
+            let _ = done_tx.send(());
+        })
+        .expect("spawning the log worker thread");
     LogQueue {
         tx,
         counters,
         shutdown: Arc::new(shutdown),
-        worker: Arc::new(std::sync::Mutex::new(Some(worker))),
+        worker_done: Arc::new(std::sync::Mutex::new(Some(done_rx))),
+    }
+}
+
+/// Nice value of the log worker thread (higher is lower priority).
+const WORKER_NICE: i32 = 10;
+
+fn lower_priority() {
+    // On Linux `setpriority(PRIO_PROCESS, 0, …)` applies to the calling thread only.
+    // SAFETY: plain syscall on the current thread; no memory is shared.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, WORKER_NICE) };
+    if rc != 0 {
+        tracing::debug!("could not lower the log worker's priority");
     }
 }
 
