@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use futures::stream::{FuturesOrdered, StreamExt};
 use futures::Stream;
 use sqlx::{PgPool, Row};
 use tokio::sync::mpsc;
@@ -21,6 +22,9 @@ use weir_proto::logs::{BatchAck, LogBatch, RequestLog};
 
 use crate::partitions::Partitions;
 use weir_proto::pricing::{self, Price, Usage};
+
+/// Batches of one stream written at once.
+const CONCURRENT_BATCHES: usize = 4;
 
 /// Why a batch was not written; the data plane keeps it and resends.
 #[derive(Debug, thiserror::Error)]
@@ -213,15 +217,21 @@ fn pg_text(s: &str) -> String {
 }
 
 /// Payload bytes as text Postgres will accept as jsonb: valid JSON with no `\u0000` escape.
+/// The common case (valid UTF-8 JSON without NUL escapes) is checked without building a value
+/// and passed through as is.
 fn pg_json(bytes: &[u8]) -> Option<String> {
     if bytes.is_empty() {
         return None;
     }
+    let valid = serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
+    if valid && !memchr_u0000(bytes) {
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            return Some(text.to_string());
+        }
+    }
     match serde_json::from_slice::<serde_json::Value>(bytes) {
         Ok(mut v) => {
-            if memchr_u0000(bytes) {
-                scrub_nul(&mut v);
-            }
+            scrub_nul(&mut v);
             serde_json::to_string(&v).ok()
         }
         Err(_) => Some(
@@ -232,7 +242,7 @@ fn pg_json(bytes: &[u8]) -> Option<String> {
 }
 
 fn memchr_u0000(bytes: &[u8]) -> bool {
-    bytes.windows(6).any(|w| w == b"\\u0000")
+    memchr::memmem::find(bytes, b"\\u0000").is_some()
 }
 
 fn scrub_nul(v: &mut serde_json::Value) {
@@ -662,32 +672,50 @@ impl LogIngest for IngestService {
         let writer = self.writer.clone();
         let (tx, rx) = mpsc::channel(8);
         tokio::spawn(async move {
+            // Several batches of one stream are written concurrently (each in its own
+            // transaction, so commits overlap their WAL flushes), and acked strictly in order:
+            // a node treats an ack as covering every earlier sequence.
+            let mut in_flight = FuturesOrdered::new();
+            let mut input_open = true;
             loop {
-                let batch = match inbound.message().await {
-                    Ok(Some(b)) => b,
-                    Ok(None) => break,
-                    Err(status) => {
-                        tracing::debug!(%status, "ingest stream ended");
-                        break;
-                    }
-                };
-                match writer.write(&batch.records).await {
-                    Ok(o) => {
-                        let ack = BatchAck {
-                            sequence: batch.sequence,
-                            inserted: o.inserted,
-                            duplicates: o.duplicates,
-                            rejected: o.rejected,
-                        };
-                        if tx.send(Ok(ack)).await.is_err() {
-                            break;
+                tokio::select! {
+                    msg = inbound.message(), if input_open && in_flight.len() < CONCURRENT_BATCHES => {
+                        match msg {
+                            Ok(Some(batch)) => {
+                                let writer = writer.clone();
+                                in_flight.push_back(async move {
+                                    let result = writer.write(&batch.records).await;
+                                    (batch.sequence, result)
+                                });
+                            }
+                            Ok(None) => input_open = false,
+                            Err(status) => {
+                                tracing::debug!(%status, "ingest stream ended");
+                                input_open = false;
+                            }
                         }
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, sequence = batch.sequence, "batch not written");
-                        let _ = tx.send(Err(Status::from(e))).await;
-                        break;
+                    Some((sequence, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                        match result {
+                            Ok(o) => {
+                                let ack = BatchAck {
+                                    sequence,
+                                    inserted: o.inserted,
+                                    duplicates: o.duplicates,
+                                    rejected: o.rejected,
+                                };
+                                if tx.send(Ok(ack)).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, sequence, "batch not written");
+                                let _ = tx.send(Err(Status::from(e))).await;
+                                break;
+                            }
+                        }
                     }
+                    else => break,
                 }
             }
         });

@@ -111,6 +111,45 @@ impl Window {
         self.roll(now_ms);
         self.current = self.current.saturating_add(n);
     }
+
+    /// Takes back `n` counted now.
+    pub fn remove(&mut self, now_ms: i64, n: u64) {
+        self.roll(now_ms);
+        self.current = self.current.saturating_sub(n);
+    }
+}
+
+/// The first limit `l` refuses, if any.
+fn check(subject: &str, l: &SubjectLimits, st: &mut SubjectState, now_ms: i64) -> Option<Denial> {
+    if let Some(limit) = l.requests_per_minute {
+        if st.requests.estimate(now_ms) >= limit {
+            return Some(Denial::Requests {
+                subject: subject.to_string(),
+                limit,
+            });
+        }
+    }
+    if let Some(limit) = l.tokens_per_minute {
+        if st.tokens.estimate(now_ms) >= limit {
+            return Some(Denial::Tokens {
+                subject: subject.to_string(),
+                limit,
+            });
+        }
+    }
+    if let Some(budget) = l.budget_pusd {
+        let spent = l
+            .fleet_spent_pusd
+            .saturating_add(st.local_spend_after(l.spent_as_of_ms));
+        if spent >= budget {
+            return Some(Denial::Budget {
+                subject: subject.to_string(),
+                budget_pusd: budget,
+                spent_pusd: spent,
+            });
+        }
+    }
+    None
 }
 
 #[derive(Debug, Default)]
@@ -159,54 +198,35 @@ impl Limiter {
     }
 
     /// Admits a request for every subject or refuses it naming the first limit hit; an admitted
-    /// request is counted against every subject's requests per minute.
+    /// request is counted against every subject's requests per minute. Each subject is checked
+    /// and counted under one lock, so concurrent requests cannot all slip past a limit; if a
+    /// later subject refuses, the counts already taken are given back.
     pub fn admit(&self, subjects: &[(&str, &SubjectLimits)], now_ms: i64) -> Result<(), Denial> {
+        let mut counted: Vec<&str> = Vec::new();
+        let mut denial = None;
         for (subject, l) in subjects {
             if l.is_empty() {
                 continue;
             }
             let mut shard = self.shard(subject).lock().expect("limiter shard");
             let st = shard.entry(subject.to_string()).or_default();
-            if let Some(limit) = l.requests_per_minute {
-                if st.requests.estimate(now_ms) >= limit {
-                    return Err(Denial::Requests {
-                        subject: subject.to_string(),
-                        limit,
-                    });
-                }
+            if let Some(d) = check(subject, l, st, now_ms) {
+                denial = Some(d);
+                break;
             }
-            if let Some(limit) = l.tokens_per_minute {
-                if st.tokens.estimate(now_ms) >= limit {
-                    return Err(Denial::Tokens {
-                        subject: subject.to_string(),
-                        limit,
-                    });
-                }
-            }
-            if let Some(budget) = l.budget_pusd {
-                let spent = l
-                    .fleet_spent_pusd
-                    .saturating_add(st.local_spend_after(l.spent_as_of_ms));
-                if spent >= budget {
-                    return Err(Denial::Budget {
-                        subject: subject.to_string(),
-                        budget_pusd: budget,
-                        spent_pusd: spent,
-                    });
-                }
-            }
-        }
-        for (subject, l) in subjects {
             if l.requests_per_minute.is_some() {
-                let mut shard = self.shard(subject).lock().expect("limiter shard");
-                shard
-                    .entry(subject.to_string())
-                    .or_default()
-                    .requests
-                    .add(now_ms, 1);
+                st.requests.add(now_ms, 1);
+                counted.push(subject);
             }
         }
-        Ok(())
+        let Some(d) = denial else { return Ok(()) };
+        for subject in counted {
+            let mut shard = self.shard(subject).lock().expect("limiter shard");
+            if let Some(st) = shard.get_mut(subject) {
+                st.requests.remove(now_ms, 1);
+            }
+        }
+        Err(d)
     }
 
     /// Counts a finished request's tokens and cost against every subject.
@@ -215,7 +235,6 @@ impl Limiter {
         subjects: &[(&str, &SubjectLimits)],
         tokens: u64,
         cost_pusd: Option<i64>,
-        started_ms: i64,
         now_ms: i64,
     ) {
         for (subject, l) in subjects {
@@ -230,9 +249,11 @@ impl Limiter {
                 st.tokens.add(now_ms, tokens);
             }
             if let Some(c) = cost_pusd.filter(|_| counts_spend) {
-                // Stamped with the request's start, the instant its ledger row carries, so the
-                // control plane's next fleet sum includes exactly the entries it supersedes.
-                st.local_spend.push_back((started_ms, c));
+                // Stamped when counted (about when its ledger row is shipped), not when the
+                // request started: a long request must not fall out of the local count before
+                // a fleet sum can contain it. Sums leave out the last SPEND_MARGIN_MS for the
+                // ledger row to land.
+                st.local_spend.push_back((now_ms, c));
             }
         }
     }
@@ -295,6 +316,12 @@ mod tests {
             Err(Denial::Requests { subject, .. }) => assert_eq!(subject, "user:u"),
             other => panic!("{other:?}"),
         }
+        // The refused request's count on the key was given back: 9 more fit under its 10.
+        let key_only = [("key:a", &key)];
+        for i in 0..9 {
+            assert!(l.admit(&key_only, 2 + i).is_ok(), "request {i}");
+        }
+        assert!(l.admit(&key_only, 20).is_err());
     }
 
     #[test]
@@ -306,9 +333,9 @@ mod tests {
         };
         let s = [("team:t", &limits)];
         assert!(l.admit(&s, 0).is_ok());
-        l.record(&s, 80, None, 0, 1);
+        l.record(&s, 80, None, 1);
         assert!(l.admit(&s, 2).is_ok(), "80 < 100");
-        l.record(&s, 30, None, 2, 3);
+        l.record(&s, 30, None, 3);
         assert!(matches!(
             l.admit(&s, 4),
             Err(Denial::Tokens { limit: 100, .. })
@@ -326,9 +353,9 @@ mod tests {
         };
         let admit = |l: &Limiter, lim: &SubjectLimits, now| l.admit(&[("user:u", lim)], now);
         assert!(admit(&l, &limits, 200).is_ok());
-        l.record(&[("user:u", &limits)], 0, Some(60), 200, 210);
+        l.record(&[("user:u", &limits)], 0, Some(60), 210);
         assert!(admit(&l, &limits, 220).is_ok(), "960 < 1000");
-        l.record(&[("user:u", &limits)], 0, Some(60), 220, 230);
+        l.record(&[("user:u", &limits)], 0, Some(60), 230);
         assert!(matches!(
             admit(&l, &limits, 240),
             Err(Denial::Budget {
@@ -343,7 +370,7 @@ mod tests {
         limits.budget_pusd = Some(2_000);
         assert!(admit(&l, &limits, 320).is_ok());
         // Unpriced requests (no cost) do not count.
-        l.record(&[("user:u", &limits)], 0, None, 330, 331);
+        l.record(&[("user:u", &limits)], 0, None, 331);
         assert!(admit(&l, &limits, 340).is_ok());
     }
 }

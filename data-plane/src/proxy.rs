@@ -148,6 +148,8 @@ fn readyz(gw: &Gateway) -> Response<Body> {
             "routes": snap.version(weir_proto::config::ResourceType::Routes),
             "api_keys": snap.version(weir_proto::config::ResourceType::ApiKeys),
             "payload_policy": snap.version(weir_proto::config::ResourceType::PayloadPolicy),
+            "limits": snap.version(weir_proto::config::ResourceType::Limits),
+            "pricing": snap.version(weir_proto::config::ResourceType::Pricing),
         },
         "config_nacks": load(&gw.config.nacks),
         "request_logs": {
@@ -344,6 +346,24 @@ async fn proxy_operation(
     let Some(route) = snap.routes.get(&model).cloned() else {
         return fail(guard, GatewayError::ModelNotFound(model), &request_id, op);
     };
+    // Capability: the model must serve the operation, and some target's provider must speak it.
+    let eligible: Vec<bool> = route
+        .targets
+        .iter()
+        .map(|t| {
+            snap.providers
+                .get(&t.provider_key)
+                .is_none_or(|p| operation::shape(op, &p.kind).is_some())
+        })
+        .collect();
+    if !route.serves(op.name()) || !eligible.contains(&true) {
+        return fail(
+            guard,
+            GatewayError::UnsupportedOperation(model, op.name()),
+            &request_id,
+            op,
+        );
+    }
     // Limits of the key, its user and its team, before any upstream call.
     let subjects: Vec<(String, Arc<SubjectLimits>)> = [
         ("key", key.id.as_str()),
@@ -383,24 +403,6 @@ async fn proxy_operation(
         rec.limits = subjects;
         rec.limiter = Some(gw.limiter.clone());
         rec.price = snap.prices.get(&model).copied();
-    }
-    // Capability: the model must serve the operation, and some target's provider must speak it.
-    let eligible: Vec<bool> = route
-        .targets
-        .iter()
-        .map(|t| {
-            snap.providers
-                .get(&t.provider_key)
-                .is_none_or(|p| operation::shape(op, &p.kind).is_some())
-        })
-        .collect();
-    if !route.serves(op.name()) || !eligible.contains(&true) {
-        return fail(
-            guard,
-            GatewayError::UnsupportedOperation(model, op.name()),
-            &request_id,
-            op,
-        );
     }
     let client_wants_usage = fields
         .stream_options
@@ -467,13 +469,21 @@ async fn proxy_operation(
             .first_byte_timeout
             .unwrap_or(gw.settings.upstream_first_byte_timeout)
             .min(remaining);
+        // Recorded before the call: if the client goes away while we wait, the request log
+        // still shows the attempt that reached the upstream.
+        let slot = guard.rec().attempts.len();
+        guard.rec().attempts.push(AttemptRecord {
+            error_kind: "cancelled",
+            error_message: "the client went away during the attempt".into(),
+            ..attempt.clone()
+        });
         let t0 = Instant::now();
         let resp = match tokio::time::timeout(first_byte, gw.upstream.request(up)).await {
             Err(_) => {
                 attempt.error_kind = "timeout";
                 attempt.error_message = format!("no response headers within {first_byte:?}");
                 attempt.duration = t0.elapsed();
-                guard.rec().attempts.push(attempt);
+                guard.rec().attempts[slot] = attempt;
                 last_failure = GatewayError::UpstreamTimeout;
                 continue;
             }
@@ -482,7 +492,7 @@ async fn proxy_operation(
                 attempt.error_message = error_chain(&e);
                 attempt.duration = t0.elapsed();
                 last_failure = GatewayError::UpstreamUnavailable(attempt.error_message.clone());
-                guard.rec().attempts.push(attempt);
+                guard.rec().attempts[slot] = attempt;
                 continue;
             }
             Ok(Ok(r)) => r,
@@ -501,7 +511,7 @@ async fn proxy_operation(
             attempt.error_kind = "upstream_status";
             attempt.error_message = upstream_error_message(&bytes);
             attempt.duration = t0.elapsed();
-            guard.rec().attempts.push(attempt);
+            guard.rec().attempts[slot] = attempt;
             last_failure = GatewayError::UpstreamUnavailable(format!("upstream answered {status}"));
             continue;
         }
@@ -529,6 +539,7 @@ async fn proxy_operation(
             return relay_stream(
                 guard,
                 attempt,
+                slot,
                 t0,
                 resp,
                 out_headers,
@@ -544,9 +555,11 @@ async fn proxy_operation(
                 attempt.error_kind = "body";
                 attempt.error_message = msg.clone();
                 attempt.duration = t0.elapsed();
-                guard.rec().attempts.push(attempt);
+                guard.rec().attempts[slot] = attempt;
                 last_failure = GatewayError::UpstreamUnavailable(msg);
-                if is_last {
+                // A successful answer that broke on the way was already paid for upstream:
+                // trying again would spend twice.
+                if is_last || status.is_success() {
                     break;
                 }
                 continue;
@@ -563,7 +576,7 @@ async fn proxy_operation(
             out_headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
         let error_message = attempt.error_message.clone();
-        guard.rec().attempts.push(attempt);
+        guard.rec().attempts[slot] = attempt;
         guard.rec().response_body = bytes.clone();
         guard.rec().ttfb = Some(guard.rec().started.elapsed());
         let outcome = if status.is_success() {
@@ -615,7 +628,7 @@ fn build_upstream_request(
 ) -> Result<Request<Full<Bytes>>, GatewayError> {
     let mut up = Request::builder().method(Method::POST).uri(uri);
     let h = up.headers_mut().expect("builder has headers");
-    copy_request_headers(client_headers, h);
+    copy_request_headers(client_headers, &provider.kind, h);
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if provider.kind == "anthropic" && !h.contains_key("anthropic-version") {
         h.insert(
@@ -623,11 +636,12 @@ fn build_upstream_request(
             HeaderValue::from_static(ANTHROPIC_VERSION),
         );
     }
-    if let Some((name, value)) = &provider.auth {
-        h.insert(name.clone(), value.clone());
-    }
     for (k, v) in &provider.extra_headers {
         h.insert(k.clone(), v.clone());
+    }
+    // Last, so no extra header can replace the credential.
+    if let Some((name, value)) = &provider.auth {
+        h.insert(name.clone(), value.clone());
     }
     echo_request_id(h, request_id);
     up.body(Full::new(body))
@@ -698,6 +712,7 @@ impl StreamMode {
 fn relay_stream(
     mut guard: RecordGuard,
     mut attempt: AttemptRecord,
+    slot: usize,
     attempt_started: Instant,
     resp: http::Response<Incoming>,
     mut headers: HeaderMap,
@@ -760,12 +775,12 @@ fn relay_stream(
         if cancelled {
             attempt.error_kind = "cancelled";
             attempt.error_message = "client disconnected mid-stream".into();
-            guard.rec().attempts.push(attempt);
+            guard.rec().attempts[slot] = attempt;
             guard.finish(499, "cancelled", "client disconnected mid-stream".into());
         } else if let Some(msg) = failure {
             attempt.error_kind = "stream_broken";
             attempt.error_message = msg.clone();
-            guard.rec().attempts.push(attempt);
+            guard.rec().attempts[slot] = attempt;
             let text = format!("The upstream stream broke: {msg}");
             let event = if mode.anthropic_client() {
                 let v = serde_json::json!({"type": "error", "error": {"type": "api_error", "message": text}});
@@ -781,7 +796,7 @@ fn relay_stream(
                 format!("upstream stream broke: {msg}"),
             );
         } else {
-            guard.rec().attempts.push(attempt);
+            guard.rec().attempts[slot] = attempt;
             guard.finish(status.as_u16(), "success", String::new());
         }
     });
@@ -873,20 +888,21 @@ async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, GatewayError> 
     }
 }
 
-/// Request headers passed to the upstream: an allowlist, so gateway credentials, caller tags and
-/// hop-by-hop headers never leave.
-const FORWARDED_REQUEST_HEADERS: [&str; 6] = [
-    "accept",
-    "user-agent",
-    "openai-beta",
-    "anthropic-version",
-    "anthropic-beta",
-    "traceparent",
-];
+/// Request headers passed to every upstream: an allowlist, so gateway credentials, caller tags
+/// and hop-by-hop headers never leave.
+const FORWARDED_REQUEST_HEADERS: [&str; 3] = ["accept", "user-agent", "traceparent"];
 
-fn copy_request_headers(from: &HeaderMap, to: &mut HeaderMap) {
-    for name in FORWARDED_REQUEST_HEADERS {
-        if let Some(v) = from.get(name) {
+/// Provider-specific request headers, passed only to providers of that kind.
+const FORWARDED_OPENAI_HEADERS: [&str; 1] = ["openai-beta"];
+const FORWARDED_ANTHROPIC_HEADERS: [&str; 2] = ["anthropic-version", "anthropic-beta"];
+
+fn copy_request_headers(from: &HeaderMap, kind: &str, to: &mut HeaderMap) {
+    let specific: &[&str] = match kind {
+        "anthropic" => &FORWARDED_ANTHROPIC_HEADERS,
+        _ => &FORWARDED_OPENAI_HEADERS,
+    };
+    for name in FORWARDED_REQUEST_HEADERS.iter().chain(specific) {
+        if let Some(v) = from.get(*name) {
             to.insert(HeaderName::from_static(name), v.clone());
         }
     }
@@ -986,9 +1002,15 @@ mod tests {
         ] {
             from.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
         }
+        from.insert("anthropic-beta", HeaderValue::from_static("x"));
+        from.insert("openai-beta", HeaderValue::from_static("assistants=v2"));
         let mut to = HeaderMap::new();
-        copy_request_headers(&from, &mut to);
-        assert_eq!(to.len(), 1);
-        assert!(to.contains_key("user-agent"));
+        copy_request_headers(&from, "openai", &mut to);
+        assert_eq!(to.len(), 2);
+        assert!(to.contains_key("user-agent") && to.contains_key("openai-beta"));
+        let mut to = HeaderMap::new();
+        copy_request_headers(&from, "anthropic", &mut to);
+        assert_eq!(to.len(), 2);
+        assert!(to.contains_key("user-agent") && to.contains_key("anthropic-beta"));
     }
 }

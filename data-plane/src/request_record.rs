@@ -377,15 +377,7 @@ impl RequestRecord {
             .iter()
             .map(|(s, l)| (s.as_str(), l.as_ref()))
             .collect();
-        let started_ms = self
-            .log_id
-            .get_timestamp()
-            .map(|t| {
-                let (secs, nanos) = t.to_unix();
-                secs as i64 * 1000 + nanos as i64 / 1_000_000
-            })
-            .unwrap_or(0);
-        limiter.record(&subjects, tokens, cost, started_ms, crate::limits::now_ms());
+        limiter.record(&subjects, tokens, cost, crate::limits::now_ms());
     }
 }
 

@@ -8,7 +8,8 @@
 //! - `mock-endless`: stream a chunk every 50 ms until the client goes away;
 //! - `mock-break`: stream two chunks, then break the connection;
 //! - `mock-503`: answer 503 with an OpenAI error body;
-//! - `mock-tools`: answer with two tool calls.
+//! - `mock-tools`: answer with two tool calls;
+//! - `mock-hang`: answer (non-streamed) only after 5 s.
 //!
 //! `/v1/responses` speaks the Responses API and `/v1/messages` the Anthropic Messages API
 //! (JSON and SSE, usage included), with the same behaviours.
@@ -187,6 +188,24 @@ fn chat(obs: Arc<Observed>, body: &Value) -> Response<Body> {
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"error": {"message": "mock: overloaded", "type": "server_error", "param": null, "code": null}}),
         );
+    }
+    if model == "mock-hang" {
+        let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {
+                    let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"{}")))).await;
+                }
+                _ = tx.closed() => {
+                    obs.cancelled_streams.fetch_add(1, Ordering::SeqCst);
+                    *obs.last_cancel_at.lock().expect("lock") = Some(Instant::now());
+                }
+            }
+        });
+        let mut r = Response::new(StreamBody::new(ReceiverStream::new(rx)).boxed());
+        r.headers_mut()
+            .insert("content-type", "application/json".parse().expect("static"));
+        return r;
     }
     let prompt_tokens = tokens(&last_user_text(body));
     let completion_tokens = ANSWER.len() as u64;

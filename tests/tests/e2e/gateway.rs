@@ -492,3 +492,37 @@ async fn capability_mismatches_are_refused_before_any_upstream_call() {
     assert_eq!(stack.upstream.observed.count(), before);
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_a_pending_request_keeps_its_attempt_and_spend_trail() {
+    let stack = Stack::start().await;
+    let key = stack.seed(&[("hang", "mock-hang")]).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let err = client
+        .post(format!("{}/chat/completions", stack.gateway_url()))
+        .bearer_auth(&key)
+        .header("x-request-id", "left-early")
+        .json(&json!({"model": "hang", "messages": []}))
+        .send()
+        .await;
+    assert!(err.is_err(), "the client gave up");
+    let row = log_row(&stack, "left-early").await;
+    assert_eq!(row.get::<String, _>("outcome"), "cancelled");
+    let a = attempts(&stack, "left-early").await;
+    assert_eq!(a.len(), 1, "the attempt in flight is recorded");
+    assert_eq!(a[0].3, "cancelled");
+    let status: String =
+        sqlx::query_scalar("SELECT pricing_status FROM usage_cost_events WHERE log_id = $1")
+            .bind(row.get::<uuid::Uuid, _>("log_id"))
+            .fetch_one(&stack.control_plane.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        status, "usage_missing",
+        "the upstream was called: its spend is visible, not silently free"
+    );
+    stack.shutdown().await;
+}
