@@ -105,7 +105,7 @@ impl EmbeddedPostgres {
             .trim()
             .to_string();
 
-        let port = free_port()?;
+        let port = stable_port(&root)?;
         let log_path = root.join("postgres.log");
         let log = fs::OpenOptions::new()
             .create(true)
@@ -420,6 +420,23 @@ fn ancestors_traversable(path: &Path) -> bool {
         // Not created yet: create_dir_all will make it 0755 (umask permitting).
         Err(_) => true,
     })
+}
+
+/// The port this cluster used last time when it is still free, so its URL survives restarts;
+/// otherwise a new free one, remembered for next time.
+fn stable_port(root: &Path) -> Result<u16, EmbeddedPgError> {
+    let file = root.join("port");
+    if let Some(p) = fs::read_to_string(&file)
+        .ok()
+        .and_then(|s| s.trim().parse::<u16>().ok())
+    {
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return Ok(p);
+        }
+    }
+    let p = free_port()?;
+    let _ = fs::write(&file, p.to_string());
+    Ok(p)
 }
 
 fn free_port() -> Result<u16, EmbeddedPgError> {

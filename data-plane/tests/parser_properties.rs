@@ -20,7 +20,8 @@ fn stream(words: &[String], with_crlf: bool) -> Vec<u8> {
         let sep = if i % 2 == 0 { "data: " } else { "data:" };
         out.push_str(&format!("{sep}{chunk}{nl}{nl}"));
     }
-    let usage = json!({"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": words.len()}});
+    let usage =
+        json!({"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": words.len()}});
     out.push_str(&format!("data: {usage}{nl}{nl}data: [DONE]{nl}{nl}"));
     out.into_bytes()
 }
@@ -36,7 +37,11 @@ fn transcript(events: &[Bytes]) -> (Vec<Vec<u8>>, Option<u64>, u32) {
             datas.push(d);
         }
     }
-    (datas, facts.usage.and_then(|u| u.total_tokens), facts.invoked_tools())
+    (
+        datas,
+        facts.usage.and_then(|u| u.total_tokens),
+        facts.invoked_tools(),
+    )
 }
 
 proptest! {

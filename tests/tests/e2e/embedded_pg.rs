@@ -42,6 +42,11 @@ async fn the_cluster_outlives_the_thread_that_started_it() {
     );
     let again = EmbeddedPostgres::start(&dir.path().join("pg"), Durability::Throwaway).unwrap();
     assert_eq!(again.data_dir(), data_dir);
+    assert_eq!(
+        again.port(),
+        port,
+        "a restarted cluster keeps its port, so its URL stays valid"
+    );
     let pool = weir_control_plane::database::connect(&again.url("postgres"))
         .await
         .unwrap();

@@ -7,5 +7,6 @@ mod foundation;
 mod gateway;
 mod ingest;
 mod limits;
+mod loss;
 mod quickstart;
 mod request_logs;
