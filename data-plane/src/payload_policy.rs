@@ -92,6 +92,67 @@ pub fn redact_keys(v: &mut Value) {
     }
 }
 
+/// Strings of known bulky fields longer than this are replaced by a short marker.
+pub const BULKY_KEEP: usize = 256;
+
+/// Keys whose string values carry inline media or files in the request shapes of OpenAI
+/// (`image_url.url`, `input_audio.data`, `file.file_data`, Responses' `image_url` and
+/// `file_data`), Anthropic (`source.data` of base64 images and documents), Gemini
+/// (`inline_data.data` / `inlineData.data`) and image outputs (`b64_json`).
+pub const BULKY_KEYS: [&str; 5] = ["data", "file_data", "url", "image_url", "b64_json"];
+
+/// Replaces inline media (base64 data, data URLs) with a marker that keeps the JSON's shape and
+/// says how much was cut; returns whether anything was. Short values and ordinary URLs stay.
+pub fn truncate_bulky(v: &mut Value) -> bool {
+    match v {
+        Value::Object(map) => {
+            let mut cut = false;
+            for (k, child) in map.iter_mut() {
+                if let Value::String(s) = child {
+                    if s.len() > BULKY_KEEP
+                        && (is_data_url(s) || (BULKY_KEYS.contains(&k.as_str()) && looks_base64(s)))
+                    {
+                        *s = bulky_marker(s);
+                        cut = true;
+                        continue;
+                    }
+                }
+                cut |= truncate_bulky(child);
+            }
+            cut
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |cut, x| truncate_bulky(x) | cut),
+        // A data URL anywhere (e.g. a content part given as a bare string) is media too.
+        Value::String(s) if s.len() > BULKY_KEEP && is_data_url(s) => {
+            *s = bulky_marker(s);
+            true
+        }
+        _ => false,
+    }
+}
+
+fn is_data_url(s: &str) -> bool {
+    s.starts_with("data:") && s[..s.len().min(128)].contains(";base64,")
+}
+
+fn looks_base64(s: &str) -> bool {
+    // A sample is enough: media is megabytes of the same alphabet.
+    s.bytes().take(1024).all(|b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_' | b'\n' | b'\r')
+    })
+}
+
+fn bulky_marker(s: &str) -> String {
+    let head = if is_data_url(s) {
+        s.split_once(',').map(|(h, _)| h).unwrap_or("data:")
+    } else {
+        "base64"
+    };
+    format!("{head},[{} bytes truncated by weir]", s.len())
+}
+
 /// Serialises `v` within `max_bytes`, shortening long strings (keeping the JSON's shape) until it
 /// fits; returns the bytes and whether anything was cut.
 pub fn cap(mut v: Value, max_bytes: usize) -> (Vec<u8>, bool) {
@@ -194,6 +255,69 @@ mod tests {
         assert!(truncated);
         let back: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(back["weir_truncated"], true);
+    }
+
+    #[test]
+    fn bulky_media_is_cut_with_the_shape_kept() {
+        let image = format!("data:image/png;base64,{}", "iVBORw0KGgo".repeat(500_000));
+        assert!(image.len() > 5_000_000);
+        let audio = "UklGRiQAAABXQVZF".repeat(1000);
+        let mut v = serde_json::json!({"headers": {}, "body": {"messages": [
+            {"role": "user", "content": [
+                {"type": "text", "text": "what is in this image? ".repeat(20)},
+                {"type": "image_url", "image_url": {"url": image, "detail": "high"}},
+                {"type": "input_audio", "input_audio": {"data": audio, "format": "wav"}},
+                {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+            ]},
+            {"role": "user", "content": [{"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "QUJD".repeat(1000)}}]},
+            {"role": "user", "parts": [{"inline_data": {"mime_type": "application/pdf", "data": "JVBERi0".repeat(1000)}}]}
+        ]}});
+        assert!(truncate_bulky(&mut v));
+        let parts = &v["body"]["messages"][0]["content"];
+        let url = parts[1]["image_url"]["url"].as_str().unwrap();
+        assert!(
+            url.starts_with("data:image/png;base64,[") && url.contains("bytes truncated"),
+            "{url}"
+        );
+        assert_eq!(parts[1]["image_url"]["detail"], "high");
+        assert!(parts[2]["input_audio"]["data"]
+            .as_str()
+            .unwrap()
+            .contains("truncated"));
+        assert_eq!(parts[2]["input_audio"]["format"], "wav");
+        assert_eq!(
+            parts[3]["image_url"]["url"], "https://example.com/cat.png",
+            "plain URLs stay"
+        );
+        assert!(
+            parts[0]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("what is in this image?"),
+            "text stays"
+        );
+        assert!(v["body"]["messages"][1]["content"][0]["source"]["data"]
+            .as_str()
+            .unwrap()
+            .contains("truncated"));
+        assert_eq!(
+            v["body"]["messages"][1]["content"][0]["source"]["media_type"],
+            "image/jpeg"
+        );
+        assert!(v["body"]["messages"][2]["parts"][0]["inline_data"]["data"]
+            .as_str()
+            .unwrap()
+            .contains("truncated"));
+        assert!(serde_json::to_vec(&v).unwrap().len() < 4096);
+        // Nothing bulky: untouched.
+        let long_url = format!("https://example.com/{}", "images/".repeat(60));
+        let mut plain = serde_json::json!({"body": {"data": "short", "url": long_url, "note": "a b ".repeat(200)}});
+        let before = plain.clone();
+        assert!(
+            !truncate_bulky(&mut plain),
+            "long URLs and text are not media"
+        );
+        assert_eq!(plain, before);
     }
 
     #[test]

@@ -246,8 +246,11 @@ impl RequestRecord {
                         path.apply(&mut req);
                         path.apply(&mut resp);
                     }
+                    let req_bulky = payload_policy::truncate_bulky(&mut req);
+                    let resp_bulky = payload_policy::truncate_bulky(&mut resp);
                     let (req, rt) = payload_policy::cap(req, p.request_max_bytes as usize);
                     let (resp, rt2) = payload_policy::cap(resp, p.response_max_bytes as usize);
+                    let (rt, rt2) = (rt || req_bulky, rt2 || resp_bulky);
                     (req, rt, resp, rt2 || response_wrapped.1)
                 }
                 _ => (Vec::new(), false, Vec::new(), false),

@@ -246,7 +246,7 @@ impl Stack {
         s.listen = ([127, 0, 0, 1], 0).into();
         s.node_id = node_id.into();
         s.log_batch_delay = Duration::from_millis(20);
-        s.max_body_bytes = 1024 * 1024;
+        s.max_body_bytes = 8 * 1024 * 1024;
         tweak(&mut s);
         let dp = weir_data_plane::DataPlane::start(s)
             .await

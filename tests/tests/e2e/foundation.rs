@@ -395,7 +395,7 @@ async fn bad_requests_get_openai_errors_and_are_logged() {
         "{v}"
     );
     // Bodies over the limit get 413; unknown URLs 404; health and readiness answer.
-    let big = "x".repeat(2 * 1024 * 1024);
+    let big = "x".repeat(9 * 1024 * 1024);
     let resp = client
         .post(&url)
         .bearer_auth(&key)

@@ -359,3 +359,48 @@ async fn tags_harness_and_session_are_recorded_and_bad_headers_refused() {
     assert_eq!(stack.upstream.observed.count(), before);
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5_mb_base64_image_is_stored_truncated_with_its_shape() {
+    let stack = Stack::start().await;
+    let key = stack.seed(&[("gpt", "mock-model")]).await;
+    let image = format!("data:image/png;base64,{}", "iVBORw0KGgo".repeat(480_000));
+    assert!(image.len() > 5_000_000);
+    let body = json!({"model": "gpt", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "describe this"},
+        {"type": "image_url", "image_url": {"url": image, "detail": "low"}}
+    ]}]});
+    post(&stack, &key, "image-1", body).await;
+    let (request, truncated): (String, bool) = eventually(Duration::from_secs(5), || async {
+        sqlx::query_as(
+            "SELECT p.request::text, l.request_payload_truncated FROM request_log_payloads p
+             JOIN request_logs l USING (log_id, created_at) WHERE l.request_id = 'image-1'",
+        )
+        .fetch_optional(&stack.control_plane.pool)
+        .await
+        .unwrap()
+    })
+    .await
+    .expect("payload stored");
+    assert!(truncated, "the row says its request payload was truncated");
+    assert!(request.len() < 65_536, "{} bytes stored", request.len());
+    let v: serde_json::Value = serde_json::from_str(&request).unwrap();
+    let parts = &v["body"]["messages"][0]["content"];
+    assert_eq!(parts[0]["text"], "describe this");
+    assert_eq!(parts[1]["image_url"]["detail"], "low");
+    let url = parts[1]["image_url"]["url"].as_str().unwrap();
+    assert!(
+        url.starts_with("data:image/png;base64,[") && url.contains("bytes truncated"),
+        "{url}"
+    );
+    // The upstream got the whole image: truncation is for the log only.
+    let sent = stack.upstream.observed.last().unwrap();
+    assert_eq!(
+        sent.body["messages"][0]["content"][1]["image_url"]["url"]
+            .as_str()
+            .unwrap()
+            .len(),
+        image.len()
+    );
+    stack.shutdown().await;
+}
