@@ -66,6 +66,17 @@ enum Command {
     /// Rate limits and budgets of keys, users and teams.
     #[command(subcommand)]
     Limits(LimitsCmd),
+    /// The data planes of the fleet and the config versions they hold.
+    #[command(subcommand)]
+    Dataplanes(DataplanesCmd),
+}
+
+#[derive(Subcommand)]
+enum DataplanesCmd {
+    /// Every data plane that has connected.
+    List,
+    /// One data plane in full, with its last NACK.
+    Show { node_id: String },
 }
 
 #[derive(Subcommand)]
@@ -521,6 +532,20 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
                 .await?
                 .into_inner();
             p.logs(&r);
+        }
+        Command::Dataplanes(DataplanesCmd::List) => {
+            let r = c
+                .list_dataplanes(ListDataplanesRequest {})
+                .await?
+                .into_inner();
+            p.dataplanes(&r.dataplanes);
+        }
+        Command::Dataplanes(DataplanesCmd::Show { node_id }) => {
+            let r = c
+                .get_dataplane(GetDataplaneRequest { node_id })
+                .await?
+                .into_inner();
+            p.dataplane(&r);
         }
         Command::Limits(LimitsCmd::List) => {
             let r = c.list_limits(ListLimitsRequest {}).await?.into_inner();

@@ -125,6 +125,84 @@ impl Printer {
         println!("{t}");
     }
 
+    /// Data planes, one row each.
+    pub fn dataplanes(&self, ds: &[Dataplane]) {
+        if let Format::Json = self.format {
+            return self.json(ds);
+        }
+        let mut t = table(&[
+            "NODE",
+            "GROUP",
+            "VERSION",
+            "ADDRESS",
+            "CONFIG",
+            "LAST NACK",
+            "LAST SEEN",
+        ]);
+        for d in ds {
+            let behind: Vec<&str> = d
+                .current_versions
+                .iter()
+                .filter(|(k, v)| {
+                    d.acked_versions
+                        .get(*k)
+                        .is_none_or(|a| a.split('.').next() != Some(v.as_str()))
+                })
+                .map(|(k, _)| k.as_str())
+                .collect();
+            let config = if behind.is_empty() {
+                "current".to_string()
+            } else {
+                format!("behind: {}", behind.join(","))
+            };
+            t.add_row(vec![
+                d.node_id.clone(),
+                d.fleet_group.clone(),
+                d.software_version.clone(),
+                d.address.clone(),
+                config,
+                dash(&d.last_nack).to_string(),
+                d.last_seen.clone(),
+            ]);
+        }
+        println!("{t}");
+    }
+
+    /// One data plane in full.
+    pub fn dataplane(&self, d: &Dataplane) {
+        if let Format::Json = self.format {
+            return self.json(d);
+        }
+        let mut t = table(&["FIELD", "VALUE"]);
+        let mut rows = vec![
+            ("node".to_string(), d.node_id.clone()),
+            ("group".into(), d.fleet_group.clone()),
+            ("software version".into(), d.software_version.clone()),
+            ("address".into(), d.address.clone()),
+            ("control plane".into(), d.control_plane.clone()),
+            (
+                "connected since".into(),
+                dash(&d.connected_since).to_string(),
+            ),
+            ("last seen".into(), d.last_seen.clone()),
+            ("last NACK".into(), dash(&d.last_nack).to_string()),
+            ("last NACK at".into(), dash(&d.last_nack_at).to_string()),
+        ];
+        let mut types: Vec<&String> = d.current_versions.keys().collect();
+        types.sort();
+        for ty in types {
+            let acked = d.acked_versions.get(ty).map(String::as_str).unwrap_or("-");
+            rows.push((
+                format!("{ty} (acked / current)"),
+                format!("{acked} / {}", d.current_versions[ty]),
+            ));
+        }
+        for (k, v) in rows {
+            t.add_row(vec![k, v]);
+        }
+        println!("{t}");
+    }
+
     /// Limits.
     pub fn limits(&self, ls: &[Limits]) {
         if let Format::Json = self.format {

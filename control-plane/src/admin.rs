@@ -572,6 +572,30 @@ impl Admin for AdminService {
         Ok(Response::new(key_from_row(&row)))
     }
 
+    async fn list_dataplanes(
+        &self,
+        req: Request<ListDataplanesRequest>,
+    ) -> Result<Response<ListDataplanesResponse>, Status> {
+        self.admin(&req).await?;
+        Ok(Response::new(ListDataplanesResponse {
+            dataplanes: read_dataplanes(&self.pool, None).await?,
+        }))
+    }
+
+    async fn get_dataplane(
+        &self,
+        req: Request<GetDataplaneRequest>,
+    ) -> Result<Response<Dataplane>, Status> {
+        self.admin(&req).await?;
+        let id = req.into_inner().node_id;
+        let found = read_dataplanes(&self.pool, Some(&id)).await?;
+        let dp = found
+            .into_iter()
+            .next()
+            .ok_or_else(|| AdminError::NotFound(format!("data plane {id:?} not found")))?;
+        Ok(Response::new(dp))
+    }
+
     async fn set_limits(&self, req: Request<SetLimitsRequest>) -> Result<Response<Limits>, Status> {
         self.admin(&req).await?;
         let r = req.into_inner();
@@ -910,6 +934,57 @@ impl Admin for AdminService {
         };
         Ok(Response::new(detail))
     }
+}
+
+async fn read_dataplanes(pool: &PgPool, node: Option<&str>) -> Result<Vec<Dataplane>, AdminError> {
+    let rows = sqlx::query(
+        "SELECT node_id, fleet_group, software_version, address, labels, acked_versions, last_nack,
+                last_nack_at, connected_since, last_seen, control_plane
+         FROM dataplanes WHERE $1::text IS NULL OR node_id = $1 ORDER BY fleet_group, node_id",
+    )
+    .bind(node)
+    .fetch_all(pool)
+    .await?;
+    let current: Vec<(String, i64)> =
+        sqlx::query_as("SELECT resource_type, version FROM config_versions")
+            .fetch_all(pool)
+            .await?;
+    let map = |v: serde_json::Value| -> std::collections::HashMap<String, String> {
+        v.as_object()
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| v.to_string()),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    Ok(rows
+        .iter()
+        .map(|r| Dataplane {
+            node_id: r.get("node_id"),
+            fleet_group: r.get("fleet_group"),
+            software_version: r.get("software_version"),
+            address: r.get("address"),
+            labels: map(r.get("labels")),
+            acked_versions: map(r.get("acked_versions")),
+            current_versions: current
+                .iter()
+                .map(|(t, v)| (t.clone(), v.to_string()))
+                .collect(),
+            last_nack: r.get::<Option<String>, _>("last_nack").unwrap_or_default(),
+            last_nack_at: opt_ts(r.get("last_nack_at")),
+            connected_since: opt_ts(r.get("connected_since")),
+            last_seen: ts(r.get("last_seen")),
+            control_plane: r.get("control_plane"),
+        })
+        .collect())
 }
 
 async fn list_limits(pool: &PgPool) -> Result<Vec<Limits>, AdminError> {

@@ -26,6 +26,29 @@ pub struct ConfigState {
     pub connected: AtomicBool,
     /// NACKs sent since start.
     pub nacks: AtomicU64,
+    /// Serving a config loaded from disk that the control plane has not confirmed yet.
+    pub from_disk: AtomicBool,
+}
+
+/// Loads the persisted snapshot, if it is complete and valid, as the current config.
+pub fn load_persisted(dir: &std::path::Path, state: &ConfigState) {
+    let env = |name: &str| std::env::var(name).ok();
+    let mut snap = Snapshot::default();
+    for resp in crate::snapshot_store::load(dir) {
+        let Some(res) = &resp.resources else { continue };
+        match snap.with(&resp.version, res, &env) {
+            Ok(next) => snap = next,
+            Err(e) => {
+                tracing::warn!(error = %e, "persisted config no longer applies; waiting for the control plane");
+                return;
+            }
+        }
+    }
+    if snap.is_complete() {
+        tracing::warn!(dir = %dir.display(), "serving the persisted config until the control plane answers");
+        state.current.store(Arc::new(snap));
+        state.from_disk.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Why a stream session ended.
@@ -115,6 +138,9 @@ async fn session(
     }
     let mut responses = client.stream(ReceiverStream::new(rx)).await?.into_inner();
     state.connected.store(true, Ordering::Relaxed);
+    // The control plane answers every subscription whose version moved; from here on the
+    // config is its, not the disk's.
+    state.from_disk.store(false, Ordering::Relaxed);
     let env = |name: &str| std::env::var(name).ok();
     while let Some(resp) = responses.message().await? {
         delay.reset();
@@ -133,6 +159,11 @@ async fn session(
         let reply = match outcome {
             Ok(next) => {
                 state.current.store(Arc::new(next));
+                if let Some(dir) = &settings.snapshot_dir {
+                    if let Err(e) = crate::snapshot_store::save(dir, &resp) {
+                        tracing::warn!(error = %e, "could not persist the config; a restart without the control plane will not serve");
+                    }
+                }
                 tracing::info!(resource = ?t, version = %resp.version, "config applied");
                 DiscoveryRequest {
                     node: None,

@@ -2,6 +2,7 @@
 //!
 //! - [`settings`]: listen address, control plane, queue bounds.
 //! - [`snapshot`]: the immutable config a request uses, one version throughout.
+//! - [`snapshot_store`]: the last good config on disk, for starts without the control plane.
 //! - [`config_stream`]: subscribing to the control plane, ACK/NACK, reconnects.
 //! - [`key_auth`]: gateway keys, by hash.
 //! - [`caller_tags`]: the `x-weir-*` tag headers, validated.
@@ -36,6 +37,7 @@ pub mod request_record;
 pub mod route_plan;
 pub mod settings;
 pub mod snapshot;
+pub mod snapshot_store;
 pub mod sse_transcript;
 pub mod upstream;
 pub mod usage;
@@ -70,6 +72,9 @@ impl DataPlane {
         settings.listen = addr;
         let settings = Arc::new(settings);
         let config = Arc::new(config_stream::ConfigState::default());
+        if let Some(dir) = &settings.snapshot_dir {
+            config_stream::load_persisted(dir, &config);
+        }
         let follower = tokio::spawn(config_stream::follow(settings.clone(), config.clone()));
         let logs = log_shipper::start(settings.clone());
         let gw = Arc::new(proxy::Gateway::new(

@@ -31,6 +31,9 @@ struct Cli {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "WEIR_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
+    /// Folder for the last good config, to start from when the control plane is unreachable.
+    #[arg(long, env = "WEIR_SNAPSHOT_DIR")]
+    snapshot_dir: Option<std::path::PathBuf>,
     /// Request-log records kept unacked while the control plane is unreachable.
     #[arg(long, env = "WEIR_LOG_BUFFER_RECORDS")]
     log_buffer_records: Option<usize>,
@@ -58,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(n) = cli.max_body_bytes {
         s.max_body_bytes = n;
     }
+    s.snapshot_dir = cli.snapshot_dir;
     if let Some(n) = cli.log_buffer_records {
         s.log_buffer_records = n;
     }

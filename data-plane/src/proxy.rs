@@ -143,6 +143,8 @@ fn readyz(gw: &Gateway) -> Response<Body> {
     let detail = serde_json::json!({
         "ready": ready,
         "config_stream_connected": gw.config.connected.load(std::sync::atomic::Ordering::Relaxed),
+        "config_source": if gw.config.from_disk.load(std::sync::atomic::Ordering::Relaxed) { "disk" } else { "control_plane" },
+        "degraded": !gw.config.connected.load(std::sync::atomic::Ordering::Relaxed),
         "config_versions": {
             "providers": snap.version(weir_proto::config::ResourceType::Providers),
             "routes": snap.version(weir_proto::config::ResourceType::Routes),

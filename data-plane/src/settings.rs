@@ -31,6 +31,9 @@ pub struct Settings {
     pub log_batch_delay: Duration,
     /// Longest a shutdown waits for unacked request logs to be acked.
     pub log_drain_timeout: Duration,
+    /// Where the last good config is kept, to start from when the control plane is unreachable;
+    /// `None` keeps nothing on disk.
+    pub snapshot_dir: Option<std::path::PathBuf>,
     /// Connect timeout to upstreams.
     pub upstream_connect_timeout: Duration,
     /// Time allowed for an upstream's response headers.
@@ -53,6 +56,7 @@ impl Settings {
             log_batch_records: 512,
             log_batch_delay: Duration::from_millis(100),
             log_drain_timeout: Duration::from_secs(5),
+            snapshot_dir: None,
             upstream_connect_timeout: Duration::from_secs(10),
             upstream_first_byte_timeout: Duration::from_secs(300),
         }

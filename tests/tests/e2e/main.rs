@@ -3,6 +3,7 @@
 
 mod admin_auth;
 mod embedded_pg;
+mod fleet;
 mod foundation;
 mod gateway;
 mod ingest;

@@ -1,0 +1,160 @@
+//! The fleet's view of its config: NACKs that only a node can know about, `weirctl dataplanes`,
+//! and a node that starts from its persisted config while the control plane is away.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use weir_e2e::{eventually, run, Stack};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_nacks_what_only_it_can_know_and_keeps_serving() {
+    let stack = Stack::start().await;
+    let key = stack.seed(&[("gpt", "mock-model")]).await;
+    let held = stack
+        .data_plane
+        .config
+        .current
+        .load()
+        .version(weir_proto::config::ResourceType::Providers)
+        .to_string();
+    // The control plane cannot see the nodes' environment, so it accepts this provider; the
+    // node cannot resolve its secret and refuses the whole providers version.
+    let out = run(stack.weirctl(&[
+        "providers",
+        "create",
+        "--key",
+        "vault",
+        "--base-url",
+        "https://api.example.com/v1",
+        "--api-key-env",
+        "WEIR_TEST_SECRET_NOT_ON_ANY_NODE",
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let shown = eventually(Duration::from_secs(10), || async {
+        let out = run(stack.weirctl(&["dataplanes", "show", "test-dp", "-o", "json"])).await;
+        let v: Value = serde_json::from_str(&out.stdout).ok()?;
+        let nacked = v["last_nack"].as_str().is_some_and(|s| !s.is_empty());
+        nacked.then_some(v)
+    })
+    .await
+    .expect("the NACK reached the control plane");
+    let nack = shown["last_nack"].as_str().unwrap();
+    assert!(
+        nack.contains("missing_secret") && nack.contains("WEIR_TEST_SECRET_NOT_ON_ANY_NODE"),
+        "{nack}"
+    );
+    assert_eq!(
+        shown["acked_versions"]["providers"],
+        held.as_str(),
+        "{shown}"
+    );
+    assert_ne!(shown["current_versions"]["providers"], held.as_str());
+    // It still serves with its last good providers.
+    assert_eq!(
+        stack
+            .data_plane
+            .config
+            .current
+            .load()
+            .version(weir_proto::config::ResourceType::Providers),
+        held
+    );
+    let resp = reqwest::Client::new()
+        .post(format!("{}/chat/completions", stack.gateway_url()))
+        .bearer_auth(&key)
+        .json(&json!({"model": "gpt", "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let list = run(stack.weirctl(&["dataplanes", "list"])).await;
+    assert_eq!(list.code, 0, "{}", list.stderr);
+    assert!(
+        list.stdout.contains("test-dp") && list.stdout.contains("behind: providers"),
+        "{}",
+        list.stdout
+    );
+    let missing = run(stack.weirctl(&["dataplanes", "show", "nope"])).await;
+    assert_eq!(missing.code, 3);
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_while_the_control_plane_is_down_serves_its_persisted_config() {
+    let stack = Stack::start().await;
+    let key = stack.seed(&[("gpt", "mock-model")]).await;
+    let dir = tempfile::Builder::new()
+        .prefix("weir-snap-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let snap_dir = dir.path().to_path_buf();
+    let first = Stack::start_data_plane_with(
+        &stack.control_plane,
+        &stack.dataplane_token,
+        "persisting",
+        |s| {
+            s.snapshot_dir = Some(snap_dir.clone());
+        },
+    )
+    .await;
+    let hash = weir_proto::api_key::hash(&key);
+    let cfg = first.config.clone();
+    eventually(Duration::from_secs(10), || {
+        let cfg = cfg.clone();
+        async move { cfg.current.load().keys.contains_key(&hash).then_some(()) }
+    })
+    .await
+    .expect("key reached the node");
+    first.shutdown().await;
+    let Stack {
+        upstream,
+        control_plane,
+        data_plane,
+        ..
+    } = stack;
+    let cp_url = format!("http://{}", control_plane.grpc_addr);
+    data_plane.shutdown().await;
+    control_plane.shutdown().await;
+
+    // The control plane is gone; a node starting now has only its disk.
+    let mut s = weir_data_plane::Settings::new(cp_url, "token");
+    s.listen = ([127, 0, 0, 1], 0).into();
+    s.node_id = "persisting".into();
+    s.snapshot_dir = Some(dir.path().to_path_buf());
+    let dp = weir_data_plane::DataPlane::start(s).await.unwrap();
+    assert!(dp.is_ready(), "ready from the persisted config");
+    let client = reqwest::Client::new();
+    let ready: Value = client
+        .get(format!("http://{}/readyz", dp.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["ready"], true);
+    assert_eq!(ready["config_source"], "disk");
+    assert_eq!(ready["degraded"], true);
+    let resp = client
+        .post(format!("http://{}/v1/chat/completions", dp.addr))
+        .bearer_auth(&key)
+        .json(&json!({"model": "gpt", "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "serves with the persisted key and route"
+    );
+    // Nothing secret on disk: no key, only hashes and env var names.
+    for f in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        let bytes = std::fs::read(f.path()).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains(&key));
+    }
+    dp.shutdown().await;
+    drop(upstream);
+}
