@@ -23,15 +23,22 @@ pub struct ConfigService {
     hub: ConfigHub,
     pool: PgPool,
     replica_id: String,
+    stopping: watch::Receiver<bool>,
 }
 
 impl ConfigService {
     /// A service publishing `hub`'s snapshots.
-    pub fn new(hub: ConfigHub, pool: PgPool, replica_id: String) -> Self {
+    pub fn new(
+        hub: ConfigHub,
+        pool: PgPool,
+        replica_id: String,
+        stopping: watch::Receiver<bool>,
+    ) -> Self {
         ConfigService {
             hub,
             pool,
             replica_id,
+            stopping,
         }
     }
 }
@@ -71,7 +78,7 @@ impl ConfigDiscovery for ConfigService {
             subs: HashMap::new(),
             nonce: 0,
         };
-        tokio::spawn(session.run(first, inbound, self.hub.subscribe()));
+        tokio::spawn(session.run(first, inbound, self.hub.subscribe(), self.stopping.clone()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
@@ -98,6 +105,7 @@ impl Session {
         first: DiscoveryRequest,
         mut inbound: Streaming<DiscoveryRequest>,
         mut snapshots: watch::Receiver<Arc<ConfigSnapshot>>,
+        mut stopping: watch::Receiver<bool>,
     ) {
         let snap = snapshots.borrow_and_update().clone();
         if self.handle(first, &snap).await.is_err() {
@@ -105,6 +113,9 @@ impl Session {
         }
         loop {
             tokio::select! {
+                // This replica is stopping: end the stream so the node moves to another one now
+                // rather than after its keepalive notices.
+                _ = stopping.changed() => break,
                 msg = inbound.message() => match msg {
                     Ok(Some(req)) => {
                         let snap = snapshots.borrow().clone();

@@ -649,12 +649,13 @@ async fn insert_ledger(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<usize, 
 /// Serves `weir.logs.v1.LogIngest`.
 pub struct IngestService {
     writer: Arc<LogWriter>,
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl IngestService {
     /// A service writing through `writer`.
-    pub fn new(writer: Arc<LogWriter>) -> Self {
-        IngestService { writer }
+    pub fn new(writer: Arc<LogWriter>, stopping: tokio::sync::watch::Receiver<bool>) -> Self {
+        IngestService { writer, stopping }
     }
 }
 
@@ -670,6 +671,7 @@ impl LogIngest for IngestService {
     ) -> Result<Response<AckStream>, Status> {
         let mut inbound = request.into_inner();
         let writer = self.writer.clone();
+        let mut stopping = self.stopping.clone();
         let (tx, rx) = mpsc::channel(8);
         tokio::spawn(async move {
             // Several batches of one stream are written concurrently (each in its own
@@ -679,6 +681,8 @@ impl LogIngest for IngestService {
             let mut input_open = true;
             loop {
                 tokio::select! {
+                    // Stopping: take no more batches; those in flight still get their acks.
+                    _ = stopping.changed(), if input_open => input_open = false,
                     msg = inbound.message(), if input_open && in_flight.len() < CONCURRENT_BATCHES => {
                         match msg {
                             Ok(Some(batch)) => {

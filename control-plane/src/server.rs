@@ -46,6 +46,7 @@ pub struct ControlPlane {
     /// The database pool (tests and tools read through it).
     pub pool: sqlx::PgPool,
     stop: Option<oneshot::Sender<()>>,
+    stopping: tokio::sync::watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     background: Vec<JoinHandle<()>>,
     _db: Database,
@@ -88,15 +89,21 @@ impl ControlPlane {
             source,
         })?;
         let node_auth = NodeAuth::new(&settings.dataplane_token);
+        let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
         let config = ConfigDiscoveryServer::with_interceptor(
-            ConfigService::new(hub, pool.clone(), settings.replica_id.clone()),
+            ConfigService::new(
+                hub,
+                pool.clone(),
+                settings.replica_id.clone(),
+                stopping.clone(),
+            ),
             node_auth.clone(),
         );
         let ingest = tonic::service::interceptor::InterceptedService::new(
-            LogIngestServer::new(IngestService::new(Arc::new(LogWriter::new(
-                pool.clone(),
-                partitions,
-            ))))
+            LogIngestServer::new(IngestService::new(
+                Arc::new(LogWriter::new(pool.clone(), partitions)),
+                stopping,
+            ))
             .max_decoding_message_size(MAX_BATCH_BYTES),
             node_auth,
         );
@@ -117,6 +124,7 @@ impl ControlPlane {
             grpc_addr,
             pool,
             stop: Some(stop_tx),
+            stopping: stopping_tx,
             server,
             background,
             _db: db,
@@ -125,6 +133,8 @@ impl ControlPlane {
 
     /// Stops serving, then closes the database (stopping the embedded cluster, if any).
     pub async fn shutdown(mut self) {
+        // End the node streams first, so nodes move to another replica at once.
+        let _ = self.stopping.send(true);
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

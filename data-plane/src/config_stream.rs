@@ -91,8 +91,20 @@ pub async fn connect(url: &str) -> Result<tonic::transport::Channel, StreamError
 /// Follows the config stream for the life of the process.
 pub async fn follow(settings: Arc<Settings>, state: Arc<ConfigState>) {
     let mut delay = Backoff::default();
+    let urls: Vec<String> = settings
+        .control_planes()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let mut next = 0usize;
     loop {
-        let result = session(&settings, &state, &mut delay).await;
+        // Fail over: each new attempt goes to the next replica.
+        let url = urls
+            .get(next % urls.len().max(1))
+            .cloned()
+            .unwrap_or_default();
+        next += 1;
+        let result = session(&settings, &url, &state, &mut delay).await;
         state.connected.store(false, Ordering::Relaxed);
         match result {
             Ok(()) | Err(StreamError::Closed) => {
@@ -108,10 +120,11 @@ pub async fn follow(settings: Arc<Settings>, state: Arc<ConfigState>) {
 
 async fn session(
     settings: &Settings,
+    url: &str,
     state: &ConfigState,
     delay: &mut Backoff,
 ) -> Result<(), StreamError> {
-    let channel = connect(&settings.control_plane).await?;
+    let channel = connect(url).await?;
     let mut client = ConfigDiscoveryClient::with_interceptor(
         channel,
         token_interceptor(&settings.dataplane_token),

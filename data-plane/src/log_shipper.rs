@@ -140,6 +140,8 @@ struct Worker {
     conn: Option<Connection>,
     backoff: Backoff,
     retry_at: Instant,
+    /// Which control-plane replica the next connection tries.
+    replica: usize,
 }
 
 /// Batches in flight on a connection before waiting for acks.
@@ -159,6 +161,7 @@ impl Worker {
             conn: None,
             backoff: Backoff::default(),
             retry_at: Instant::now(),
+            replica: 0,
         }
     }
 
@@ -251,7 +254,15 @@ impl Worker {
     }
 
     async fn reconnect(&mut self) {
-        match open(&self.settings).await {
+        let urls = self.settings.control_planes();
+        let url = urls
+            .get(self.replica % urls.len().max(1))
+            .copied()
+            .unwrap_or_default()
+            .to_string();
+        // The next attempt, if this one fails, goes to the next replica.
+        self.replica += 1;
+        match open(&self.settings, &url).await {
             Ok(conn) => {
                 self.conn = Some(conn);
                 self.sent = 0;
@@ -307,8 +318,11 @@ impl Worker {
     }
 }
 
-async fn open(settings: &Settings) -> Result<Connection, Box<dyn std::error::Error + Send + Sync>> {
-    let channel = connect(&settings.control_plane).await?;
+async fn open(
+    settings: &Settings,
+    url: &str,
+) -> Result<Connection, Box<dyn std::error::Error + Send + Sync>> {
+    let channel = connect(url).await?;
     let mut client =
         LogIngestClient::with_interceptor(channel, token_interceptor(&settings.dataplane_token))
             .max_encoding_message_size(64 * 1024 * 1024);

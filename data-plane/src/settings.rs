@@ -9,7 +9,8 @@ use std::time::Duration;
 pub struct Settings {
     /// Client-facing listen address.
     pub listen: SocketAddr,
-    /// The control plane's gRPC URL, e.g. `http://127.0.0.1:50051`.
+    /// The control planes' gRPC URLs, comma-separated, e.g.
+    /// `http://cp-0:50051,http://cp-1:50051`; a node moves to the next one when one fails.
     pub control_plane: String,
     /// Token presented on the config and ingest streams.
     pub dataplane_token: String,
@@ -60,6 +61,17 @@ impl Settings {
             upstream_connect_timeout: Duration::from_secs(10),
             upstream_first_byte_timeout: Duration::from_secs(300),
         }
+    }
+}
+
+impl Settings {
+    /// The control-plane URLs, in the order given.
+    pub fn control_planes(&self) -> Vec<&str> {
+        self.control_plane
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect()
     }
 }
 

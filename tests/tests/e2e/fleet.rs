@@ -158,3 +158,127 @@ async fn a_node_restarted_while_the_control_plane_is_down_serves_its_persisted_c
     dp.shutdown().await;
     drop(upstream);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_changes_and_nodes_fail_over() {
+    let stack = Stack::start().await;
+    let key = stack.seed(&[("gpt", "mock-model")]).await;
+    // A second replica on the same database.
+    let db_url = stack_database_url(&stack).await;
+    let b = weir_control_plane::ControlPlane::start(weir_control_plane::Settings {
+        database_url: Some(db_url),
+        data_dir: std::env::temp_dir(),
+        grpc_listen: ([127, 0, 0, 1], 0).into(),
+        admin_token: Some(stack.admin_token.clone()),
+        dataplane_token: stack.dataplane_token.clone(),
+        replica_id: "replica-b".into(),
+    })
+    .await
+    .unwrap();
+    let a_url = stack.control_plane_url();
+    let b_url = format!("http://{}", b.grpc_addr);
+    let dp = Stack::start_data_plane_with(
+        &stack.control_plane,
+        &stack.dataplane_token,
+        "two-homed",
+        |s| {
+            s.control_plane = format!("{a_url},{b_url}");
+        },
+    )
+    .await;
+    let admin_token = stack.admin_token.clone();
+    let weirctl_b = |args: &[&str]| {
+        let mut c = std::process::Command::new(weir_e2e::bin("weirctl"));
+        c.args(args)
+            .env("WEIR_CONTROL_PLANE", &b_url)
+            .env("WEIR_ADMIN_TOKEN", &admin_token);
+        c
+    };
+    // A key made through replica B reaches the node connected to replica A.
+    let out = run(weirctl_b(&[
+        "keys",
+        "create",
+        "--user",
+        "alice",
+        "--name",
+        "via-b",
+        "--secret-only",
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let key_b = out.stdout.trim().to_string();
+    let hash = weir_proto::api_key::hash(&key_b);
+    let cfg = dp.config.clone();
+    eventually(Duration::from_secs(10), || {
+        let cfg = cfg.clone();
+        async move { cfg.current.load().keys.contains_key(&hash).then_some(()) }
+    })
+    .await
+    .expect("a change through replica B reached a node on replica A");
+
+    // Replica A goes away: the node moves to B, keeps serving, and B enforces a revoke.
+    let Stack {
+        control_plane: a,
+        data_plane,
+        upstream,
+        ..
+    } = stack;
+    data_plane.shutdown().await;
+    a.shutdown().await;
+    let client = reqwest::Client::new();
+    let send = |k: String, rid: &'static str| {
+        client
+            .post(format!("http://{}/v1/chat/completions", dp.addr))
+            .bearer_auth(k)
+            .header("x-request-id", rid)
+            .json(&json!({"model": "gpt", "messages": []}))
+            .send()
+    };
+    assert_eq!(send(key.clone(), "after-a-1").await.unwrap().status(), 200);
+    let out = run(weirctl_b(&["keys", "revoke", &key_b[..16]])).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let revoked = eventually(Duration::from_secs(20), || async {
+        (send(key_b.clone(), "after-a-2").await.ok()?.status() == 401).then_some(())
+    })
+    .await;
+    assert!(
+        revoked.is_some(),
+        "the node failed over to replica B and got the revoke"
+    );
+    // Its request logs land through B.
+    let logged = eventually(Duration::from_secs(20), || async {
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM request_logs WHERE request_id = 'after-a-1'")
+                .fetch_one(&b.pool)
+                .await
+                .ok()?;
+        (n == 1).then_some(())
+    })
+    .await;
+    assert!(
+        logged.is_some(),
+        "request logs flow through the surviving replica"
+    );
+    let known: String =
+        sqlx::query_scalar("SELECT control_plane FROM dataplanes WHERE node_id = 'two-homed'")
+            .fetch_one(&b.pool)
+            .await
+            .unwrap();
+    assert_eq!(known, "replica-b");
+    dp.shutdown().await;
+    b.shutdown().await;
+    drop(upstream);
+}
+
+/// The URL of the stack's database, rebuilt from the running connection.
+async fn stack_database_url(stack: &Stack) -> String {
+    let (db, port): (String, i32) = sqlx::query_as("SELECT current_database(), inet_server_port()")
+        .fetch_one(&stack.control_plane.pool)
+        .await
+        .unwrap();
+    let template = weir_e2e::fresh_database().await;
+    // Same cluster (same credentials and port), the stack's database name.
+    let base = template.rsplit_once('/').unwrap().0.to_string();
+    assert!(base.ends_with(&format!(":{port}")), "{base} vs {port}");
+    format!("{base}/{db}")
+}
