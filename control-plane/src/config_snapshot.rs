@@ -5,7 +5,7 @@
 //! replica (not only the one that took the write) reloads; a slow poll covers a lost
 //! notification or a reconnecting listener.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,12 +65,78 @@ pub struct Entry {
 #[derive(Debug, Clone, Default)]
 pub struct ConfigSnapshot {
     entries: BTreeMap<i32, Entry>,
+    /// The last changes of the key set, oldest first, so nodes get deltas.
+    key_deltas: Arc<VecDeque<KeyDelta>>,
 }
 
 impl ConfigSnapshot {
     /// The entry of `t`, when loaded.
     pub fn get(&self, t: ResourceType) -> Option<&Entry> {
         self.entries.get(&(t as i32))
+    }
+
+    /// The key changes from version `base` to the current one, when this replica still has
+    /// every step; `None` means send the full set.
+    pub fn key_delta_since(&self, base: &str) -> Option<KeyDelta> {
+        let current = &self.get(ResourceType::ApiKeys)?.version;
+        let start = self.key_deltas.iter().position(|d| d.from == base)?;
+        let mut out = KeyDelta {
+            from: base.to_string(),
+            to: base.to_string(),
+            ..Default::default()
+        };
+        for d in self.key_deltas.iter().skip(start) {
+            if d.from != out.to {
+                return None;
+            }
+            for id in &d.removed {
+                out.upserts.remove(id);
+                out.removed.insert(id.clone());
+            }
+            for (id, k) in &d.upserts {
+                out.removed.remove(id);
+                out.upserts.insert(id.clone(), k.clone());
+            }
+            out.to = d.to.clone();
+        }
+        (&out.to == current).then_some(out)
+    }
+}
+
+/// How the key set changed from one version to the next.
+#[derive(Debug, Clone, Default)]
+pub struct KeyDelta {
+    /// Version it applies to.
+    pub from: String,
+    /// Version it produces.
+    pub to: String,
+    /// Keys added or changed, by id.
+    pub upserts: HashMap<String, ApiKey>,
+    /// Keys gone, by id.
+    pub removed: HashSet<String>,
+}
+
+/// Key deltas kept per replica.
+const KEY_DELTAS_KEPT: usize = 64;
+
+fn diff_keys(from: &str, to: &str, old: &ApiKeySet, new: &ApiKeySet) -> KeyDelta {
+    let old_by_id: HashMap<&str, &ApiKey> = old.keys.iter().map(|k| (k.id.as_str(), k)).collect();
+    let new_ids: HashSet<&str> = new.keys.iter().map(|k| k.id.as_str()).collect();
+    KeyDelta {
+        from: from.to_string(),
+        to: to.to_string(),
+        upserts: new
+            .keys
+            .iter()
+            .filter(|k| old_by_id.get(k.id.as_str()) != Some(k))
+            .map(|k| (k.id.clone(), k.clone()))
+            .collect(),
+        removed: old
+            .keys
+            .iter()
+            .filter(|k| !new_ids.contains(k.id.as_str()))
+            .map(|k| k.id.clone())
+            .collect(),
     }
 }
 
@@ -181,7 +247,10 @@ async fn read_snapshot(
         sqlx::query_as("SELECT resource_type, version FROM config_versions")
             .fetch_all(&mut *tx)
             .await?;
-    let mut snap = ConfigSnapshot::default();
+    let mut snap = ConfigSnapshot {
+        key_deltas: previous.key_deltas.clone(),
+        ..Default::default()
+    };
     for t in TYPES {
         let Some((_, v)) = versions.iter().find(|(name, _)| name == type_name(t)) else {
             continue;
@@ -224,6 +293,18 @@ async fn read_snapshot(
             ResourceType::Pricing => Resources::Pricing(read_pricing(&mut tx).await?),
             ResourceType::Limits | ResourceType::Unspecified => continue,
         };
+        if let (ResourceType::ApiKeys, Resources::ApiKeys(new_set)) = (t, &resources) {
+            if let Some(old) = previous.get(t) {
+                if let Resources::ApiKeys(old_set) = &*old.resources {
+                    let mut deltas = (*snap.key_deltas).clone();
+                    deltas.push_back(diff_keys(&old.version, &version, old_set, new_set));
+                    while deltas.len() > KEY_DELTAS_KEPT {
+                        deltas.pop_front();
+                    }
+                    snap.key_deltas = Arc::new(deltas);
+                }
+            }
+        }
         snap.entries.insert(
             t as i32,
             Entry {
@@ -355,7 +436,10 @@ async fn read_api_keys(tx: &mut Tx<'_>) -> Result<ApiKeySet, sqlx::Error> {
             request_logging_enabled: r.get("request_logging_enabled"),
         })
         .collect();
-    Ok(ApiKeySet { keys })
+    Ok(ApiKeySet {
+        keys,
+        ..Default::default()
+    })
 }
 
 /// Limits equal but for when their spend was summed.

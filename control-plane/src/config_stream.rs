@@ -14,7 +14,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use weir_proto::config::config_discovery_server::ConfigDiscovery;
-use weir_proto::config::{DiscoveryRequest, DiscoveryResponse, Node, ResourceType};
+use weir_proto::config::discovery_response::Resources;
+use weir_proto::config::{ApiKeySet, DiscoveryRequest, DiscoveryResponse, Node, ResourceType};
 
 use crate::config_snapshot::{type_name, ConfigHub, ConfigSnapshot};
 
@@ -180,6 +181,13 @@ impl Session {
         }
         match req.error_detail {
             None => record_ack(&self.pool, &self.node.id, t, &req.version).await,
+            Some(err) if err.code == "delta_base_mismatch" => {
+                // The node does not hold what the delta was built on: send it everything.
+                if let Some(sub) = self.subs.get_mut(&(t as i32)) {
+                    sub.sent = None;
+                }
+                return self.push_if_newer(t, snap).await;
+            }
             Some(err) => {
                 tracing::warn!(
                     node = %self.node.id,
@@ -216,6 +224,22 @@ impl Session {
         if sub.sent.as_deref() == Some(entry.version.as_str()) {
             return Ok(());
         }
+        // Keys go as a delta against what the node was last sent, when that is smaller.
+        let resources = match (t, sub.sent.as_deref(), &*entry.resources) {
+            (ResourceType::ApiKeys, Some(base), Resources::ApiKeys(full)) => snap
+                .key_delta_since(base)
+                .filter(|d| (d.upserts.len() + d.removed.len()) * 2 < full.keys.len().max(1))
+                .map(|d| {
+                    Resources::ApiKeys(ApiKeySet {
+                        keys: d.upserts.into_values().collect(),
+                        delta: true,
+                        base_version: d.from,
+                        removed_ids: d.removed.into_iter().collect(),
+                    })
+                })
+                .unwrap_or_else(|| (*entry.resources).clone()),
+            _ => (*entry.resources).clone(),
+        };
         self.nonce += 1;
         let nonce = self.nonce.to_string();
         sub.sent = Some(entry.version.clone());
@@ -224,7 +248,7 @@ impl Session {
             r#type: t as i32,
             version: entry.version.clone(),
             nonce,
-            resources: Some((*entry.resources).clone()),
+            resources: Some(resources),
         };
         self.out.send(Ok(resp)).await.map_err(|_| Closed)
     }

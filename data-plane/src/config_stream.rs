@@ -28,6 +28,9 @@ pub struct ConfigState {
     pub nacks: AtomicU64,
     /// Serving a config loaded from disk that the control plane has not confirmed yet.
     pub from_disk: AtomicBool,
+    /// Encoded size of the last response received, per resource type (for the fleet benchmark
+    /// and tests: a revoke among many keys must stay small).
+    pub last_response_bytes: [AtomicU64; 8],
 }
 
 /// Loads the persisted snapshot, if it is complete and valid, as the current config.
@@ -158,6 +161,12 @@ async fn session(
     while let Some(resp) = responses.message().await? {
         delay.reset();
         let t = ResourceType::try_from(resp.r#type).unwrap_or(ResourceType::Unspecified);
+        if let Some(slot) = state
+            .last_response_bytes
+            .get(resp.r#type.clamp(0, 7) as usize)
+        {
+            slot.store(prost::Message::encoded_len(&resp) as u64, Ordering::Relaxed);
+        }
         let current = state.current.load_full();
         let outcome = match &resp.resources {
             Some(res) => current.with(&resp.version, res, &env),

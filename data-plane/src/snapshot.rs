@@ -116,6 +116,8 @@ pub struct Snapshot {
     pub routes: HashMap<String, Arc<Route>>,
     /// Keys by SHA-256 of the key.
     pub keys: HashMap<[u8; 32], Arc<KeyInfo>>,
+    /// Key hashes by key id, for deltas that remove keys by id.
+    pub key_hashes: HashMap<String, [u8; 32]>,
     /// Payload policy.
     pub policy: Option<Arc<Policy>>,
     /// Limits by subject (`key:<id>`, `user:<id>`, `team:<id>`).
@@ -159,11 +161,16 @@ impl Snapshot {
             versions: self.versions.clone(),
             providers: self.providers.clone(),
             routes: self.routes.clone(),
-            keys: self.keys.clone(),
+            keys: HashMap::new(),
+            key_hashes: HashMap::new(),
             policy: self.policy.clone(),
             limits: self.limits.clone(),
             prices: self.prices.clone(),
         };
+        if !matches!(resources, Resources::ApiKeys(_)) {
+            next.keys = self.keys.clone();
+            next.key_hashes = self.key_hashes.clone();
+        }
         let t = match resources {
             Resources::Providers(set) => {
                 let mut providers = HashMap::with_capacity(set.providers.len());
@@ -202,7 +209,29 @@ impl Snapshot {
                 ResourceType::Routes
             }
             Resources::ApiKeys(set) => {
-                let mut keys = HashMap::with_capacity(set.keys.len());
+                let (mut keys, mut hashes) = if set.delta {
+                    if set.base_version != self.version(ResourceType::ApiKeys) {
+                        return Err(Invalid {
+                            code: "delta_base_mismatch",
+                            message: format!(
+                                "key delta is based on version {:?}; this node holds {:?}",
+                                set.base_version,
+                                self.version(ResourceType::ApiKeys)
+                            ),
+                        });
+                    }
+                    (self.keys.clone(), self.key_hashes.clone())
+                } else {
+                    (
+                        HashMap::with_capacity(set.keys.len()),
+                        HashMap::with_capacity(set.keys.len()),
+                    )
+                };
+                for id in &set.removed_ids {
+                    if let Some(h) = hashes.remove(id) {
+                        keys.remove(&h);
+                    }
+                }
                 for k in &set.keys {
                     let hash: [u8; 32] = k.key_hash.as_slice().try_into().map_err(|_| Invalid {
                         code: "invalid_key_hash",
@@ -212,6 +241,9 @@ impl Snapshot {
                             k.key_hash.len()
                         ),
                     })?;
+                    if let Some(old) = hashes.insert(k.id.clone(), hash) {
+                        keys.remove(&old);
+                    }
                     keys.insert(
                         hash,
                         Arc::new(KeyInfo {
@@ -228,6 +260,7 @@ impl Snapshot {
                     );
                 }
                 next.keys = keys;
+                next.key_hashes = hashes;
                 ResourceType::ApiKeys
             }
             Resources::Limits(set) => {
@@ -400,6 +433,43 @@ mod tests {
     }
 
     #[test]
+    fn key_deltas_apply_on_their_base_only() {
+        let key = |id: &str, secret: &str| cfg::ApiKey {
+            id: id.into(),
+            key_hash: weir_proto::api_key::hash(secret).to_vec(),
+            ..Default::default()
+        };
+        let full = Resources::ApiKeys(cfg::ApiKeySet {
+            keys: vec![key("a", "sa"), key("b", "sb")],
+            ..Default::default()
+        });
+        let s = Snapshot::default().with("5", &full, &no_env).unwrap();
+        assert_eq!(s.keys.len(), 2);
+        let delta = Resources::ApiKeys(cfg::ApiKeySet {
+            keys: vec![key("c", "sc")],
+            delta: true,
+            base_version: "5".into(),
+            removed_ids: vec!["a".into()],
+        });
+        let s2 = s.with("6", &delta, &no_env).unwrap();
+        let hashes: HashSet<[u8; 32]> = s2.keys.keys().copied().collect();
+        let want: HashSet<[u8; 32]> = ["sb", "sc"]
+            .iter()
+            .map(|k| weir_proto::api_key::hash(k))
+            .collect();
+        assert_eq!(hashes, want);
+        assert_eq!(s2.version(ResourceType::ApiKeys), "6");
+        // The same delta on another base is refused.
+        assert_eq!(
+            s2.with("7", &delta, &no_env).unwrap_err().code,
+            "delta_base_mismatch"
+        );
+        // Other types keep the keys.
+        let s3 = s2.with("1", &providers("openai", ""), &no_env).unwrap();
+        assert_eq!(s3.keys.len(), 2);
+    }
+
+    #[test]
     fn node_only_problems_are_nacks() {
         let s = Snapshot::default();
         let e = s
@@ -420,6 +490,7 @@ mod tests {
                 key_hash: vec![1, 2, 3],
                 ..Default::default()
             }],
+            ..Default::default()
         });
         assert_eq!(
             s.with("1", &bad_hash, &no_env).unwrap_err().code,

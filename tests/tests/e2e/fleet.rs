@@ -282,3 +282,72 @@ async fn stack_database_url(stack: &Stack) -> String {
     assert!(base.ends_with(&format!(":{port}")), "{base} vs {port}");
     format!("{base}/{db}")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_one_key_among_many_sends_a_small_delta() {
+    let stack = Stack::start().await;
+    let key = stack.seed(&[("gpt", "mock-model")]).await;
+    // A thousand more keys for alice, written in bulk, announced once.
+    let pool = &stack.control_plane.pool;
+    sqlx::query(
+        "INSERT INTO api_keys (id, name, key_hash, display_prefix, owner_user_id, user_id)
+         SELECT gen_random_uuid(), 'bulk-' || i, sha256(('bulk-secret-' || i)::bytea),
+                'weir_sk_b' || lpad(i::text, 7, '0'), u.id, u.id
+         FROM generate_series(1, 1000) AS i, users u WHERE u.name = 'alice'",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE config_versions SET version = version + 1 WHERE resource_type = 'api_keys'",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query("SELECT pg_notify('weir_config', 'api_keys')")
+        .execute(pool)
+        .await
+        .unwrap();
+    let cfg = stack.data_plane.config.clone();
+    eventually(Duration::from_secs(15), || {
+        let cfg = cfg.clone();
+        async move { (cfg.current.load().keys.len() == 1001).then_some(()) }
+    })
+    .await
+    .expect("all keys reached the node");
+    let slot = weir_proto::config::ResourceType::ApiKeys as usize;
+    let full_bytes = cfg.last_response_bytes[slot].load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        full_bytes > 50_000,
+        "the full set went as a snapshot ({full_bytes} bytes)"
+    );
+
+    let out = run(stack.weirctl(&["keys", "revoke", &key[..16]])).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    eventually(Duration::from_secs(10), || {
+        let cfg = cfg.clone();
+        async move { (cfg.current.load().keys.len() == 1000).then_some(()) }
+    })
+    .await
+    .expect("the revoke reached the node");
+    let delta_bytes = cfg.last_response_bytes[slot].load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        delta_bytes < 1024,
+        "one revoke among 1001 keys sent {delta_bytes} bytes"
+    );
+    let resp = reqwest::Client::new()
+        .post(format!("{}/chat/completions", stack.gateway_url()))
+        .bearer_auth(&key)
+        .json(&json!({"model": "gpt", "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    // A node that reconnects holding that version gets nothing more; one that holds nothing
+    // gets the full set.
+    let fresh =
+        Stack::start_data_plane(&stack.control_plane, &stack.dataplane_token, "fresh").await;
+    assert_eq!(fresh.config.current.load().keys.len(), 1000);
+    fresh.shutdown().await;
+    stack.shutdown().await;
+}
