@@ -364,21 +364,40 @@ async fn connect(cli: &Cli) -> Result<Client, Failure> {
         code: 7,
         message: "the admin token contains characters that cannot be sent".into(),
     })?;
-    let channel = Channel::from_shared(cli.control_plane.clone())
-        .map_err(|_| Failure {
+    // The same variable may list several replicas (as data planes take it): use the first that
+    // answers.
+    let mut last_error = String::new();
+    let mut channel = None;
+    for url in cli
+        .control_plane
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    {
+        let endpoint = Channel::from_shared(url.to_string()).map_err(|_| Failure {
             code: 7,
-            message: format!("{:?} is not a valid control-plane URL", cli.control_plane),
-        })?
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .connect()
-        .await
-        .map_err(|e| Failure {
-            code: 6,
-            message: format!(
-                "cannot reach the control plane at {}: {e}",
-                cli.control_plane
-            ),
+            message: format!("{url:?} is not a valid control-plane URL"),
         })?;
+        match endpoint
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .connect()
+            .await
+        {
+            Ok(c) => {
+                channel = Some(c);
+                break;
+            }
+            Err(e) => last_error = format!("cannot reach the control plane at {url}: {e}"),
+        }
+    }
+    let channel = channel.ok_or(Failure {
+        code: 6,
+        message: if last_error.is_empty() {
+            "no control-plane URL given".to_string()
+        } else {
+            last_error
+        },
+    })?;
     let interceptor: AuthInterceptor = Box::new(move |mut req: Request<()>| {
         req.metadata_mut().insert("authorization", value.clone());
         Ok(req)

@@ -436,10 +436,7 @@ async fn read_api_keys(tx: &mut Tx<'_>) -> Result<ApiKeySet, sqlx::Error> {
             request_logging_enabled: r.get("request_logging_enabled"),
         })
         .collect();
-    Ok(ApiKeySet {
-        keys,
-        ..Default::default()
-    })
+    Ok(ApiKeySet { keys })
 }
 
 /// Limits equal but for when their spend was summed.

@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use weir_proto::config::config_discovery_server::ConfigDiscovery;
 use weir_proto::config::discovery_response::Resources;
-use weir_proto::config::{ApiKeySet, DiscoveryRequest, DiscoveryResponse, Node, ResourceType};
+use weir_proto::config::{ApiKeyDelta, DiscoveryRequest, DiscoveryResponse, Node, ResourceType};
 
 use crate::config_snapshot::{type_name, ConfigHub, ConfigSnapshot};
 
@@ -165,6 +165,13 @@ impl Session {
         if req.response_nonce.is_empty() {
             // A subscription: the node says what it holds.
             let held = (!req.version.is_empty()).then_some(req.version);
+            if let (Some(h), Some(current)) = (held.as_deref(), snap.get(t)) {
+                if h == current.version {
+                    // Already current (a reconnect, or a start from disk): nothing will be sent,
+                    // so record it as acknowledged.
+                    record_ack(&self.pool, &self.node.id, t, h).await;
+                }
+            }
             self.subs.insert(
                 t as i32,
                 Subscription {
@@ -181,7 +188,14 @@ impl Session {
         }
         match req.error_detail {
             None => record_ack(&self.pool, &self.node.id, t, &req.version).await,
-            Some(err) if err.code == "delta_base_mismatch" => {
+            // A delta the node cannot apply (another base, or a build without deltas).
+            Some(err)
+                if t == ResourceType::ApiKeys
+                    && matches!(
+                        err.code.as_str(),
+                        "delta_base_mismatch" | "unknown_resource"
+                    ) =>
+            {
                 // The node does not hold what the delta was built on: send it everything.
                 if let Some(sub) = self.subs.get_mut(&(t as i32)) {
                     sub.sent = None;
@@ -224,16 +238,22 @@ impl Session {
         if sub.sent.as_deref() == Some(entry.version.as_str()) {
             return Ok(());
         }
+        // A replica that has not reloaded yet must not take a node back to an older version
+        // (a revoked key would work again); versions share one counter across replicas.
+        if let Some(held) = sub.sent.as_deref() {
+            if counter(held) > counter(&entry.version) {
+                return Ok(());
+            }
+        }
         // Keys go as a delta against what the node was last sent, when that is smaller.
         let resources = match (t, sub.sent.as_deref(), &*entry.resources) {
             (ResourceType::ApiKeys, Some(base), Resources::ApiKeys(full)) => snap
                 .key_delta_since(base)
                 .filter(|d| (d.upserts.len() + d.removed.len()) * 2 < full.keys.len().max(1))
                 .map(|d| {
-                    Resources::ApiKeys(ApiKeySet {
-                        keys: d.upserts.into_values().collect(),
-                        delta: true,
+                    Resources::ApiKeyDelta(ApiKeyDelta {
                         base_version: d.from,
+                        upserts: d.upserts.into_values().collect(),
                         removed_ids: d.removed.into_iter().collect(),
                     })
                 })
@@ -252,6 +272,13 @@ impl Session {
         };
         self.out.send(Ok(resp)).await.map_err(|_| Closed)
     }
+}
+
+/// The shared counter part of a version ("42" or, for limits, "42.<as_of>").
+fn counter(version: &str) -> (u64, u64) {
+    let mut parts = version.split('.');
+    let n = |p: Option<&str>| p.and_then(|x| x.parse().ok()).unwrap_or(0);
+    (n(parts.next()), n(parts.next()))
 }
 
 /// The node's side of the stream is gone.

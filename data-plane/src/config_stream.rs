@@ -54,6 +54,9 @@ pub fn load_persisted(dir: &std::path::Path, state: &ConfigState) {
     }
 }
 
+/// Largest config response a node accepts.
+pub const MAX_CONFIG_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
 /// Why a stream session ended.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
@@ -128,10 +131,12 @@ async fn session(
     delay: &mut Backoff,
 ) -> Result<(), StreamError> {
     let channel = connect(url).await?;
+    // A full key set of 100,000 keys is ~10 MB: well past tonic's 4 MB default.
     let mut client = ConfigDiscoveryClient::with_interceptor(
         channel,
         token_interceptor(&settings.dataplane_token),
-    );
+    )
+    .max_decoding_message_size(MAX_CONFIG_MESSAGE_BYTES);
     let (tx, rx) = mpsc::channel(16);
     let held = state.current.load_full();
     for (i, t) in REQUIRED.iter().enumerate() {
@@ -154,6 +159,7 @@ async fn session(
     }
     let mut responses = client.stream(ReceiverStream::new(rx)).await?.into_inner();
     state.connected.store(true, Ordering::Relaxed);
+    delay.reset();
     // The control plane answers every subscription whose version moved; from here on the
     // config is its, not the disk's.
     state.from_disk.store(false, Ordering::Relaxed);

@@ -134,7 +134,9 @@ pub fn truncate_bulky(v: &mut Value) -> bool {
 }
 
 fn is_data_url(s: &str) -> bool {
-    s.starts_with("data:") && s[..s.len().min(128)].contains(";base64,")
+    // Bytes, not a str slice: 128 may fall inside a multi-byte character.
+    let head = &s.as_bytes()[..s.len().min(128)];
+    s.starts_with("data:") && memchr::memmem::find(head, b";base64,").is_some()
 }
 
 fn looks_base64(s: &str) -> bool {
@@ -318,6 +320,12 @@ mod tests {
             "long URLs and text are not media"
         );
         assert_eq!(plain, before);
+    }
+
+    #[test]
+    fn data_like_text_with_multibyte_characters_does_not_panic() {
+        let mut v = serde_json::json!({"text": format!("data: {}", "日本語".repeat(200))});
+        assert!(!truncate_bulky(&mut v));
     }
 
     #[test]

@@ -167,7 +167,7 @@ impl Snapshot {
             limits: self.limits.clone(),
             prices: self.prices.clone(),
         };
-        if !matches!(resources, Resources::ApiKeys(_)) {
+        if !matches!(resources, Resources::ApiKeys(_) | Resources::ApiKeyDelta(_)) {
             next.keys = self.keys.clone();
             next.key_hashes = self.key_hashes.clone();
         }
@@ -209,56 +209,28 @@ impl Snapshot {
                 ResourceType::Routes
             }
             Resources::ApiKeys(set) => {
-                let (mut keys, mut hashes) = if set.delta {
-                    if set.base_version != self.version(ResourceType::ApiKeys) {
-                        return Err(Invalid {
-                            code: "delta_base_mismatch",
-                            message: format!(
-                                "key delta is based on version {:?}; this node holds {:?}",
-                                set.base_version,
-                                self.version(ResourceType::ApiKeys)
-                            ),
-                        });
-                    }
-                    (self.keys.clone(), self.key_hashes.clone())
-                } else {
-                    (
-                        HashMap::with_capacity(set.keys.len()),
-                        HashMap::with_capacity(set.keys.len()),
-                    )
-                };
-                for id in &set.removed_ids {
-                    if let Some(h) = hashes.remove(id) {
-                        keys.remove(&h);
-                    }
-                }
-                for k in &set.keys {
-                    let hash: [u8; 32] = k.key_hash.as_slice().try_into().map_err(|_| Invalid {
-                        code: "invalid_key_hash",
+                let (keys, hashes) = apply_keys(HashMap::new(), HashMap::new(), &[], &set.keys)?;
+                next.keys = keys;
+                next.key_hashes = hashes;
+                ResourceType::ApiKeys
+            }
+            Resources::ApiKeyDelta(d) => {
+                if d.base_version != self.version(ResourceType::ApiKeys) {
+                    return Err(Invalid {
+                        code: "delta_base_mismatch",
                         message: format!(
-                            "key {} has a {}-byte hash; expected 32",
-                            k.id,
-                            k.key_hash.len()
+                            "key delta is based on version {:?}; this node holds {:?}",
+                            d.base_version,
+                            self.version(ResourceType::ApiKeys)
                         ),
-                    })?;
-                    if let Some(old) = hashes.insert(k.id.clone(), hash) {
-                        keys.remove(&old);
-                    }
-                    keys.insert(
-                        hash,
-                        Arc::new(KeyInfo {
-                            id: k.id.clone(),
-                            display_prefix: k.display_prefix.clone(),
-                            user_id: k.user_id.clone(),
-                            team_id: k.team_id.clone(),
-                            service_account_id: k.owner_service_account_id.clone(),
-                            allowed_models: (!k.allowed_models.is_empty())
-                                .then(|| k.allowed_models.iter().cloned().collect()),
-                            expires_at_ms: k.expires_at_unix_ms,
-                            request_logging_enabled: k.request_logging_enabled,
-                        }),
-                    );
+                    });
                 }
+                let (keys, hashes) = apply_keys(
+                    self.keys.clone(),
+                    self.key_hashes.clone(),
+                    &d.removed_ids,
+                    &d.upserts,
+                )?;
                 next.keys = keys;
                 next.key_hashes = hashes;
                 ResourceType::ApiKeys
@@ -318,6 +290,50 @@ impl Snapshot {
         next.versions.insert(t as i32, version.to_string());
         Ok(next)
     }
+}
+
+type KeyMaps = (HashMap<[u8; 32], Arc<KeyInfo>>, HashMap<String, [u8; 32]>);
+
+/// Removes keys by id, then adds or replaces keys.
+fn apply_keys(
+    mut keys: HashMap<[u8; 32], Arc<KeyInfo>>,
+    mut hashes: HashMap<String, [u8; 32]>,
+    removed_ids: &[String],
+    upserts: &[weir_proto::config::ApiKey],
+) -> Result<KeyMaps, Invalid> {
+    for id in removed_ids {
+        if let Some(h) = hashes.remove(id) {
+            keys.remove(&h);
+        }
+    }
+    for k in upserts {
+        let hash: [u8; 32] = k.key_hash.as_slice().try_into().map_err(|_| Invalid {
+            code: "invalid_key_hash",
+            message: format!(
+                "key {} has a {}-byte hash; expected 32",
+                k.id,
+                k.key_hash.len()
+            ),
+        })?;
+        if let Some(old) = hashes.insert(k.id.clone(), hash) {
+            keys.remove(&old);
+        }
+        keys.insert(
+            hash,
+            Arc::new(KeyInfo {
+                id: k.id.clone(),
+                display_prefix: k.display_prefix.clone(),
+                user_id: k.user_id.clone(),
+                team_id: k.team_id.clone(),
+                service_account_id: k.owner_service_account_id.clone(),
+                allowed_models: (!k.allowed_models.is_empty())
+                    .then(|| k.allowed_models.iter().cloned().collect()),
+                expires_at_ms: k.expires_at_unix_ms,
+                request_logging_enabled: k.request_logging_enabled,
+            }),
+        );
+    }
+    Ok((keys, hashes))
 }
 
 fn compile_provider(
@@ -441,14 +457,12 @@ mod tests {
         };
         let full = Resources::ApiKeys(cfg::ApiKeySet {
             keys: vec![key("a", "sa"), key("b", "sb")],
-            ..Default::default()
         });
         let s = Snapshot::default().with("5", &full, &no_env).unwrap();
         assert_eq!(s.keys.len(), 2);
-        let delta = Resources::ApiKeys(cfg::ApiKeySet {
-            keys: vec![key("c", "sc")],
-            delta: true,
+        let delta = Resources::ApiKeyDelta(cfg::ApiKeyDelta {
             base_version: "5".into(),
+            upserts: vec![key("c", "sc")],
             removed_ids: vec!["a".into()],
         });
         let s2 = s.with("6", &delta, &no_env).unwrap();
@@ -490,7 +504,6 @@ mod tests {
                 key_hash: vec![1, 2, 3],
                 ..Default::default()
             }],
-            ..Default::default()
         });
         assert_eq!(
             s.with("1", &bad_hash, &no_env).unwrap_err().code,
