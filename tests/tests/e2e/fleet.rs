@@ -109,7 +109,16 @@ async fn a_node_restarted_while_the_control_plane_is_down_serves_its_persisted_c
     .await
     .expect("key reached the node");
     // Key changes arrive as deltas; the node folds them into the full set it keeps on disk.
-    let out = run(stack.weirctl(&["keys", "create", "--user", "alice", "--name", "k2", "--secret-only"])).await;
+    let out = run(stack.weirctl(&[
+        "keys",
+        "create",
+        "--user",
+        "alice",
+        "--name",
+        "k2",
+        "--secret-only",
+    ]))
+    .await;
     let k2 = out.stdout.trim().to_string();
     let h2 = weir_proto::api_key::hash(&k2);
     let cfg = first.config.clone();
@@ -119,7 +128,12 @@ async fn a_node_restarted_while_the_control_plane_is_down_serves_its_persisted_c
     })
     .await
     .expect("k2 reached the node");
-    assert_eq!(run(stack.weirctl(&["keys", "revoke", &k2[..16]])).await.code, 0);
+    assert_eq!(
+        run(stack.weirctl(&["keys", "revoke", &k2[..16]]))
+            .await
+            .code,
+        0
+    );
     eventually(Duration::from_secs(10), || {
         let cfg = cfg.clone();
         async move { (!cfg.current.load().keys.contains_key(&h2)).then_some(()) }
@@ -175,7 +189,11 @@ async fn a_node_restarted_while_the_control_plane_is_down_serves_its_persisted_c
         .send()
         .await
         .unwrap();
-    assert_eq!(revoked.status(), 401, "a key revoked before the restart stays revoked");
+    assert_eq!(
+        revoked.status(),
+        401,
+        "a key revoked before the restart stays revoked"
+    );
     // Nothing secret on disk: no key, only hashes and env var names.
     for f in std::fs::read_dir(dir.path()).unwrap().flatten() {
         let bytes = std::fs::read(f.path()).unwrap();
