@@ -158,6 +158,12 @@ impl Printer {
             t.add_row(vec![
                 d.node_id.clone(),
                 d.fleet_group.clone(),
+                if d.connected {
+                    "connected"
+                } else {
+                    "disconnected"
+                }
+                .to_string(),
                 d.software_version.clone(),
                 d.address.clone(),
                 config,
@@ -180,6 +186,15 @@ impl Printer {
             ("software version".into(), d.software_version.clone()),
             ("address".into(), d.address.clone()),
             ("control plane".into(), d.control_plane.clone()),
+            (
+                "state".into(),
+                if d.connected {
+                    "connected"
+                } else {
+                    "disconnected"
+                }
+                .into(),
+            ),
             (
                 "connected since".into(),
                 dash(&d.connected_since).to_string(),
@@ -409,6 +424,29 @@ impl Printer {
             ),
             ("node / group", format!("{} / {}", d.node_id, d.fleet_group)),
             ("user agent", dash(&d.user_agent).to_string()),
+            (
+                "harness",
+                format!("{} {} {}", s.harness, d.harness_label, d.harness_version)
+                    .trim()
+                    .to_string(),
+            ),
+            (
+                "session / turn",
+                format!(
+                    "{} ({}) / {}",
+                    dash(&d.session_id),
+                    dash(&d.session_source),
+                    dash(&d.turn_kind)
+                ),
+            ),
+            (
+                "tools offered / invoked",
+                format!(
+                    "{} / {}",
+                    d.exposed_tool_count.map_or("-".into(), |n| n.to_string()),
+                    d.invoked_tool_count.map_or("-".into(), |n| n.to_string())
+                ),
+            ),
             ("policy", d.policy.clone()),
             ("same request id", d.same_request_id_count.to_string()),
         ];

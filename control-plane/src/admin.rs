@@ -843,6 +843,8 @@ impl Admin for AdminService {
             "SELECT {SUMMARY_COLUMNS}, l.error_message, l.upstream_model, l.ttfb_us,
                     l.cached_input_tokens, l.reasoning_tokens, l.node_id, l.fleet_group, l.user_agent,
                     l.request_payload_truncated, l.response_payload_truncated, l.policy,
+                    l.harness_label, l.harness_version, l.session_id, l.session_source,
+                    l.turn_kind, l.exposed_tool_count, l.invoked_tool_count,
                     (SELECT count(*) FROM request_logs s WHERE s.request_id = l.request_id) AS same_count
              FROM request_logs l
              WHERE (l.log_id = $1 OR ($1 IS NULL AND l.request_id = $2))
@@ -931,6 +933,23 @@ impl Admin for AdminService {
             response_payload_truncated: row.get("response_payload_truncated"),
             policy: row.get::<serde_json::Value, _>("policy").to_string(),
             same_request_id_count: row.get::<i64, _>("same_count") as u32,
+            harness_label: row.get("harness_label"),
+            harness_version: row.get("harness_version"),
+            session_id: row
+                .get::<Option<String>, _>("session_id")
+                .unwrap_or_default(),
+            session_source: row
+                .get::<Option<String>, _>("session_source")
+                .unwrap_or_default(),
+            turn_kind: row
+                .get::<Option<String>, _>("turn_kind")
+                .unwrap_or_default(),
+            exposed_tool_count: row
+                .get::<Option<i32>, _>("exposed_tool_count")
+                .map(|n| n.max(0) as u32),
+            invoked_tool_count: row
+                .get::<Option<i32>, _>("invoked_tool_count")
+                .map(|n| n.max(0) as u32),
         };
         Ok(Response::new(detail))
     }
@@ -983,6 +1002,9 @@ async fn read_dataplanes(pool: &PgPool, node: Option<&str>) -> Result<Vec<Datapl
             connected_since: opt_ts(r.get("connected_since")),
             last_seen: ts(r.get("last_seen")),
             control_plane: r.get("control_plane"),
+            connected: r
+                .get::<Option<DateTime<Utc>>, _>("connected_since")
+                .is_some(),
         })
         .collect())
 }

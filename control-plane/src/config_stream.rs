@@ -66,7 +66,7 @@ impl ConfigDiscovery for ConfigService {
         if node.id.is_empty() || node.id.len() > 253 {
             return Err(Status::invalid_argument("node.id must be 1-253 characters"));
         }
-        register(&self.pool, &node, &self.replica_id)
+        let connected_since = register(&self.pool, &node, &self.replica_id)
             .await
             .map_err(|e| Status::unavailable(format!("recording the node failed: {e}")))?;
         tracing::info!(node = %node.id, group = %node.group, "data plane connected");
@@ -74,6 +74,8 @@ impl ConfigDiscovery for ConfigService {
         let (tx, rx) = mpsc::channel(16);
         let session = Session {
             node,
+            replica: self.replica_id.clone(),
+            connected_since,
             pool: self.pool.clone(),
             out: tx,
             subs: HashMap::new(),
@@ -94,6 +96,8 @@ struct Subscription {
 
 struct Session {
     node: Node,
+    replica: String,
+    connected_since: chrono::DateTime<chrono::Utc>,
     pool: PgPool,
     out: mpsc::Sender<Result<DiscoveryResponse, Status>>,
     subs: HashMap<i32, Subscription>,
@@ -142,10 +146,16 @@ impl Session {
             }
         }
         tracing::info!(node = %self.node.id, "data plane disconnected");
-        let _ = sqlx::query("UPDATE dataplanes SET last_seen = now() WHERE node_id = $1")
-            .bind(&self.node.id)
-            .execute(&self.pool)
-            .await;
+        // Only if this session is still the node's latest: it may have reconnected elsewhere.
+        let _ = sqlx::query(
+            "UPDATE dataplanes SET last_seen = now(), connected_since = NULL
+             WHERE node_id = $1 AND control_plane = $2 AND connected_since = $3",
+        )
+        .bind(&self.node.id)
+        .bind(&self.replica)
+        .bind(self.connected_since)
+        .execute(&self.pool)
+        .await;
     }
 
     async fn handle(&mut self, req: DiscoveryRequest, snap: &ConfigSnapshot) -> Result<(), Closed> {
@@ -284,8 +294,12 @@ fn counter(version: &str) -> (u64, u64) {
 /// The node's side of the stream is gone.
 struct Closed;
 
-async fn register(pool: &PgPool, node: &Node, replica: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
+async fn register(
+    pool: &PgPool,
+    node: &Node,
+    replica: &str,
+) -> Result<chrono::DateTime<chrono::Utc>, sqlx::Error> {
+    sqlx::query_scalar(
         "INSERT INTO dataplanes (node_id, fleet_group, software_version, address, labels,
                                  acked_versions, connected_since, last_seen, control_plane)
          VALUES ($1, $2, $3, $4, $5, '{}', now(), now(), $6)
@@ -296,7 +310,8 @@ async fn register(pool: &PgPool, node: &Node, replica: &str) -> Result<(), sqlx:
              labels = EXCLUDED.labels,
              connected_since = now(),
              last_seen = now(),
-             control_plane = EXCLUDED.control_plane",
+             control_plane = EXCLUDED.control_plane
+         RETURNING connected_since",
     )
     .bind(&node.id)
     .bind(&node.group)
@@ -304,16 +319,17 @@ async fn register(pool: &PgPool, node: &Node, replica: &str) -> Result<(), sqlx:
     .bind(&node.address)
     .bind(serde_json::to_value(&node.labels).unwrap_or_default())
     .bind(replica)
-    .execute(pool)
-    .await?;
-    Ok(())
+    .fetch_one(pool)
+    .await
 }
 
 async fn record_ack(pool: &PgPool, node: &str, t: ResourceType, version: &str) {
     let r = sqlx::query(
         "UPDATE dataplanes
          SET acked_versions = jsonb_set(acked_versions, ARRAY[$2::text], to_jsonb($3::text)),
-             last_seen = now()
+             last_seen = now(),
+             -- A later ACK of the type that was refused means the problem is gone.
+             last_nack = CASE WHEN last_nack LIKE $2 || ':%' THEN NULL ELSE last_nack END
          WHERE node_id = $1",
     )
     .bind(node)

@@ -76,6 +76,8 @@ async fn a_node_nacks_what_only_it_can_know_and_keeps_serving() {
         "{}",
         list.stdout
     );
+    assert!(list.stdout.contains("connected"), "{}", list.stdout);
+    assert_eq!(shown["connected"], true);
     let missing = run(stack.weirctl(&["dataplanes", "show", "nope"])).await;
     assert_eq!(missing.code, 3);
     stack.shutdown().await;
@@ -309,6 +311,14 @@ async fn replicas_share_changes_and_nodes_fail_over() {
             .await
             .unwrap();
     assert_eq!(known, "replica-b");
+    // The node's earlier session on replica A ended, but it is connected (to B).
+    let connected: bool = sqlx::query_scalar(
+        "SELECT connected_since IS NOT NULL FROM dataplanes WHERE node_id = 'two-homed'",
+    )
+    .fetch_one(&b.pool)
+    .await
+    .unwrap();
+    assert!(connected);
     dp.shutdown().await;
     b.shutdown().await;
     drop(upstream);

@@ -331,6 +331,13 @@ async fn tags_harness_and_session_are_recorded_and_bad_headers_refused() {
     .unwrap();
     let keys: Vec<&str> = tags.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(keys, ["area", "env", "service", "ticket"]);
+    let shown = run(stack.weirctl(&["logs", "show", "tagged-1", "-o", "json"])).await;
+    let detail: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
+    assert_eq!(detail["session_id"], "sess-42");
+    assert_eq!(detail["session_source"], "x-weir-session");
+    assert_eq!(detail["harness_label"], "Claude Code");
+    assert_eq!(detail["harness_version"], "1.0.83");
+    assert_eq!(detail["summary"]["harness"], "claude_code");
 
     // Bad tag and session headers: 400 naming the header, nothing forwarded.
     let before = stack.upstream.observed.count();
