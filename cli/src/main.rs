@@ -274,6 +274,18 @@ enum LogsCmd {
         user: String,
         #[arg(long, default_value_t = 0)]
         status: u32,
+        /// Caller tag x-weir-service.
+        #[arg(long, default_value = "")]
+        service: String,
+        /// Caller tag x-weir-component.
+        #[arg(long, default_value = "")]
+        component: String,
+        /// Caller tag x-weir-env.
+        #[arg(long, default_value = "")]
+        env: String,
+        /// A bespoke tag, KEY or KEY=VALUE.
+        #[arg(long, default_value = "")]
+        tag: String,
         #[arg(long, default_value_t = 50)]
         limit: u32,
         /// Continue from a previous page's cursor.
@@ -536,9 +548,17 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
             model,
             user,
             status,
+            service,
+            component,
+            env,
+            tag,
             limit,
             cursor,
         }) => {
+            let (tag_key, tag_value) = match tag.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (tag, String::new()),
+            };
             let r = c
                 .list_request_logs(ListRequestLogsRequest {
                     request_id,
@@ -547,6 +567,11 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
                     status_code: status,
                     limit,
                     cursor,
+                    service,
+                    component,
+                    env,
+                    tag_key,
+                    tag_value,
                 })
                 .await?
                 .into_inner();

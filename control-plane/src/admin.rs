@@ -121,6 +121,10 @@ fn opt_ts(t: Option<DateTime<Utc>>) -> String {
     t.map(ts).unwrap_or_default()
 }
 
+fn nonempty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
 fn parse_id(what: &str, s: &str) -> Result<Uuid, AdminError> {
     Uuid::parse_str(s).map_err(|_| AdminError::Invalid(format!("{what} {s:?} is not a UUID")))
 }
@@ -796,6 +800,13 @@ impl Admin for AdminService {
                AND ($4::int IS NULL OR l.status_code = $4)
                AND ($5::uuid IS NULL OR l.team_id = $5)
                AND ($6::timestamptz IS NULL OR (l.created_at, l.log_id) < ($6, $7))
+               AND ($9::text IS NULL OR l.service = $9)
+               AND ($10::text IS NULL OR l.component = $10)
+               AND ($11::text IS NULL OR l.env = $11)
+               AND ($12::text IS NULL OR EXISTS (
+                     SELECT 1 FROM request_log_tags t
+                     WHERE t.log_id = l.log_id AND t.created_at = l.created_at
+                       AND t.key = $12 AND ($13::text IS NULL OR t.value = $13)))
              ORDER BY l.created_at DESC, l.log_id DESC
              LIMIT $8"
         ))
@@ -807,6 +818,11 @@ impl Admin for AdminService {
         .bind(cursor.map(|c| c.0))
         .bind(cursor.map(|c| c.1))
         .bind(limit + 1)
+        .bind(nonempty(&r.service))
+        .bind(nonempty(&r.component))
+        .bind(nonempty(&r.env))
+        .bind(nonempty(&r.tag_key))
+        .bind(nonempty(&r.tag_value))
         .fetch_all(&self.pool)
         .await
         .map_err(AdminError::from)?;

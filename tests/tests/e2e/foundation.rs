@@ -468,3 +468,30 @@ async fn readyz_waits_for_config() {
     assert_eq!(v["error"]["code"], "config_not_loaded");
     dp.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_may_speak_http2_without_tls() {
+    let stack = Stack::start().await;
+    let key = stack.seed(&[("gpt-mock", "mock-model")]).await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    for stream in [false, true] {
+        let resp = h2
+            .post(format!("{}/chat/completions", stack.gateway_url()))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"model": "gpt-mock", "stream": stream, "messages": []}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+        assert_eq!(resp.status(), 200);
+        let text = resp.text().await.unwrap();
+        assert!(
+            text.contains("Hello") || text.contains("\"content\":\"Hello\""),
+            "{text}"
+        );
+    }
+    stack.shutdown().await;
+}

@@ -338,6 +338,20 @@ async fn tags_harness_and_session_are_recorded_and_bad_headers_refused() {
     assert_eq!(detail["harness_label"], "Claude Code");
     assert_eq!(detail["harness_version"], "1.0.83");
     assert_eq!(detail["summary"]["harness"], "claude_code");
+    // Tags are filterable.
+    for (args, want) in [
+        (vec!["--service", "billing", "--tag", "ticket=abc-1"], 1),
+        (vec!["--env", "prod", "--tag", "area"], 1),
+        (vec!["--tag", "ticket=zzz"], 0),
+        (vec!["--component", "anything"], 0),
+    ] {
+        let mut all = vec!["logs", "list", "-o", "json"];
+        all.extend(args.iter().copied());
+        let out = run(stack.weirctl(&all)).await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(v["logs"].as_array().unwrap().len(), want, "{args:?}");
+    }
 
     // Bad tag and session headers: 400 naming the header, nothing forwarded.
     let before = stack.upstream.observed.count();
