@@ -20,52 +20,37 @@ pub enum PriceError {
 
 /// Parses "2.50" (dollars per million tokens) into picodollars per token.
 pub fn parse_usd_per_mtok(s: &str) -> Result<i64, PriceError> {
-    let t = s.trim();
-    let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
-    let digits = |x: &str| x.bytes().all(|b| b.is_ascii_digit());
-    if whole.is_empty() && frac.is_empty() || !digits(whole) || !digits(frac) {
-        return Err(PriceError::NotDecimal(s.to_string()));
-    }
-    if frac.len() > 6 {
-        return Err(PriceError::TooPrecise(s.to_string()));
-    }
-    let whole: i64 = if whole.is_empty() {
-        0
-    } else {
-        whole
-            .parse()
-            .map_err(|_| PriceError::OutOfRange(s.to_string()))?
-    };
-    let frac_units: i64 = format!("{frac:0<6}").parse().unwrap_or(0);
-    whole
-        .checked_mul(1_000_000)
-        .and_then(|w| w.checked_add(frac_units))
-        .ok_or_else(|| PriceError::OutOfRange(s.to_string()))
+    // Micro-dollars per million tokens are picodollars per token: 6 decimal places.
+    parse_fixed(s, 6)
 }
 
 /// Parses an amount of dollars ("10", "0.25") into picodollars.
 pub fn parse_usd(s: &str) -> Result<i64, PriceError> {
+    parse_fixed(s, 12)
+}
+
+/// A plain non-negative decimal as an integer count of 10^-`places` units, exactly.
+fn parse_fixed(s: &str, places: usize) -> Result<i64, PriceError> {
     let t = s.trim();
     let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
     let digits = |x: &str| x.bytes().all(|b| b.is_ascii_digit());
     if whole.is_empty() && frac.is_empty() || !digits(whole) || !digits(frac) {
         return Err(PriceError::NotDecimal(s.to_string()));
     }
-    if frac.len() > 12 {
+    if frac.len() > places {
         return Err(PriceError::TooPrecise(s.to_string()));
     }
+    let out_of_range = || PriceError::OutOfRange(s.to_string());
     let whole: i64 = if whole.is_empty() {
         0
     } else {
-        whole
-            .parse()
-            .map_err(|_| PriceError::OutOfRange(s.to_string()))?
+        whole.parse().map_err(|_| out_of_range())?
     };
-    let frac_units: i64 = format!("{frac:0<12}").parse().unwrap_or(0);
+    let frac_units: i64 = format!("{frac:0<places$}").parse().unwrap_or(0);
     whole
-        .checked_mul(PUSD_PER_USD)
+        .checked_mul(10i64.pow(places as u32))
         .and_then(|w| w.checked_add(frac_units))
-        .ok_or_else(|| PriceError::OutOfRange(s.to_string()))
+        .ok_or_else(out_of_range)
 }
 
 /// Formats picodollars per token as dollars per million tokens, e.g. 2_500_000 → "2.50".
