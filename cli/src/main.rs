@@ -111,10 +111,17 @@ enum LimitsCmd {
 
 #[derive(Subcommand)]
 enum PolicyCmd {
-    /// Show the payload policy.
-    Show,
+    /// Show the payload policy (of a group, or the default).
+    Show {
+        /// A fleet group; without it, the default policy.
+        #[arg(long, default_value = "")]
+        group: String,
+    },
     /// Change the payload policy; unset options keep their value.
     Set {
+        /// A fleet group (its policy starts as a copy of the default); without it, the default.
+        #[arg(long, default_value = "")]
+        group: String,
         /// disabled, summary_only or redacted_payloads.
         #[arg(long)]
         capture_mode: Option<String>,
@@ -174,6 +181,9 @@ enum ModelsCmd {
         /// messages. None means all.
         #[arg(long = "operation")]
         operations: Vec<String>,
+        /// Fleet group whose data planes get the model (repeatable); none means all.
+        #[arg(long = "group")]
+        groups: Vec<String>,
         #[command(flatten)]
         policy: PolicyArgs,
     },
@@ -257,6 +267,9 @@ struct KeyCreate {
     /// Expiry, RFC 3339.
     #[arg(long, default_value = "")]
     expires_at: String,
+    /// Fleet group whose data planes accept the key (repeatable); none means all.
+    #[arg(long = "group")]
+    groups: Vec<String>,
     /// Print only the secret (for scripts).
     #[arg(long)]
     secret_only: bool,
@@ -456,6 +469,7 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
             key,
             targets,
             operations,
+            groups,
             policy,
         }) => {
             let r = c
@@ -470,6 +484,7 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
                         first_byte_timeout_ms: policy.first_byte_timeout_ms,
                         total_timeout_ms: policy.total_timeout_ms,
                     }),
+                    fleet_groups: groups,
                 })
                 .await?
                 .into_inner();
@@ -527,6 +542,7 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
                     owner_user: k.user,
                     allowed_models: k.models,
                     expires_at: k.expires_at,
+                    fleet_groups: k.groups,
                 })
                 .await?
                 .into_inner();
@@ -627,14 +643,15 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
                 .into_inner();
             p.limits(&[r]);
         }
-        Command::Policy(PolicyCmd::Show) => {
+        Command::Policy(PolicyCmd::Show { group }) => {
             let r = c
-                .get_payload_policy(GetPayloadPolicyRequest {})
+                .get_payload_policy(GetPayloadPolicyRequest { fleet_group: group })
                 .await?
                 .into_inner();
             p.policy(&r);
         }
         Command::Policy(PolicyCmd::Set {
+            group,
             capture_mode,
             request_max_bytes,
             response_max_bytes,
@@ -651,6 +668,7 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
                     stream_max_events,
                     redaction_paths,
                     replace_redaction_paths: replace,
+                    fleet_group: group,
                 })
                 .await?
                 .into_inner();

@@ -264,6 +264,14 @@ impl Printer {
             ("response max bytes", p.response_max_bytes.to_string()),
             ("stream max events", p.stream_max_events.to_string()),
             ("redaction paths", paths),
+            (
+                "fleet group",
+                if p.fleet_group.is_empty() {
+                    "(default)".to_string()
+                } else {
+                    p.fleet_group.clone()
+                },
+            ),
             ("version", p.version.clone()),
             ("updated", p.updated_at.clone()),
         ] {

@@ -232,6 +232,7 @@ impl Admin for AdminService {
                 first_byte_timeout_ms: policy.first_byte_timeout_ms,
                 total_timeout_ms: policy.total_timeout_ms,
             }),
+            fleet_groups: r.fleet_groups.clone(),
         };
         let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
         let providers: Vec<(Uuid, String)> = sqlx::query_as("SELECT id, key FROM providers")
@@ -247,13 +248,14 @@ impl Admin for AdminService {
         validate::validate_route(&route, |k| provider_id(k).is_some()).map_err(AdminError::from)?;
         let id = Uuid::now_v7();
         let created: DateTime<Utc> = sqlx::query_scalar(
-            "INSERT INTO models (id, key, operations, route_policy) VALUES ($1, $2, $3, $4)
-             RETURNING created_at",
+            "INSERT INTO models (id, key, operations, route_policy, fleet_groups)
+             VALUES ($1, $2, $3, $4, $5) RETURNING created_at",
         )
         .bind(id)
         .bind(&route.model_key)
         .bind(&route.operations)
         .bind(policy_to_json(route.policy.as_ref().expect("set above")))
+        .bind(&route.fleet_groups)
         .fetch_one(&mut *tx)
         .await
         .map_err(unique(format!("model {:?}", route.model_key)))?;
@@ -283,6 +285,7 @@ impl Admin for AdminService {
             price: None,
             operations: r.operations,
             policy: Some(policy),
+            fleet_groups: r.fleet_groups,
         }))
     }
 
@@ -292,8 +295,8 @@ impl Admin for AdminService {
     ) -> Result<Response<ListModelsResponse>, Status> {
         self.admin(&req).await?;
         let rows = sqlx::query(
-            "SELECT m.id, m.key, m.created_at, m.operations, m.route_policy, p.key AS provider_key,
-                    t.upstream_model, t.weight
+            "SELECT m.id, m.key, m.created_at, m.operations, m.route_policy, m.fleet_groups,
+                    p.key AS provider_key, t.upstream_model, t.weight
              FROM models m
              JOIN model_targets t ON t.model_id = m.id
              JOIN providers p ON p.id = t.provider_id
@@ -321,6 +324,7 @@ impl Admin for AdminService {
                         created_at: ts(r.get("created_at")),
                         price: None,
                         operations: r.get("operations"),
+                        fleet_groups: r.get("fleet_groups"),
                         policy: Some(RoutePolicy {
                             max_attempts: p.max_attempts,
                             retry_on_status: p.retry_on_status,
@@ -461,6 +465,9 @@ impl Admin for AdminService {
         for m in &r.allowed_models {
             validate::validate_key("model", m).map_err(AdminError::from)?;
         }
+        for g in &r.fleet_groups {
+            validate::validate_group(g).map_err(AdminError::from)?;
+        }
         let (user_id, user_name): (Uuid, String) = sqlx::query_as(
             "SELECT id, name FROM users WHERE id::text = $1 OR name = $1 ORDER BY (id::text = $1) DESC LIMIT 1",
         )
@@ -481,8 +488,8 @@ impl Admin for AdminService {
         let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
         let created: DateTime<Utc> = sqlx::query_scalar(
             "INSERT INTO api_keys (id, name, key_hash, display_prefix, owner_user_id, user_id,
-                                   team_id, allowed_models, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8) RETURNING created_at",
+                                   team_id, allowed_models, expires_at, fleet_groups)
+             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9) RETURNING created_at",
         )
         .bind(id)
         .bind(&r.name)
@@ -492,6 +499,7 @@ impl Admin for AdminService {
         .bind(team_id)
         .bind(&r.allowed_models)
         .bind(expires_at)
+        .bind(&r.fleet_groups)
         .fetch_one(&mut *tx)
         .await
         .map_err(AdminError::from)?;
@@ -511,6 +519,7 @@ impl Admin for AdminService {
                 expires_at: opt_ts(expires_at),
                 revoked_at: String::new(),
                 created_at: ts(created),
+                fleet_groups: r.fleet_groups,
             }),
             secret: minted.secret,
         }))
@@ -704,8 +713,9 @@ impl Admin for AdminService {
         req: Request<GetPayloadPolicyRequest>,
     ) -> Result<Response<PayloadPolicy>, Status> {
         self.admin(&req).await?;
+        let group = req.into_inner().fleet_group;
         let mut conn = self.pool.acquire().await.map_err(AdminError::from)?;
-        Ok(Response::new(read_policy(&mut conn).await?))
+        Ok(Response::new(read_policy(&mut conn, &group).await?))
     }
 
     async fn set_payload_policy(
@@ -714,12 +724,30 @@ impl Admin for AdminService {
     ) -> Result<Response<PayloadPolicy>, Status> {
         self.admin(&req).await?;
         let r = req.into_inner();
+        let group = r.fleet_group.clone();
+        if !group.is_empty() {
+            validate::validate_group(&group).map_err(AdminError::from)?;
+        }
         let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
-        sqlx::query("SELECT 1 FROM payload_policies WHERE fleet_group = '' FOR UPDATE")
+        // A group's first policy starts as a copy of the default.
+        sqlx::query(
+            "INSERT INTO payload_policies (fleet_group, capture_mode, request_max_bytes,
+                 response_max_bytes, stream_max_events, redaction_paths)
+             SELECT $1, capture_mode, request_max_bytes, response_max_bytes, stream_max_events,
+                    redaction_paths
+             FROM payload_policies WHERE fleet_group = ''
+             ON CONFLICT (fleet_group) DO NOTHING",
+        )
+        .bind(&group)
+        .execute(&mut *tx)
+        .await
+        .map_err(AdminError::from)?;
+        sqlx::query("SELECT 1 FROM payload_policies WHERE fleet_group = $1 FOR UPDATE")
+            .bind(&group)
             .execute(&mut *tx)
             .await
             .map_err(AdminError::from)?;
-        let current = read_policy(&mut tx).await?;
+        let current = read_policy(&mut tx, &group).await?;
         let next = cfg::PayloadPolicy {
             capture_mode: r.capture_mode.unwrap_or(current.capture_mode),
             request_max_bytes: r.request_max_bytes.unwrap_or(current.request_max_bytes),
@@ -745,20 +773,21 @@ impl Admin for AdminService {
             "UPDATE payload_policies SET capture_mode = $1, request_max_bytes = $2,
                     response_max_bytes = $3, stream_max_events = $4, redaction_paths = $5,
                     updated_at = now()
-             WHERE fleet_group = ''",
+             WHERE fleet_group = $6",
         )
         .bind(&next.capture_mode)
         .bind(next.request_max_bytes as i32)
         .bind(next.response_max_bytes as i32)
         .bind(next.stream_max_events as i32)
         .bind(&next.redaction_paths)
+        .bind(&group)
         .execute(&mut *tx)
         .await
         .map_err(AdminError::from)?;
         bump(&mut tx, ResourceType::PayloadPolicy)
             .await
             .map_err(AdminError::from)?;
-        let saved = read_policy(&mut tx).await?;
+        let saved = read_policy(&mut tx, &group).await?;
         tx.commit().await.map_err(AdminError::from)?;
         Ok(Response::new(saved))
     }
@@ -1064,16 +1093,23 @@ async fn list_limits(pool: &PgPool) -> Result<Vec<Limits>, AdminError> {
     Ok(out)
 }
 
-async fn read_policy(conn: &mut sqlx::PgConnection) -> Result<PayloadPolicy, AdminError> {
+/// The policy of `group` (falling back to the default when the group has none of its own).
+async fn read_policy(
+    conn: &mut sqlx::PgConnection,
+    group: &str,
+) -> Result<PayloadPolicy, AdminError> {
     let r = sqlx::query(
-        "SELECT p.capture_mode, p.request_max_bytes, p.response_max_bytes, p.stream_max_events,
-                p.redaction_paths, p.updated_at, v.version
+        "SELECT p.fleet_group, p.capture_mode, p.request_max_bytes, p.response_max_bytes,
+                p.stream_max_events, p.redaction_paths, p.updated_at, v.version
          FROM payload_policies p, config_versions v
-         WHERE p.fleet_group = '' AND v.resource_type = 'payload_policy'",
+         WHERE p.fleet_group IN ($1, '') AND v.resource_type = 'payload_policy'
+         ORDER BY (p.fleet_group = $1) DESC LIMIT 1",
     )
+    .bind(group)
     .fetch_one(&mut *conn)
     .await?;
     Ok(PayloadPolicy {
+        fleet_group: r.get("fleet_group"),
         capture_mode: r.get("capture_mode"),
         request_max_bytes: r.get::<i32, _>("request_max_bytes") as u32,
         response_max_bytes: r.get::<i32, _>("response_max_bytes") as u32,
@@ -1086,7 +1122,7 @@ async fn read_policy(conn: &mut sqlx::PgConnection) -> Result<PayloadPolicy, Adm
 
 const KEY_SELECT: &str =
     "SELECT k.id, k.name, k.display_prefix, k.owner_user_id, u.name AS owner_user_name,
-        k.user_id, k.allowed_models, k.expires_at, k.revoked_at, k.created_at
+        k.user_id, k.allowed_models, k.expires_at, k.revoked_at, k.created_at, k.fleet_groups
  FROM api_keys k LEFT JOIN users u ON u.id = k.owner_user_id";
 
 fn key_from_row(r: &sqlx::postgres::PgRow) -> ApiKey {
@@ -1108,6 +1144,7 @@ fn key_from_row(r: &sqlx::postgres::PgRow) -> ApiKey {
         expires_at: opt_ts(r.get("expires_at")),
         revoked_at: opt_ts(r.get("revoked_at")),
         created_at: ts(r.get("created_at")),
+        fleet_groups: r.get("fleet_groups"),
     }
 }
 

@@ -14,9 +14,9 @@ use sqlx::{PgPool, Row};
 use tokio::sync::watch;
 use uuid::Uuid;
 use weir_proto::config::{
-    discovery_response::Resources, ApiKey, ApiKeySet, LimitSet, ModelPrice, PayloadPolicy,
-    PriceSet, Provider, ProviderSet, ResourceType, Route, RoutePolicy, RouteSet, SubjectLimit,
-    Target,
+    discovery_response::Resources, ApiKey, ApiKeyDelta, ApiKeySet, LimitSet, ModelPrice,
+    PayloadPolicy, PriceSet, Provider, ProviderSet, ResourceType, Route, RoutePolicy, RouteSet,
+    SubjectLimit, Target,
 };
 
 /// The NOTIFY channel admin writes signal on.
@@ -67,12 +67,62 @@ pub struct ConfigSnapshot {
     entries: BTreeMap<i32, Entry>,
     /// The last changes of the key set, oldest first, so nodes get deltas.
     key_deltas: Arc<VecDeque<KeyDelta>>,
+    /// Payload policies of groups that have their own (the entry holds the default).
+    group_policies: Arc<HashMap<String, PayloadPolicy>>,
 }
 
 impl ConfigSnapshot {
     /// The entry of `t`, when loaded.
     pub fn get(&self, t: ResourceType) -> Option<&Entry> {
         self.entries.get(&(t as i32))
+    }
+
+    /// `resources` as a node of `group` may see them: routes and keys scoped to other groups
+    /// left out, and the group's own payload policy if it has one.
+    pub fn for_group(&self, resources: &Resources, group: &str) -> Resources {
+        let in_group = |groups: &[String]| groups.is_empty() || groups.iter().any(|g| g == group);
+        match resources {
+            Resources::Routes(set) => Resources::Routes(RouteSet {
+                routes: set
+                    .routes
+                    .iter()
+                    .filter(|r| in_group(&r.fleet_groups))
+                    .cloned()
+                    .collect(),
+            }),
+            Resources::ApiKeys(set) if set.keys.iter().any(|k| !in_group(&k.fleet_groups)) => {
+                Resources::ApiKeys(ApiKeySet {
+                    keys: set
+                        .keys
+                        .iter()
+                        .filter(|k| in_group(&k.fleet_groups))
+                        .cloned()
+                        .collect(),
+                })
+            }
+            Resources::ApiKeyDelta(d) => {
+                let (keep, drop): (Vec<&ApiKey>, Vec<&ApiKey>) =
+                    d.upserts.iter().partition(|k| in_group(&k.fleet_groups));
+                Resources::ApiKeyDelta(ApiKeyDelta {
+                    base_version: d.base_version.clone(),
+                    upserts: keep.into_iter().cloned().collect(),
+                    // A key moved out of the group must leave nodes that hold it.
+                    removed_ids: d
+                        .removed_ids
+                        .iter()
+                        .cloned()
+                        .chain(drop.into_iter().map(|k| k.id.clone()))
+                        .collect(),
+                })
+            }
+            Resources::PayloadPolicy(default) => Resources::PayloadPolicy(
+                self.group_policies
+                    .get(group)
+                    .cloned()
+                    .unwrap_or_else(|| default.clone()),
+            ),
+            other => other.clone(),
+        }
     }
 
     /// The key changes from version `base` to the current one, when this replica still has
@@ -280,6 +330,9 @@ async fn read_snapshot(
             continue;
         }
         if let Some(old) = previous.get(t).filter(|e| e.version == version) {
+            if t == ResourceType::PayloadPolicy {
+                snap.group_policies = previous.group_policies.clone();
+            }
             snap.entries.insert(t as i32, old.clone());
             continue;
         }
@@ -288,7 +341,10 @@ async fn read_snapshot(
             ResourceType::Routes => Resources::Routes(read_routes(&mut tx).await?),
             ResourceType::ApiKeys => Resources::ApiKeys(read_api_keys(&mut tx).await?),
             ResourceType::PayloadPolicy => {
-                Resources::PayloadPolicy(read_payload_policy(&mut tx).await?)
+                let mut all = read_payload_policies(&mut tx).await?;
+                let default = all.remove("").unwrap_or_default();
+                snap.group_policies = Arc::new(all);
+                Resources::PayloadPolicy(default)
             }
             ResourceType::Pricing => Resources::Pricing(read_pricing(&mut tx).await?),
             ResourceType::Limits | ResourceType::Unspecified => continue,
@@ -373,8 +429,8 @@ pub fn policy_from_json(v: &serde_json::Value) -> RoutePolicy {
 
 async fn read_routes(tx: &mut Tx<'_>) -> Result<RouteSet, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT m.key AS model_key, m.operations, m.route_policy, p.key AS provider_key,
-                t.upstream_model, t.weight
+        "SELECT m.key AS model_key, m.operations, m.route_policy, m.fleet_groups,
+                p.key AS provider_key, t.upstream_model, t.weight
          FROM models m
          JOIN model_targets t ON t.model_id = m.id
          JOIN providers p ON p.id = t.provider_id
@@ -399,6 +455,7 @@ async fn read_routes(tx: &mut Tx<'_>) -> Result<RouteSet, sqlx::Error> {
                 policy: Some(policy_from_json(
                     &r.get::<serde_json::Value, _>("route_policy"),
                 )),
+                fleet_groups: r.get("fleet_groups"),
             }),
         }
     }
@@ -408,7 +465,7 @@ async fn read_routes(tx: &mut Tx<'_>) -> Result<RouteSet, sqlx::Error> {
 async fn read_api_keys(tx: &mut Tx<'_>) -> Result<ApiKeySet, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT k.id, k.key_hash, k.display_prefix, k.owner_user_id, k.owner_service_account_id,
-                k.user_id, k.team_id, k.allowed_models, k.expires_at,
+                k.user_id, k.team_id, k.allowed_models, k.expires_at, k.fleet_groups,
                 COALESCE(u.request_logging_enabled, true) AS request_logging_enabled
          FROM api_keys k
          LEFT JOIN users u ON u.id = k.owner_user_id
@@ -434,6 +491,7 @@ async fn read_api_keys(tx: &mut Tx<'_>) -> Result<ApiKeySet, sqlx::Error> {
                 .map(|t| t.timestamp_millis())
                 .unwrap_or(0),
             request_logging_enabled: r.get("request_logging_enabled"),
+            fleet_groups: r.get("fleet_groups"),
         })
         .collect();
     Ok(ApiKeySet { keys })
@@ -566,18 +624,30 @@ async fn read_pricing(tx: &mut Tx<'_>) -> Result<PriceSet, sqlx::Error> {
     })
 }
 
-async fn read_payload_policy(tx: &mut Tx<'_>) -> Result<PayloadPolicy, sqlx::Error> {
-    let r = sqlx::query(
-        "SELECT capture_mode, request_max_bytes, response_max_bytes, stream_max_events, redaction_paths
-         FROM payload_policies WHERE fleet_group = ''",
+/// Every group's payload policy; the `''` row is the default for groups without their own.
+async fn read_payload_policies(
+    tx: &mut Tx<'_>,
+) -> Result<HashMap<String, PayloadPolicy>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT fleet_group, capture_mode, request_max_bytes, response_max_bytes, stream_max_events,
+                redaction_paths
+         FROM payload_policies",
     )
-    .fetch_one(&mut **tx)
+    .fetch_all(&mut **tx)
     .await?;
-    Ok(PayloadPolicy {
-        capture_mode: r.get("capture_mode"),
-        request_max_bytes: r.get::<i32, _>("request_max_bytes") as u32,
-        response_max_bytes: r.get::<i32, _>("response_max_bytes") as u32,
-        stream_max_events: r.get::<i32, _>("stream_max_events") as u32,
-        redaction_paths: r.get("redaction_paths"),
-    })
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.get("fleet_group"),
+                PayloadPolicy {
+                    capture_mode: r.get("capture_mode"),
+                    request_max_bytes: r.get::<i32, _>("request_max_bytes") as u32,
+                    response_max_bytes: r.get::<i32, _>("response_max_bytes") as u32,
+                    stream_max_events: r.get::<i32, _>("stream_max_events") as u32,
+                    redaction_paths: r.get("redaction_paths"),
+                },
+            )
+        })
+        .collect())
 }

@@ -256,6 +256,7 @@ impl Session {
             }
         }
         // Keys go as a delta against what the node was last sent, when that is smaller.
+        let group = self.node.group.clone();
         let resources = match (t, sub.sent.as_deref(), &*entry.resources) {
             (ResourceType::ApiKeys, Some(base), Resources::ApiKeys(full)) => snap
                 .key_delta_since(base)
@@ -278,7 +279,7 @@ impl Session {
             r#type: t as i32,
             version: entry.version.clone(),
             nonce,
-            resources: Some(resources),
+            resources: Some(snap.for_group(&resources, &group)),
         };
         self.out.send(Ok(resp)).await.map_err(|_| Closed)
     }

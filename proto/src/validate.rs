@@ -49,6 +49,23 @@ pub fn validate_key(what: &str, key: &str) -> Result<(), Invalid> {
     }
 }
 
+/// Fleet group names: what nodes declare and resources are scoped to.
+pub fn validate_group(g: &str) -> Result<(), Invalid> {
+    let ok = !g.is_empty()
+        && g.len() <= 63
+        && g.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "invalid_group",
+            format!("fleet group {g:?} must be 1-63 characters of a-z 0-9 - _ ."),
+        ))
+    }
+}
+
 /// Checks one provider.
 pub fn validate_provider(p: &Provider) -> Result<(), Invalid> {
     validate_key("provider", &p.key)?;
@@ -143,6 +160,9 @@ pub fn validate_route(r: &Route, provider_exists: impl Fn(&str) -> bool) -> Resu
             "invalid_target",
             format!("model {:?}: every target has weight 0", r.model_key),
         ));
+    }
+    for g in &r.fleet_groups {
+        validate_group(g)?;
     }
     for op in &r.operations {
         if !OPERATIONS.contains(&op.as_str()) {

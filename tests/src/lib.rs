@@ -347,6 +347,7 @@ impl Stack {
                         .collect(),
                     operations: m.operations.clone(),
                     policy: m.policy.clone(),
+                    fleet_groups: Vec::new(),
                 })
                 .await
                 .expect("create model");
@@ -365,6 +366,7 @@ impl Stack {
                 owner_user: "alice".into(),
                 allowed_models: vec![],
                 expires_at: String::new(),
+                fleet_groups: vec![],
             })
             .await
             .expect("create key")

@@ -405,3 +405,167 @@ async fn revoking_one_key_among_many_sends_a_small_delta() {
     fresh.shutdown().await;
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_groups_scope_routes_keys_and_policies() {
+    let stack = Stack::start().await;
+    let key = stack.seed(&[("everyone", "mock-model")]).await;
+    let out = run(stack.weirctl(&[
+        "models",
+        "create",
+        "--key",
+        "internal-model",
+        "--target",
+        "mock:mock-model",
+        "--group",
+        "internal",
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = run(stack.weirctl(&[
+        "keys",
+        "create",
+        "--user",
+        "alice",
+        "--name",
+        "internal-key",
+        "--group",
+        "internal",
+        "--secret-only",
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let internal_key = out.stdout.trim().to_string();
+    let out = run(stack.weirctl(&[
+        "policy",
+        "set",
+        "--group",
+        "public",
+        "--capture-mode",
+        "summary_only",
+        "-o",
+        "json",
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let bad = run(stack.weirctl(&[
+        "keys",
+        "create",
+        "--user",
+        "alice",
+        "--name",
+        "x",
+        "--group",
+        "Bad Group",
+    ]))
+    .await;
+    assert_eq!(bad.code, 7, "{}", bad.stderr);
+
+    let public =
+        Stack::start_data_plane_with(&stack.control_plane, &stack.dataplane_token, "pub-1", |s| {
+            s.group = "public".into();
+        })
+        .await;
+    let internal =
+        Stack::start_data_plane_with(&stack.control_plane, &stack.dataplane_token, "int-1", |s| {
+            s.group = "internal".into();
+        })
+        .await;
+    // Let both receive everything made so far.
+    for dp in [&public, &internal] {
+        let cfg = dp.config.clone();
+        eventually(Duration::from_secs(10), || {
+            let cfg = cfg.clone();
+            async move {
+                let s = cfg.current.load();
+                (s.policy.is_some() && s.routes.contains_key("everyone")).then_some(())
+            }
+        })
+        .await
+        .expect("config arrived");
+    }
+    let pub_snap = public.config.current.load();
+    let int_snap = internal.config.current.load();
+    assert!(
+        !pub_snap.routes.contains_key("internal-model"),
+        "a public node never gets the internal model"
+    );
+    assert!(int_snap.routes.contains_key("internal-model"));
+    let ih = weir_proto::api_key::hash(&internal_key);
+    assert!(!pub_snap.keys.contains_key(&ih));
+    assert!(int_snap.keys.contains_key(&ih));
+    assert_eq!(
+        pub_snap.policy.as_ref().unwrap().capture_mode,
+        "summary_only"
+    );
+    assert_eq!(
+        int_snap.policy.as_ref().unwrap().capture_mode,
+        "redacted_payloads"
+    );
+
+    let client = reqwest::Client::new();
+    let call = |addr: std::net::SocketAddr, k: String, model: &'static str| {
+        client
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .bearer_auth(k)
+            .json(&json!({"model": model, "messages": []}))
+            .send()
+    };
+    assert_eq!(
+        call(public.addr, key.clone(), "everyone")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        call(public.addr, key.clone(), "internal-model")
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        call(public.addr, internal_key.clone(), "everyone")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        call(internal.addr, internal_key.clone(), "internal-model")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // A key added later for the internal group reaches only internal nodes (as a delta).
+    let out = run(stack.weirctl(&[
+        "keys",
+        "create",
+        "--user",
+        "alice",
+        "--name",
+        "internal-2",
+        "--group",
+        "internal",
+        "--secret-only",
+    ]))
+    .await;
+    let h2 = weir_proto::api_key::hash(out.stdout.trim());
+    let cfg = internal.config.clone();
+    eventually(Duration::from_secs(10), || {
+        let cfg = cfg.clone();
+        async move { cfg.current.load().keys.contains_key(&h2).then_some(()) }
+    })
+    .await
+    .expect("the internal node got the new key");
+    assert!(!public.config.current.load().keys.contains_key(&h2));
+    let shown = run(stack.weirctl(&["policy", "show", "--group", "public", "-o", "json"])).await;
+    let v: Value = serde_json::from_str(&shown.stdout).unwrap();
+    assert_eq!(v["fleet_group"], "public");
+    assert_eq!(v["capture_mode"], "summary_only");
+    public.shutdown().await;
+    internal.shutdown().await;
+    stack.shutdown().await;
+}

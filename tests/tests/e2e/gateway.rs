@@ -355,6 +355,7 @@ async fn fallback_to_the_next_target_records_every_attempt() {
                 },
             ],
             operations: vec![],
+            fleet_groups: vec![],
             policy: Some(weir_proto::admin::RoutePolicy {
                 max_attempts: 3,
                 ..Default::default()
