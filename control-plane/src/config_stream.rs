@@ -18,6 +18,7 @@ use weir_proto::config::discovery_response::Resources;
 use weir_proto::config::{ApiKeyDelta, DiscoveryRequest, DiscoveryResponse, Node, ResourceType};
 
 use crate::config_snapshot::{type_name, ConfigHub, ConfigSnapshot};
+use crate::server::NodeScope;
 
 /// Serves `weir.config.v1.ConfigDiscovery`.
 pub struct ConfigService {
@@ -54,6 +55,7 @@ impl ConfigDiscovery for ConfigService {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<ResponseStream>, Status> {
+        let scope = request.extensions().get::<NodeScope>().cloned();
         let mut inbound = request.into_inner();
         let first = inbound
             .message()
@@ -63,6 +65,17 @@ impl ConfigDiscovery for ConfigService {
             .node
             .clone()
             .ok_or_else(|| Status::invalid_argument("the first message must name the node"))?;
+        match scope {
+            Some(NodeScope::AnyGroup) => {}
+            Some(NodeScope::Group(g)) if g == node.group => {}
+            Some(NodeScope::Group(g)) => {
+                return Err(Status::permission_denied(format!(
+                    "this token admits nodes of group {g:?}, not {:?}",
+                    node.group
+                )))
+            }
+            None => return Err(Status::unauthenticated("missing data-plane token")),
+        }
         if node.id.is_empty() || node.id.len() > 253 {
             return Err(Status::invalid_argument("node.id must be 1-253 characters"));
         }

@@ -88,7 +88,7 @@ impl ControlPlane {
             addr: settings.grpc_listen,
             source,
         })?;
-        let node_auth = NodeAuth::new(&settings.dataplane_token);
+        let node_auth = NodeAuth::new(&settings.dataplane_token, &settings.group_tokens);
         let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
         let config = ConfigDiscoveryServer::with_interceptor(
             ConfigService::new(
@@ -148,22 +148,38 @@ impl ControlPlane {
     }
 }
 
+/// Which groups a node's token admits; set by [`NodeAuth`] on every node request.
+#[derive(Debug, Clone)]
+pub enum NodeScope {
+    /// The fleet-wide token: any group.
+    AnyGroup,
+    /// A group's bootstrap token: that group only.
+    Group(String),
+}
+
 /// Checks the data-plane token on the config and ingest streams.
 #[derive(Clone)]
 struct NodeAuth {
-    expected: [u8; 32],
+    fleet: [u8; 32],
+    groups: Arc<Vec<([u8; 32], String)>>,
 }
 
 impl NodeAuth {
-    fn new(token: &str) -> Self {
+    fn new(token: &str, group_tokens: &std::collections::BTreeMap<String, String>) -> Self {
         NodeAuth {
-            expected: weir_proto::api_key::hash(token),
+            fleet: weir_proto::api_key::hash(token),
+            groups: Arc::new(
+                group_tokens
+                    .iter()
+                    .map(|(g, t)| (weir_proto::api_key::hash(t), g.clone()))
+                    .collect(),
+            ),
         }
     }
 }
 
 impl Interceptor for NodeAuth {
-    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
         let presented = req
             .metadata()
             .get("authorization")
@@ -171,10 +187,15 @@ impl Interceptor for NodeAuth {
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| Status::unauthenticated("missing data-plane token"))?;
         // Comparing digests keeps the comparison's timing independent of the secret.
-        if weir_proto::api_key::hash(presented) == self.expected {
-            Ok(req)
+        let h = weir_proto::api_key::hash(presented);
+        let scope = if h == self.fleet {
+            NodeScope::AnyGroup
+        } else if let Some((_, g)) = self.groups.iter().find(|(t, _)| *t == h) {
+            NodeScope::Group(g.clone())
         } else {
-            Err(Status::unauthenticated("invalid data-plane token"))
-        }
+            return Err(Status::unauthenticated("invalid data-plane token"));
+        };
+        req.extensions_mut().insert(scope);
+        Ok(req)
     }
 }

@@ -40,8 +40,10 @@ pub struct Settings {
     pub grpc_listen: SocketAddr,
     /// A platform-admin token to accept (its hash is stored at start).
     pub admin_token: Option<String>,
-    /// The token data planes present on the config and ingest streams.
+    /// The fleet-wide token data planes present on the config and ingest streams (any group).
     pub dataplane_token: String,
+    /// Bootstrap tokens that admit only nodes of one fleet group, by group.
+    pub group_tokens: std::collections::BTreeMap<String, String>,
     /// This replica's name in logs and in the `dataplanes` table.
     pub replica_id: String,
 }
@@ -76,6 +78,8 @@ struct DatabaseSection {
 struct AuthSection {
     admin_token: Option<String>,
     dataplane_token: Option<String>,
+    #[serde(default)]
+    group_tokens: std::collections::BTreeMap<String, String>,
 }
 
 /// Default gRPC address.
@@ -118,7 +122,29 @@ impl Settings {
             .or(file.auth.dataplane_token)
             .filter(|t| !t.is_empty())
             .ok_or(SettingsError::NoDataplaneToken)?;
+        let mut group_tokens = file.auth.group_tokens;
+        if let Some(v) = env("WEIR_GROUP_TOKENS") {
+            for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let (group, token) = pair.split_once('=').ok_or_else(|| SettingsError::Env {
+                    name: "WEIR_GROUP_TOKENS",
+                    value: "(hidden)".into(),
+                    reason: "expected group=token[,group=token…]".into(),
+                })?;
+                group_tokens.insert(group.trim().to_string(), token.trim().to_string());
+            }
+        }
+        if let Some((g, _)) = group_tokens
+            .iter()
+            .find(|(g, t)| g.is_empty() || t.is_empty())
+        {
+            return Err(SettingsError::Env {
+                name: "WEIR_GROUP_TOKENS",
+                value: g.clone(),
+                reason: "a group token needs a group name and a token".into(),
+            });
+        }
         Ok(Settings {
+            group_tokens,
             database_url: env("WEIR_DATABASE_URL")
                 .or(file.database.url)
                 .filter(|u| !u.is_empty()),
@@ -176,6 +202,30 @@ mod tests {
         assert_eq!(s.dataplane_token, "e");
         assert!(s.database_url.is_none());
         assert_eq!(s.data_dir, PathBuf::from(".weir"));
+    }
+
+    #[test]
+    fn group_tokens_from_file_and_env() {
+        let file: File = toml::from_str(
+            "[auth]\ndataplane_token = \"f\"\n[auth.group_tokens]\npublic = \"p\"\n",
+        )
+        .unwrap();
+        let s =
+            Settings::resolve(file, env(&[("WEIR_GROUP_TOKENS", "internal=i, edge=e")])).unwrap();
+        assert_eq!(s.group_tokens.len(), 3);
+        assert_eq!(s.group_tokens["internal"], "i");
+        let err = Settings::resolve(
+            File::default(),
+            env(&[
+                ("WEIR_DATAPLANE_TOKEN", "t"),
+                ("WEIR_GROUP_TOKENS", "nogroup"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(
+            !err.to_string().contains("nogroup"),
+            "token values are never echoed: {err}"
+        );
     }
 
     #[test]

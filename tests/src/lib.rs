@@ -200,6 +200,11 @@ pub struct Stack {
 impl Stack {
     /// Starts everything and waits until the data plane holds its config.
     pub async fn start() -> Stack {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Like [`Stack::start`], with the control plane's settings adjusted by `tweak`.
+    pub async fn start_with(tweak: impl FnOnce(&mut weir_control_plane::Settings)) -> Stack {
         let upstream = mock_upstream::MockUpstream::start(([127, 0, 0, 1], 0).into())
             .await
             .expect("mock upstream");
@@ -212,7 +217,10 @@ impl Stack {
             admin_token: Some(admin_token.clone()),
             dataplane_token: dataplane_token.clone(),
             replica_id: "test-cp".into(),
+            group_tokens: Default::default(),
         };
+        let mut settings = settings;
+        tweak(&mut settings);
         let control_plane = weir_control_plane::ControlPlane::start(settings)
             .await
             .expect("control plane starts");

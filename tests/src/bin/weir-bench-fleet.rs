@@ -71,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
         admin_token: Some(admin_token.clone()),
         dataplane_token: token.clone(),
         replica_id: "bench".into(),
+        group_tokens: Default::default(),
     })
     .await?;
     let url = format!("http://{}", cp.grpc_addr);

@@ -218,6 +218,7 @@ async fn replicas_share_changes_and_nodes_fail_over() {
         admin_token: Some(stack.admin_token.clone()),
         dataplane_token: stack.dataplane_token.clone(),
         replica_id: "replica-b".into(),
+        group_tokens: Default::default(),
     })
     .await
     .unwrap();
@@ -566,6 +567,62 @@ async fn fleet_groups_scope_routes_keys_and_policies() {
     assert_eq!(v["fleet_group"], "public");
     assert_eq!(v["capture_mode"], "summary_only");
     public.shutdown().await;
+    internal.shutdown().await;
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_bootstrap_token_admits_only_its_group() {
+    let stack = Stack::start_with(|s| {
+        s.group_tokens
+            .insert("internal".into(), "internal-bootstrap-token".into());
+    })
+    .await;
+    let key = stack.seed(&[("gpt", "mock-model")]).await;
+    let internal = Stack::start_data_plane_with(
+        &stack.control_plane,
+        "internal-bootstrap-token",
+        "int-tok",
+        |s| {
+            s.group = "internal".into();
+        },
+    )
+    .await;
+    assert!(internal.is_ready());
+    // Its request logs ship with the same token.
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/v1/chat/completions", internal.addr))
+        .bearer_auth(&key)
+        .header("x-request-id", "group-token-1")
+        .json(&json!({"model": "gpt", "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let logged = eventually(Duration::from_secs(5), || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM request_logs WHERE request_id = 'group-token-1'",
+        )
+        .fetch_one(&stack.control_plane.pool)
+        .await
+        .ok()?;
+        (n == 1).then_some(())
+    })
+    .await;
+    assert!(logged.is_some());
+    // The same token for a node claiming another group gets nothing.
+    let mut s =
+        weir_data_plane::Settings::new(stack.control_plane_url(), "internal-bootstrap-token");
+    s.listen = ([127, 0, 0, 1], 0).into();
+    s.node_id = "imposter".into();
+    s.group = "public".into();
+    let imposter = weir_data_plane::DataPlane::start(s).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !imposter.is_ready(),
+        "a group token admitted a node of another group"
+    );
+    imposter.shutdown().await;
     internal.shutdown().await;
     stack.shutdown().await;
 }

@@ -31,6 +31,7 @@ async fn control_plane(
         admin_token: Some(admin.to_string()),
         dataplane_token: token.to_string(),
         replica_id: format!("cp-{port}"),
+        group_tokens: Default::default(),
     })
     .await
     .expect("control plane starts")
