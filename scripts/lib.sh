@@ -28,6 +28,11 @@ ensure_curl() {
   command -v curl >/dev/null 2>&1 || { echo "==> installing curl"; apt_install curl; }
 }
 
+# The TLS tests make a throwaway CA with the openssl command.
+ensure_openssl() {
+  command -v openssl >/dev/null 2>&1 || { echo "==> installing openssl"; apt_install openssl; }
+}
+
 ensure_cargo() {
   if ! command -v cargo >/dev/null 2>&1; then
     [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"

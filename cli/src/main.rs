@@ -30,6 +30,10 @@ struct Cli {
     /// Admin token.
     #[arg(long, global = true, env = "WEIR_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// PEM CA certificate of the control plane's TLS certificate (for https:// URLs); without
+    /// it, the public webpki roots are trusted.
+    #[arg(long, global = true, env = "WEIR_CONTROL_PLANE_CA")]
+    ca: Option<std::path::PathBuf>,
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value = "table")]
     output: OutputArg,
@@ -399,10 +403,27 @@ async fn connect(cli: &Cli) -> Result<Client, Failure> {
         .map(str::trim)
         .filter(|u| !u.is_empty())
     {
-        let endpoint = Channel::from_shared(url.to_string()).map_err(|_| Failure {
+        let mut endpoint = Channel::from_shared(url.to_string()).map_err(|_| Failure {
             code: 7,
             message: format!("{url:?} is not a valid control-plane URL"),
         })?;
+        if url.starts_with("https://") {
+            let tls = match &cli.ca {
+                Some(path) => {
+                    let pem = std::fs::read(path).map_err(|e| Failure {
+                        code: 7,
+                        message: format!("reading {}: {e}", path.display()),
+                    })?;
+                    tonic::transport::ClientTlsConfig::new()
+                        .ca_certificate(tonic::transport::Certificate::from_pem(pem))
+                }
+                None => tonic::transport::ClientTlsConfig::new().with_webpki_roots(),
+            };
+            endpoint = endpoint.tls_config(tls).map_err(|e| Failure {
+                code: 7,
+                message: format!("TLS: {e}"),
+            })?;
+        }
         match endpoint
             .connect_timeout(std::time::Duration::from_secs(5))
             .connect()

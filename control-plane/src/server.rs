@@ -32,6 +32,8 @@ pub enum StartError {
     Database(#[from] DatabaseError),
     #[error("preparing the database: {0}")]
     Setup(#[from] sqlx::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("listening on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -109,8 +111,19 @@ impl ControlPlane {
         );
         let admin = AdminServer::new(AdminService::new(pool.clone()));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let mut builder = tonic::transport::Server::builder();
+        if let Some((cert, key)) = &settings.tls {
+            let read = |p: &std::path::PathBuf| {
+                std::fs::read(p)
+                    .map_err(|e| StartError::Tls(format!("reading {}: {e}", p.display())))
+            };
+            let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
+            builder = builder
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .map_err(|e| StartError::Tls(e.to_string()))?;
+        }
         let server = tokio::spawn(
-            tonic::transport::Server::builder()
+            builder
                 .http2_keepalive_interval(Some(Duration::from_secs(20)))
                 .add_service(config)
                 .add_service(ingest)

@@ -46,6 +46,9 @@ pub struct Settings {
     pub group_tokens: std::collections::BTreeMap<String, String>,
     /// This replica's name in logs and in the `dataplanes` table.
     pub replica_id: String,
+    /// PEM certificate chain and key: when both are set, gRPC (config stream, log ingest,
+    /// admin) is served over TLS only.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -65,6 +68,8 @@ struct ServerSection {
     grpc_listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     replica_id: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -143,7 +148,26 @@ impl Settings {
                 reason: "a group token needs a group name and a token".into(),
             });
         }
+        let tls_cert = env("WEIR_TLS_CERT")
+            .map(PathBuf::from)
+            .or(file.server.tls_cert);
+        let tls_key = env("WEIR_TLS_KEY")
+            .map(PathBuf::from)
+            .or(file.server.tls_key);
+        let tls = match (tls_cert, tls_key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => {
+                return Err(SettingsError::Env {
+                    name: "WEIR_TLS_CERT",
+                    value: String::new(),
+                    reason: "TLS needs both a certificate (WEIR_TLS_CERT) and a key (WEIR_TLS_KEY)"
+                        .into(),
+                })
+            }
+        };
         Ok(Settings {
+            tls,
             group_tokens,
             database_url: env("WEIR_DATABASE_URL")
                 .or(file.database.url)

@@ -68,6 +68,8 @@ pub enum StreamError {
     Status(#[from] Status),
     #[error("the control plane closed the stream")]
     Closed,
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// Adds the data-plane token to every call.
@@ -83,14 +85,32 @@ pub fn token_interceptor(
     }
 }
 
-/// Opens a gRPC channel to the control plane.
-pub async fn connect(url: &str) -> Result<tonic::transport::Channel, StreamError> {
-    let ep = Endpoint::from_shared(url.to_string())
+/// Opens a gRPC channel to the control plane; `https://` URLs use TLS, trusting `ca` (PEM) or,
+/// without it, the public webpki roots.
+pub async fn connect(
+    url: &str,
+    ca: Option<&std::path::Path>,
+) -> Result<tonic::transport::Channel, StreamError> {
+    let mut ep = Endpoint::from_shared(url.to_string())
         .map_err(|_| StreamError::Url(url.to_string()))?
         .connect_timeout(Duration::from_secs(3))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(20))
         .keep_alive_while_idle(true);
+    if url.starts_with("https://") {
+        let mut tls = tonic::transport::ClientTlsConfig::new();
+        tls = match ca {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| StreamError::Tls(format!("reading {}: {e}", path.display())))?;
+                tls.ca_certificate(tonic::transport::Certificate::from_pem(pem))
+            }
+            None => tls.with_webpki_roots(),
+        };
+        ep = ep
+            .tls_config(tls)
+            .map_err(|e| StreamError::Tls(e.to_string()))?;
+    }
     Ok(ep.connect().await?)
 }
 
@@ -130,7 +150,7 @@ async fn session(
     state: &ConfigState,
     delay: &mut Backoff,
 ) -> Result<(), StreamError> {
-    let channel = connect(url).await?;
+    let channel = connect(url, settings.control_plane_ca.as_deref()).await?;
     // A full key set of 100,000 keys is ~10 MB: well past tonic's 4 MB default.
     let mut client = ConfigDiscoveryClient::with_interceptor(
         channel,

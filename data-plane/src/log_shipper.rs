@@ -322,7 +322,7 @@ async fn open(
     settings: &Settings,
     url: &str,
 ) -> Result<Connection, Box<dyn std::error::Error + Send + Sync>> {
-    let channel = connect(url).await?;
+    let channel = connect(url, settings.control_plane_ca.as_deref()).await?;
     let mut client =
         LogIngestClient::with_interceptor(channel, token_interceptor(&settings.dataplane_token))
             .max_encoding_message_size(64 * 1024 * 1024);

@@ -19,6 +19,9 @@ struct Cli {
         default_value = "http://127.0.0.1:50051"
     )]
     control_plane: String,
+    /// PEM CA certificate of the control plane's TLS certificate (for https:// URLs).
+    #[arg(long, env = "WEIR_CONTROL_PLANE_CA")]
+    control_plane_ca: Option<std::path::PathBuf>,
     /// Token for the config and ingest streams.
     #[arg(long, env = "WEIR_DATAPLANE_TOKEN", hide_env_values = true)]
     dataplane_token: String,
@@ -62,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
         s.max_body_bytes = n;
     }
     s.snapshot_dir = cli.snapshot_dir;
+    s.control_plane_ca = cli.control_plane_ca;
     if let Some(n) = cli.log_buffer_records {
         s.log_buffer_records = n;
     }

@@ -14,6 +14,9 @@ pub struct Settings {
     pub control_plane: String,
     /// Token presented on the config and ingest streams.
     pub dataplane_token: String,
+    /// PEM CA certificate that signed the control plane's TLS certificate (for `https://` URLs);
+    /// without it, the public webpki roots are trusted.
+    pub control_plane_ca: Option<std::path::PathBuf>,
     /// This node's id.
     pub node_id: String,
     /// Fleet group.
@@ -48,6 +51,7 @@ impl Settings {
             listen: ([127, 0, 0, 1], 8080).into(),
             control_plane: control_plane.into(),
             dataplane_token: dataplane_token.into(),
+            control_plane_ca: None,
             node_id: default_node_id(),
             group: "default".into(),
             max_body_bytes: 32 * 1024 * 1024,

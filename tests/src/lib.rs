@@ -218,6 +218,7 @@ impl Stack {
             dataplane_token: dataplane_token.clone(),
             replica_id: "test-cp".into(),
             group_tokens: Default::default(),
+            tls: None,
         };
         let mut settings = settings;
         tweak(&mut settings);

@@ -72,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
         dataplane_token: token.clone(),
         replica_id: "bench".into(),
         group_tokens: Default::default(),
+        tls: None,
     })
     .await?;
     let url = format!("http://{}", cp.grpc_addr);

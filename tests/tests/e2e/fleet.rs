@@ -219,6 +219,7 @@ async fn replicas_share_changes_and_nodes_fail_over() {
         dataplane_token: stack.dataplane_token.clone(),
         replica_id: "replica-b".into(),
         group_tokens: Default::default(),
+        tls: None,
     })
     .await
     .unwrap();
@@ -625,4 +626,99 @@ async fn a_group_bootstrap_token_admits_only_its_group() {
     imposter.shutdown().await;
     internal.shutdown().await;
     stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_streams_and_admin_run_over_tls_when_configured() {
+    let dir = tempfile::Builder::new()
+        .prefix("weir-tls-")
+        .tempdir()
+        .unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let (ca, ca_key) = (dir.path().join("ca.pem"), dir.path().join("ca-key.pem"));
+    let csr = dir.path().join("leaf.csr");
+    let ext = dir.path().join("leaf.ext");
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let sh = format!(
+        "set -e; \
+         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+           -subj /CN=weir-test-ca -keyout {ca_key} -out {ca} 2>/dev/null; \
+         openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+           -subj /CN=localhost -keyout {key} -out {csr} 2>/dev/null; \
+         openssl x509 -req -in {csr} -CA {ca} -CAkey {ca_key} -CAcreateserial -days 1 \
+           -extfile {ext} -out {cert} 2>/dev/null",
+        ca = ca.display(),
+        ca_key = ca_key.display(),
+        key = key.display(),
+        csr = csr.display(),
+        cert = cert.display(),
+        ext = ext.display(),
+    );
+    let out = run({
+        let mut c = std::process::Command::new("bash");
+        c.args(["-c", &sh]);
+        c
+    })
+    .await;
+    assert_eq!(out.code, 0, "openssl: {}", out.stderr);
+    let (admin, token) = (weir_e2e::random_token(), weir_e2e::random_token());
+    let cp = weir_control_plane::ControlPlane::start(weir_control_plane::Settings {
+        database_url: Some(weir_e2e::fresh_database().await),
+        data_dir: std::env::temp_dir(),
+        grpc_listen: ([127, 0, 0, 1], 0).into(),
+        admin_token: Some(admin.clone()),
+        dataplane_token: token.clone(),
+        replica_id: "tls-cp".into(),
+        group_tokens: Default::default(),
+        tls: Some((cert.clone(), key.clone())),
+    })
+    .await
+    .unwrap();
+    let port = cp.grpc_addr.port();
+    let node = |url: String, ca: Option<std::path::PathBuf>, id: &str| {
+        let mut s = weir_data_plane::Settings::new(url, token.clone());
+        s.listen = ([127, 0, 0, 1], 0).into();
+        s.node_id = id.into();
+        s.control_plane_ca = ca;
+        weir_data_plane::DataPlane::start(s)
+    };
+    let trusted = node(
+        format!("https://localhost:{port}"),
+        Some(ca.clone()),
+        "tls-ok",
+    )
+    .await
+    .unwrap();
+    let plaintext = node(format!("http://127.0.0.1:{port}"), None, "tls-plain")
+        .await
+        .unwrap();
+    let untrusted = node(format!("https://localhost:{port}"), None, "tls-untrusted")
+        .await
+        .unwrap();
+    let ready = eventually(Duration::from_secs(10), || async {
+        trusted.is_ready().then_some(())
+    })
+    .await;
+    assert!(
+        ready.is_some(),
+        "a node trusting the CA gets its config over TLS"
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(!plaintext.is_ready(), "plaintext is refused");
+    assert!(!untrusted.is_ready(), "an unknown certificate is refused");
+    let mut c = std::process::Command::new(weir_e2e::bin("weirctl"));
+    c.args(["users", "list"])
+        .env("WEIR_CONTROL_PLANE", format!("https://localhost:{port}"))
+        .env("WEIR_CONTROL_PLANE_CA", &ca)
+        .env("WEIR_ADMIN_TOKEN", &admin);
+    let out = run(c).await;
+    assert_eq!(out.code, 0, "weirctl over TLS: {}", out.stderr);
+    for dp in [trusted, plaintext, untrusted] {
+        dp.shutdown().await;
+    }
+    cp.shutdown().await;
 }

@@ -32,6 +32,7 @@ async fn control_plane(
         dataplane_token: token.to_string(),
         replica_id: format!("cp-{port}"),
         group_tokens: Default::default(),
+        tls: None,
     })
     .await
     .expect("control plane starts")
