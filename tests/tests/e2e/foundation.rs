@@ -404,6 +404,8 @@ async fn bad_requests_get_openai_errors_and_are_logged() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 413);
+    // The refused body was never read, so that connection is done: use fresh ones from here.
+    let client = reqwest::Client::new();
     let resp = client
         .get(format!("{}/nope", stack.gateway_url()))
         .send()

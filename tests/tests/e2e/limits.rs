@@ -123,11 +123,20 @@ async fn requests_per_minute_and_budgets_refuse_before_the_upstream() {
     .expect("price reached the node");
     // Each answer has 5 output tokens: 5 × $0.40 = $2 a request, so the third is refused.
     let mut statuses = Vec::new();
+    let counters = stack.data_plane.logs.counters().clone();
     for i in 0..4 {
+        let before = counters.acked.load(std::sync::atomic::Ordering::Relaxed);
         let s = send(format!("bud-{i}")).await.unwrap().status().as_u16();
         statuses.push(s);
-        // Let the worker count the spend (it does so as soon as it builds the log record).
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The worker counts the spend when it builds the log record, before shipping it: once
+        // the record is acked, the spend is counted.
+        let c = counters.clone();
+        eventually(Duration::from_secs(10), || {
+            let c = c.clone();
+            async move { (c.acked.load(std::sync::atomic::Ordering::Relaxed) > before).then_some(()) }
+        })
+        .await
+        .expect("the request was logged");
     }
     assert_eq!(
         statuses,
