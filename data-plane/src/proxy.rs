@@ -116,6 +116,7 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<Bod
     let resp = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") => readyz(&gw),
+        (&Method::GET, "/metrics") => metrics(&gw),
         (&Method::GET, "/v1/models") => models(&gw, &req),
         (&Method::POST, path) if Operation::from_path(path).is_some() => {
             let op = Operation::from_path(path).expect("checked");
@@ -172,6 +173,104 @@ fn readyz(gw: &Gateway) -> Response<Body> {
     };
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// Node metrics in the Prometheus text format: config versions and NACKs, and the request-log
+/// pipeline's counters. Labels are bounded (resource types, drop reasons).
+fn metrics(gw: &Gateway) -> Response<Body> {
+    use std::fmt::Write;
+    use std::sync::atomic::Ordering::Relaxed;
+    use weir_proto::config::ResourceType as T;
+    let snap = gw.config.current.load();
+    let c = gw.logs.counters();
+    let mut out = String::with_capacity(2048);
+    out.push_str(
+        "# HELP weir_config_version Config version held, per resource type (its counter).\n",
+    );
+    out.push_str("# TYPE weir_config_version gauge\n");
+    for (t, name) in [
+        (T::Providers, "providers"),
+        (T::Routes, "routes"),
+        (T::ApiKeys, "api_keys"),
+        (T::PayloadPolicy, "payload_policy"),
+        (T::Limits, "limits"),
+        (T::Pricing, "pricing"),
+    ] {
+        let v: u64 = snap
+            .version(t)
+            .split('.')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let _ = writeln!(out, "weir_config_version{{type=\"{name}\"}} {v}");
+    }
+    let gauge = |out: &mut String, name: &str, help: &str, kind: &str, v: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
+    };
+    gauge(
+        &mut out,
+        "weir_config_nacks_total",
+        "Config responses this node refused.",
+        "counter",
+        gw.config.nacks.load(Relaxed),
+    );
+    gauge(
+        &mut out,
+        "weir_config_stream_connected",
+        "1 while the config stream is open.",
+        "gauge",
+        gw.config.connected.load(Relaxed) as u64,
+    );
+    gauge(
+        &mut out,
+        "weir_config_from_disk",
+        "1 while serving a persisted config not yet confirmed.",
+        "gauge",
+        gw.config.from_disk.load(Relaxed) as u64,
+    );
+    gauge(
+        &mut out,
+        "weir_request_logs_enqueued_total",
+        "Request logs handed to the log worker.",
+        "counter",
+        c.enqueued.load(Relaxed),
+    );
+    gauge(
+        &mut out,
+        "weir_request_logs_acked_total",
+        "Request logs the control plane acked after commit.",
+        "counter",
+        c.acked.load(Relaxed),
+    );
+    gauge(
+        &mut out,
+        "weir_request_logs_buffered",
+        "Request logs waiting for an ack.",
+        "gauge",
+        c.buffered.load(Relaxed),
+    );
+    out.push_str("# HELP weir_request_logs_dropped_total Request logs dropped, by reason.\n");
+    out.push_str("# TYPE weir_request_logs_dropped_total counter\n");
+    for (reason, v) in [
+        ("queue_full", c.dropped_queue_full.load(Relaxed)),
+        ("buffer_full", c.dropped_buffer_full.load(Relaxed)),
+        ("shutdown", c.dropped_shutdown.load(Relaxed)),
+        ("rejected", c.rejected.load(Relaxed)),
+    ] {
+        let _ = writeln!(
+            out,
+            "weir_request_logs_dropped_total{{reason=\"{reason}\"}} {v}"
+        );
+    }
+    let mut r = Response::new(full(out));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
     r
 }
 

@@ -77,6 +77,27 @@ async fn a_node_nacks_what_only_it_can_know_and_keeps_serving() {
         list.stdout
     );
     assert!(list.stdout.contains("connected"), "{}", list.stdout);
+    // The node's metrics say the same: its providers version and the NACK count.
+    let metrics = reqwest::get(format!("http://{}/metrics", stack.data_plane.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!("weir_config_version{{type=\"providers\"}} {held}")),
+        "{metrics}"
+    );
+    let nacks: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("weir_config_nacks_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("nack counter");
+    assert!(nacks >= 1, "{metrics}");
+    assert!(
+        metrics.contains("weir_request_logs_dropped_total{reason=\"queue_full\"} 0"),
+        "{metrics}"
+    );
     assert_eq!(shown["connected"], true);
     let missing = run(stack.weirctl(&["dataplanes", "show", "nope"])).await;
     assert_eq!(missing.code, 3);
