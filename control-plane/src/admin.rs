@@ -121,6 +121,15 @@ fn opt_ts(t: Option<DateTime<Utc>>) -> String {
     t.map(ts).unwrap_or_default()
 }
 
+/// Serialises key changes (on the api_keys version row) before they take a change sequence
+/// number, so sequence order is commit order and an incremental reload never skips one.
+async fn lock_keys(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<(), AdminError> {
+    sqlx::query("SELECT 1 FROM config_versions WHERE resource_type = 'api_keys' FOR UPDATE")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 fn nonempty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
@@ -486,6 +495,7 @@ impl Admin for AdminService {
         let minted = weir_proto::api_key::mint();
         let id = Uuid::now_v7();
         let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
+        lock_keys(&mut tx).await?;
         let created: DateTime<Utc> = sqlx::query_scalar(
             "INSERT INTO api_keys (id, name, key_hash, display_prefix, owner_user_id, user_id,
                                    team_id, allowed_models, expires_at, fleet_groups)
@@ -550,6 +560,7 @@ impl Admin for AdminService {
         self.admin(&req).await?;
         let wanted = req.into_inner().key;
         let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
+        lock_keys(&mut tx).await?;
         let ids: Vec<Uuid> = sqlx::query_scalar(
             "SELECT id FROM api_keys WHERE id::text = $1 OR display_prefix = $1",
         )

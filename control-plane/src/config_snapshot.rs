@@ -69,6 +69,8 @@ pub struct ConfigSnapshot {
     key_deltas: Arc<VecDeque<KeyDelta>>,
     /// Payload policies of groups that have their own (the entry holds the default).
     group_policies: Arc<HashMap<String, PayloadPolicy>>,
+    /// The key set by id, for incremental reloads.
+    key_index: Arc<KeyIndex>,
 }
 
 impl ConfigSnapshot {
@@ -165,6 +167,20 @@ pub struct KeyDelta {
     /// Keys gone, by id.
     pub removed: HashSet<String>,
 }
+
+/// The key set as this replica last read it, for incremental reloads.
+#[derive(Debug, Clone, Default)]
+pub struct KeyIndex {
+    /// Highest `api_keys.change_seq` read.
+    seq: i64,
+    /// Active keys by id.
+    by_id: imbl::HashMap<String, ApiKey>,
+    /// When the whole set was last read (a full read now and then also drops expired keys).
+    full_at: Option<std::time::Instant>,
+}
+
+/// How often the whole key set is re-read even when incremental reads would do.
+const FULL_KEY_RELOAD: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Key deltas kept per replica.
 const KEY_DELTAS_KEPT: usize = 64;
@@ -299,6 +315,7 @@ async fn read_snapshot(
             .await?;
     let mut snap = ConfigSnapshot {
         key_deltas: previous.key_deltas.clone(),
+        key_index: previous.key_index.clone(),
         ..Default::default()
     };
     for t in TYPES {
@@ -339,7 +356,36 @@ async fn read_snapshot(
         let resources = match t {
             ResourceType::Providers => Resources::Providers(read_providers(&mut tx).await?),
             ResourceType::Routes => Resources::Routes(read_routes(&mut tx).await?),
-            ResourceType::ApiKeys => Resources::ApiKeys(read_api_keys(&mut tx).await?),
+            ResourceType::ApiKeys => {
+                let (index, changes) = read_keys(&mut tx, &previous.key_index).await?;
+                let set = ApiKeySet {
+                    keys: index.by_id.values().cloned().collect(),
+                };
+                if let Some(old) = previous.get(t) {
+                    let delta = match (changes, &*old.resources) {
+                        (Some((upserts, removed)), _) => Some(KeyDelta {
+                            from: old.version.clone(),
+                            to: version.clone(),
+                            upserts,
+                            removed,
+                        }),
+                        (None, Resources::ApiKeys(old_set)) => {
+                            Some(diff_keys(&old.version, &version, old_set, &set))
+                        }
+                        _ => None,
+                    };
+                    if let Some(d) = delta {
+                        let mut deltas = (*snap.key_deltas).clone();
+                        deltas.push_back(d);
+                        while deltas.len() > KEY_DELTAS_KEPT {
+                            deltas.pop_front();
+                        }
+                        snap.key_deltas = Arc::new(deltas);
+                    }
+                }
+                snap.key_index = Arc::new(index);
+                Resources::ApiKeys(set)
+            }
             ResourceType::PayloadPolicy => {
                 let mut all = read_payload_policies(&mut tx).await?;
                 let default = all.remove("").unwrap_or_default();
@@ -349,18 +395,6 @@ async fn read_snapshot(
             ResourceType::Pricing => Resources::Pricing(read_pricing(&mut tx).await?),
             ResourceType::Limits | ResourceType::Unspecified => continue,
         };
-        if let (ResourceType::ApiKeys, Resources::ApiKeys(new_set)) = (t, &resources) {
-            if let Some(old) = previous.get(t) {
-                if let Resources::ApiKeys(old_set) = &*old.resources {
-                    let mut deltas = (*snap.key_deltas).clone();
-                    deltas.push_back(diff_keys(&old.version, &version, old_set, new_set));
-                    while deltas.len() > KEY_DELTAS_KEPT {
-                        deltas.pop_front();
-                    }
-                    snap.key_deltas = Arc::new(deltas);
-                }
-            }
-        }
         snap.entries.insert(
             t as i32,
             Entry {
@@ -462,22 +496,41 @@ async fn read_routes(tx: &mut Tx<'_>) -> Result<RouteSet, sqlx::Error> {
     Ok(RouteSet { routes })
 }
 
-async fn read_api_keys(tx: &mut Tx<'_>) -> Result<ApiKeySet, sqlx::Error> {
+/// Changes since the last read: upserts and removals by id.
+type KeyChanges = (HashMap<String, ApiKey>, HashSet<String>);
+
+/// Reads the keys changed since `prev` (or all of them, on the first read and every
+/// [`FULL_KEY_RELOAD`]); the changes are `None` after a full read.
+async fn read_keys(
+    tx: &mut Tx<'_>,
+    prev: &KeyIndex,
+) -> Result<(KeyIndex, Option<KeyChanges>), sqlx::Error> {
+    let incremental = prev.full_at.is_some_and(|t| t.elapsed() < FULL_KEY_RELOAD);
     let rows = sqlx::query(
         "SELECT k.id, k.key_hash, k.display_prefix, k.owner_user_id, k.owner_service_account_id,
-                k.user_id, k.team_id, k.allowed_models, k.expires_at, k.fleet_groups,
-                COALESCE(u.request_logging_enabled, true) AS request_logging_enabled
+                k.user_id, k.team_id, k.allowed_models, k.expires_at, k.fleet_groups, k.change_seq,
+                COALESCE(u.request_logging_enabled, true) AS request_logging_enabled,
+                (k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())) AS active
          FROM api_keys k
          LEFT JOIN users u ON u.id = k.owner_user_id
-         WHERE k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
-         ORDER BY k.id",
+         WHERE k.change_seq > $1 AND ($2 OR k.revoked_at IS NULL)",
     )
+    .bind(if incremental { prev.seq } else { 0 })
+    .bind(incremental)
     .fetch_all(&mut **tx)
     .await?;
+    let max_seq: i64 = sqlx::query_scalar("SELECT COALESCE(max(change_seq), 0) FROM api_keys")
+        .fetch_one(&mut **tx)
+        .await?;
     let id = |u: Option<Uuid>| u.map(|u| u.to_string()).unwrap_or_default();
-    let keys = rows
-        .into_iter()
-        .map(|r| ApiKey {
+    let mut by_id = if incremental {
+        prev.by_id.clone()
+    } else {
+        imbl::HashMap::new()
+    };
+    let (mut upserts, mut removed) = (HashMap::new(), HashSet::new());
+    for r in rows {
+        let key = ApiKey {
             id: r.get::<Uuid, _>("id").to_string(),
             key_hash: r.get("key_hash"),
             display_prefix: r.get("display_prefix"),
@@ -492,9 +545,24 @@ async fn read_api_keys(tx: &mut Tx<'_>) -> Result<ApiKeySet, sqlx::Error> {
                 .unwrap_or(0),
             request_logging_enabled: r.get("request_logging_enabled"),
             fleet_groups: r.get("fleet_groups"),
-        })
-        .collect();
-    Ok(ApiKeySet { keys })
+        };
+        if r.get::<bool, _>("active") {
+            upserts.insert(key.id.clone(), key.clone());
+            by_id.insert(key.id.clone(), key);
+        } else if by_id.remove(&key.id).is_some() {
+            removed.insert(key.id);
+        }
+    }
+    let index = KeyIndex {
+        seq: max_seq.max(prev.seq),
+        by_id,
+        full_at: if incremental {
+            prev.full_at
+        } else {
+            Some(std::time::Instant::now())
+        },
+    };
+    Ok((index, incremental.then_some((upserts, removed))))
 }
 
 /// Limits equal but for when their spend was summed.
