@@ -408,17 +408,11 @@ async fn connect(cli: &Cli) -> Result<Client, Failure> {
             message: format!("{url:?} is not a valid control-plane URL"),
         })?;
         if url.starts_with("https://") {
-            let tls = match &cli.ca {
-                Some(path) => {
-                    let pem = std::fs::read(path).map_err(|e| Failure {
-                        code: 7,
-                        message: format!("reading {}: {e}", path.display()),
-                    })?;
-                    tonic::transport::ClientTlsConfig::new()
-                        .ca_certificate(tonic::transport::Certificate::from_pem(pem))
-                }
-                None => tonic::transport::ClientTlsConfig::new().with_webpki_roots(),
-            };
+            let tls =
+                weir_proto::grpc_tls::client_config(cli.ca.as_deref()).map_err(|e| Failure {
+                    code: 7,
+                    message: e.to_string(),
+                })?;
             endpoint = endpoint.tls_config(tls).map_err(|e| Failure {
                 code: 7,
                 message: format!("TLS: {e}"),

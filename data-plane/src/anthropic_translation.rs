@@ -33,6 +33,33 @@ fn text_of(content: &Value) -> String {
     }
 }
 
+/// An OpenAI `tool_calls` entry as an Anthropic `tool_use` block (arguments parsed; `{}` when
+/// they are not JSON).
+fn tool_call_to_tool_use(call: &Value) -> Value {
+    let args = call
+        .pointer("/function/arguments")
+        .and_then(Value::as_str)
+        .unwrap_or("{}");
+    json!({
+        "type": "tool_use",
+        "id": call.get("id").cloned().unwrap_or(Value::Null),
+        "name": call.pointer("/function/name").cloned().unwrap_or(Value::Null),
+        "input": serde_json::from_str::<Value>(args).unwrap_or_else(|_| json!({})),
+    })
+}
+
+/// An Anthropic `tool_use` block as an OpenAI `tool_calls` entry (input serialised).
+fn tool_use_to_tool_call(block: &Value) -> Value {
+    json!({
+        "id": block.get("id").cloned().unwrap_or(Value::Null),
+        "type": "function",
+        "function": {
+            "name": block.get("name").cloned().unwrap_or(Value::Null),
+            "arguments": block.get("input").map(|i| i.to_string()).unwrap_or_else(|| "{}".into()),
+        },
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // OpenAI chat client → Anthropic target
 // ---------------------------------------------------------------------------------------------
@@ -63,24 +90,13 @@ pub fn chat_request_to_messages(
                 if !text.is_empty() {
                     blocks.push(json!({"type": "text", "text": text}));
                 }
-                for call in m
-                    .get("tool_calls")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let args = call
-                        .pointer("/function/arguments")
-                        .and_then(Value::as_str)
-                        .unwrap_or("{}");
-                    let input: Value = serde_json::from_str(args).unwrap_or_else(|_| json!({}));
-                    blocks.push(json!({
-                        "type": "tool_use",
-                        "id": call.get("id").cloned().unwrap_or(Value::Null),
-                        "name": call.pointer("/function/name").cloned().unwrap_or(Value::Null),
-                        "input": input,
-                    }));
-                }
+                blocks.extend(
+                    m.get("tool_calls")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .map(tool_call_to_tool_use),
+                );
                 ("assistant", blocks)
             }
             "tool" => (
@@ -233,14 +249,7 @@ pub fn messages_response_to_chat(msg: &Value, model: &str) -> Value {
     {
         match b.get("type").and_then(Value::as_str) {
             Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
-            Some("tool_use") => calls.push(json!({
-                "id": b.get("id").cloned().unwrap_or(Value::Null),
-                "type": "function",
-                "function": {
-                    "name": b.get("name").cloned().unwrap_or(Value::Null),
-                    "arguments": b.get("input").map(|i| i.to_string()).unwrap_or_else(|| "{}".into()),
-                },
-            })),
+            Some("tool_use") => calls.push(tool_use_to_tool_call(b)),
             _ => {}
         }
     }
@@ -439,11 +448,10 @@ pub fn messages_request_to_chat(
             let mut calls = Vec::new();
             for b in &blocks {
                 match b.get("type").and_then(Value::as_str) {
-                    Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
-                    Some("tool_use") => calls.push(json!({
-                        "id": b.get("id"), "type": "function",
-                        "function": {"name": b.get("name"), "arguments": b.get("input").map(|i| i.to_string()).unwrap_or_else(|| "{}".into())},
-                    })),
+                    Some("text") => {
+                        text.push_str(b.get("text").and_then(Value::as_str).unwrap_or(""))
+                    }
+                    Some("tool_use") => calls.push(tool_use_to_tool_call(b)),
                     _ => {}
                 }
             }
@@ -577,21 +585,14 @@ pub fn chat_response_to_messages(chat: &Value, model: &str) -> Value {
             content.push(json!({"type": "text", "text": t}));
         }
     }
-    for call in choice
-        .pointer("/message/tool_calls")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let args = call
-            .pointer("/function/arguments")
-            .and_then(Value::as_str)
-            .unwrap_or("{}");
-        content.push(json!({
-            "type": "tool_use", "id": call.get("id"), "name": call.pointer("/function/name"),
-            "input": serde_json::from_str::<Value>(args).unwrap_or_else(|_| json!({})),
-        }));
-    }
+    content.extend(
+        choice
+            .pointer("/message/tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(tool_call_to_tool_use),
+    );
     let id = chat.get("id").and_then(Value::as_str).unwrap_or("");
     json!({
         "id": format!("msg_{id}"),

@@ -98,15 +98,8 @@ pub async fn connect(
         .http2_keep_alive_interval(Duration::from_secs(20))
         .keep_alive_while_idle(true);
     if url.starts_with("https://") {
-        let mut tls = tonic::transport::ClientTlsConfig::new();
-        tls = match ca {
-            Some(path) => {
-                let pem = std::fs::read(path)
-                    .map_err(|e| StreamError::Tls(format!("reading {}: {e}", path.display())))?;
-                tls.ca_certificate(tonic::transport::Certificate::from_pem(pem))
-            }
-            None => tls.with_webpki_roots(),
-        };
+        let tls =
+            weir_proto::grpc_tls::client_config(ca).map_err(|e| StreamError::Tls(e.to_string()))?;
         ep = ep
             .tls_config(tls)
             .map_err(|e| StreamError::Tls(e.to_string()))?;

@@ -37,8 +37,9 @@ pub const SECRET_KEYS: [&str; 13] = [
     "x-api-key",
 ];
 
-/// The wrapped request: `{headers, body}` with secrets redacted.
-pub fn wrap_request(headers: &HeaderMap, body: &[u8]) -> Value {
+/// The wrapped request: `{headers, body}` with secrets redacted; `body` is the request body as
+/// [`body_value`] read it (parsed once by the caller, which also reads tools from it).
+pub fn wrap_request(headers: &HeaderMap, mut body: Value) -> Value {
     let mut h = Map::new();
     for name in headers.keys() {
         let n = name.as_str();
@@ -54,14 +55,12 @@ pub fn wrap_request(headers: &HeaderMap, body: &[u8]) -> Value {
         };
         h.insert(n.to_string(), value);
     }
-    let mut body = body_value(body);
     redact_keys(&mut body);
     serde_json::json!({ "headers": h, "body": body })
 }
 
 /// The wrapped non-streaming response: `{body}` with secrets redacted.
-pub fn wrap_response(body: &[u8]) -> Value {
-    let mut body = body_value(body);
+pub fn wrap_response(mut body: Value) -> Value {
     redact_keys(&mut body);
     serde_json::json!({ "body": body })
 }
@@ -209,7 +208,7 @@ mod tests {
         h.insert("x-api-key", "sk-ant-secret".parse().unwrap());
         h.insert("content-type", "application/json".parse().unwrap());
         h.append("cookie", "a=1".parse().unwrap());
-        let v = wrap_request(&h, br#"{"model":"m"}"#);
+        let v = wrap_request(&h, body_value(br#"{"model":"m"}"#));
         let text = v.to_string();
         assert!(!text.contains("secret"), "{text}");
         assert!(!text.contains("a=1"), "{text}");
@@ -221,7 +220,7 @@ mod tests {
     #[test]
     fn secret_keys_any_depth_any_case() {
         let body = br#"{"model":"m","max_tokens":5,"metadata":{"API_KEY":"k1","nested":[{"Password":"p","ok":"x"}]},"token":"t"}"#;
-        let v = wrap_response(body);
+        let v = wrap_response(body_value(body));
         let text = v.to_string();
         for secret in ["k1", "\"p\"", "\"t\""] {
             assert!(!text.contains(secret), "{secret} leaked: {text}");

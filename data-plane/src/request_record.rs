@@ -212,13 +212,12 @@ impl RequestRecord {
                 .as_ref()
                 .map(|u| serde_json::to_value(UsageJson::from(u)).unwrap_or(Value::Null))
                 .unwrap_or(Value::Null);
-            let mut wrapped = serde_json::json!({
+            let wrapped = serde_json::json!({
                 "stream": true,
                 "events": events,
                 "usage": usage_json,
                 "error": facts.error.clone().unwrap_or(Value::Null),
             });
-            payload_policy::redact_keys(&mut wrapped);
             (
                 facts.usage,
                 Some(facts.invoked_tools()),
@@ -231,17 +230,16 @@ impl RequestRecord {
             } else {
                 (None, None)
             };
-            let mut wrapped = serde_json::json!({ "body": body });
-            payload_policy::redact_keys(&mut wrapped);
-            (usage, invoked, (wrapped, false))
+            (usage, invoked, (serde_json::json!({ "body": body }), false))
         };
 
         let (request_payload, request_truncated, response_payload, response_truncated) =
             match (&policy, capture) {
                 (Some(p), true) => {
-                    let mut req =
-                        payload_policy::wrap_request(&self.request_headers, &self.request_body);
+                    // Redaction and the rest run only for payloads that are kept.
+                    let mut req = payload_policy::wrap_request(&self.request_headers, request_json);
                     let mut resp = response_wrapped.0;
+                    payload_policy::redact_keys(&mut resp);
                     for path in &p.redaction_paths {
                         path.apply(&mut req);
                         path.apply(&mut resp);

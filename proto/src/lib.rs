@@ -2,6 +2,7 @@
 //!
 //! - [`config`], [`logs`], [`admin`]: the generated gRPC packages (`weir.*.v1`).
 //! - [`api_key`]: the gateway key format and its hash (both planes hash the same way).
+//! - [`grpc_tls`]: client TLS for control-plane gRPC.
 //! - [`pricing`]: exact integer prices and costs (the ledger and budgets use the same math).
 //! - [`redaction_path`]: admin redaction paths: syntax and application.
 //! - [`request_id`]: what a caller-supplied request id may look like.
@@ -9,6 +10,7 @@
 //!   before ACKing.
 
 pub mod api_key;
+pub mod grpc_tls;
 pub mod pricing;
 pub mod redaction_path;
 pub mod request_id;

@@ -81,6 +81,22 @@ where
     }
 }
 
+/// Waits (up to 15 s) until a node's config satisfies `pred`; panics naming `what` otherwise.
+pub async fn until_config(
+    config: &std::sync::Arc<weir_data_plane::config_stream::ConfigState>,
+    what: &str,
+    pred: impl Fn(&weir_data_plane::snapshot::Snapshot) -> bool,
+) {
+    let start = Instant::now();
+    while !pred(&config.current.load()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{what}: not within 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The folder holding the workspace's binaries (next to this test executable's `deps/`).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");

@@ -124,13 +124,10 @@ async fn a_node_restarted_while_the_control_plane_is_down_serves_its_persisted_c
     )
     .await;
     let hash = weir_proto::api_key::hash(&key);
-    let cfg = first.config.clone();
-    eventually(Duration::from_secs(10), || {
-        let cfg = cfg.clone();
-        async move { cfg.current.load().keys.contains_key(&hash).then_some(()) }
+    weir_e2e::until_config(&first.config, "key reached the node", |s| {
+        s.keys.contains_key(&hash)
     })
-    .await
-    .expect("key reached the node");
+    .await;
     // Key changes arrive as deltas; the node folds them into the full set it keeps on disk.
     let out = run(stack.weirctl(&[
         "keys",
@@ -144,25 +141,20 @@ async fn a_node_restarted_while_the_control_plane_is_down_serves_its_persisted_c
     .await;
     let k2 = out.stdout.trim().to_string();
     let h2 = weir_proto::api_key::hash(&k2);
-    let cfg = first.config.clone();
-    eventually(Duration::from_secs(10), || {
-        let cfg = cfg.clone();
-        async move { cfg.current.load().keys.contains_key(&h2).then_some(()) }
+    weir_e2e::until_config(&first.config, "k2 reached the node", |s| {
+        s.keys.contains_key(&h2)
     })
-    .await
-    .expect("k2 reached the node");
+    .await;
     assert_eq!(
         run(stack.weirctl(&["keys", "revoke", &k2[..16]]))
             .await
             .code,
         0
     );
-    eventually(Duration::from_secs(10), || {
-        let cfg = cfg.clone();
-        async move { (!cfg.current.load().keys.contains_key(&h2)).then_some(()) }
+    weir_e2e::until_config(&first.config, "the revoke reached the node", |s| {
+        !s.keys.contains_key(&h2)
     })
-    .await
-    .expect("the revoke reached the node");
+    .await;
     first.shutdown().await;
     let Stack {
         upstream,
@@ -277,13 +269,12 @@ async fn replicas_share_changes_and_nodes_fail_over() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let key_b = out.stdout.trim().to_string();
     let hash = weir_proto::api_key::hash(&key_b);
-    let cfg = dp.config.clone();
-    eventually(Duration::from_secs(10), || {
-        let cfg = cfg.clone();
-        async move { cfg.current.load().keys.contains_key(&hash).then_some(()) }
-    })
-    .await
-    .expect("a change through replica B reached a node on replica A");
+    weir_e2e::until_config(
+        &dp.config,
+        "a change through replica B reached a node on replica A",
+        |s| s.keys.contains_key(&hash),
+    )
+    .await;
 
     // Replica A goes away: the node moves to B, keeps serving, and B enforces a revoke.
     let Stack {
@@ -385,13 +376,11 @@ async fn revoking_one_key_among_many_sends_a_small_delta() {
         .execute(pool)
         .await
         .unwrap();
-    let cfg = stack.data_plane.config.clone();
-    eventually(Duration::from_secs(15), || {
-        let cfg = cfg.clone();
-        async move { (cfg.current.load().keys.len() == 1001).then_some(()) }
+    weir_e2e::until_config(&stack.data_plane.config, "all keys reached the node", |s| {
+        s.keys.len() == 1001
     })
-    .await
-    .expect("all keys reached the node");
+    .await;
+    let cfg = stack.data_plane.config.clone();
     let slot = weir_proto::config::ResourceType::ApiKeys as usize;
     let full_bytes = cfg.last_response_bytes[slot].load(std::sync::atomic::Ordering::Relaxed);
     assert!(
@@ -401,12 +390,10 @@ async fn revoking_one_key_among_many_sends_a_small_delta() {
 
     let out = run(stack.weirctl(&["keys", "revoke", &key[..16]])).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    eventually(Duration::from_secs(10), || {
-        let cfg = cfg.clone();
-        async move { (cfg.current.load().keys.len() == 1000).then_some(()) }
+    weir_e2e::until_config(&cfg, "the revoke reached the node", |s| {
+        s.keys.len() == 1000
     })
-    .await
-    .expect("the revoke reached the node");
+    .await;
     let delta_bytes = cfg.last_response_bytes[slot].load(std::sync::atomic::Ordering::Relaxed);
     assert!(
         delta_bytes < 1024,
@@ -576,13 +563,10 @@ async fn fleet_groups_scope_routes_keys_and_policies() {
     ]))
     .await;
     let h2 = weir_proto::api_key::hash(out.stdout.trim());
-    let cfg = internal.config.clone();
-    eventually(Duration::from_secs(10), || {
-        let cfg = cfg.clone();
-        async move { cfg.current.load().keys.contains_key(&h2).then_some(()) }
+    weir_e2e::until_config(&internal.config, "the internal node got the new key", |s| {
+        s.keys.contains_key(&h2)
     })
-    .await
-    .expect("the internal node got the new key");
+    .await;
     assert!(!public.config.current.load().keys.contains_key(&h2));
     let shown = run(stack.weirctl(&["policy", "show", "--group", "public", "-o", "json"])).await;
     let v: Value = serde_json::from_str(&shown.stdout).unwrap();

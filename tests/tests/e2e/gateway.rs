@@ -305,13 +305,10 @@ async fn fallback_to_the_next_target_records_every_attempt() {
             .execute(&stack.control_plane.pool)
             .await
             .unwrap();
-        let cfg = stack.data_plane.config.clone();
-        eventually(Duration::from_secs(10), || {
-            let cfg = cfg.clone();
-            async move { (cfg.current.load().routes["fb"].targets[1].weight == 0).then_some(()) }
+        weir_e2e::until_config(&stack.data_plane.config, "weights updated", |s| {
+            s.routes["fb"].targets[1].weight == 0
         })
-        .await
-        .expect("weights updated");
+        .await;
     }
     for i in 0..3 {
         let rid = format!("fb-{i}");
