@@ -59,15 +59,15 @@ pub struct DataPlane {
     /// The request-log queue (tests read its counters).
     pub logs: log_shipper::LogQueue,
     stop: watch::Sender<bool>,
-    server: JoinHandle<()>,
+    servers: proxy::Servers,
     follower: JoinHandle<()>,
 }
 
 impl DataPlane {
     /// Binds, starts following the config stream and serves.
     pub async fn start(settings: Settings) -> std::io::Result<Self> {
-        let listener = proxy::bind(settings.listen).await?;
-        let addr = listener.local_addr()?;
+        let listeners = proxy::bind(settings.listen, settings.serve_threads)?;
+        let addr = listeners[0].local_addr()?;
         let mut settings = settings;
         settings.listen = addr;
         let settings = Arc::new(settings);
@@ -77,21 +77,21 @@ impl DataPlane {
         }
         let follower = tokio::spawn(config_stream::follow(settings.clone(), config.clone()));
         let logs = log_shipper::start(settings.clone());
-        let gw = Arc::new(proxy::Gateway::new(
+        let gw = proxy::Gateway::new(
             config.clone(),
             upstream::client(settings.upstream_connect_timeout),
             logs.clone(),
             settings.clone(),
-        ));
+        );
         let (stop, stop_rx) = watch::channel(false);
-        let server = tokio::spawn(proxy::serve(gw, listener, stop_rx));
+        let servers = proxy::start_servers(&gw, listeners, &stop_rx)?;
         tracing::info!(%addr, node = %settings.node_id, "data plane serving");
         Ok(DataPlane {
             addr,
             config,
             logs,
             stop,
-            server,
+            servers,
             follower,
         })
     }
@@ -105,7 +105,7 @@ impl DataPlane {
     /// holds (up to the drain timeout), stops following config.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        let _ = self.server.await;
+        self.servers.join().await;
         self.logs.close().await;
         self.follower.abort();
     }

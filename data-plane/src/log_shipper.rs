@@ -6,10 +6,11 @@
 //! the queue and the unacked buffer are bounded; what does not fit is counted, never waited for.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use weir_proto::logs::log_ingest_client::LogIngestClient;
@@ -38,10 +39,69 @@ pub struct LogCounters {
     pub dropped_shutdown: AtomicU64,
 }
 
+/// The queue between the request path and the worker.
+///
+/// Waking a sleeping thread costs the waker a syscall and a cross-core hop; doing that for
+/// every request was the largest single cost of logging on the request path. So the worker
+/// announces when it is idle, only the first record after that wakes it, and a busy worker
+/// collects what arrived on a short tick instead of being woken per record.
+struct Inbox<T> {
+    records: Mutex<Vec<T>>,
+    capacity: usize,
+    /// The worker found the inbox empty and waits for `wake`.
+    idle: AtomicBool,
+    wake: Notify,
+    /// Set at shutdown: later records are counted as dropped.
+    closed: AtomicBool,
+}
+
+/// How long a busy worker lets records gather before taking them.
+const GATHER: Duration = Duration::from_millis(2);
+
+impl<T> Inbox<T> {
+    fn new(capacity: usize) -> Self {
+        Inbox {
+            records: Mutex::new(Vec::with_capacity(capacity.min(4096))),
+            capacity,
+            idle: AtomicBool::new(false),
+            wake: Notify::new(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Adds a record unless the inbox is full or closed; never waits for the worker.
+    fn push(&self, rec: T) -> bool {
+        {
+            let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+            if records.len() >= self.capacity || self.closed.load(Ordering::Relaxed) {
+                return false;
+            }
+            records.push(rec);
+        }
+        if self.idle.swap(false, Ordering::AcqRel) {
+            self.wake.notify_one();
+        }
+        true
+    }
+
+    /// Moves every waiting record into `into`.
+    fn take(&self, into: &mut Vec<T>) {
+        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::swap(&mut *records, into);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+}
+
 /// The request path's handle: `submit` never waits.
 #[derive(Clone)]
 pub struct LogQueue {
-    tx: mpsc::Sender<RequestRecord>,
+    inbox: Arc<Inbox<RequestRecord>>,
     counters: Arc<LogCounters>,
     shutdown: Arc<watch::Sender<bool>>,
     worker_done: Arc<std::sync::Mutex<Option<oneshot::Receiver<()>>>>,
@@ -50,15 +110,12 @@ pub struct LogQueue {
 impl LogQueue {
     /// Hands a record over, or counts it as dropped if the queue is full.
     pub fn submit(&self, rec: RequestRecord) {
-        match self.tx.try_send(rec) {
-            Ok(()) => {
-                self.counters.enqueued.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(_) => {
-                self.counters
-                    .dropped_queue_full
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+        if self.inbox.push(rec) {
+            self.counters.enqueued.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.counters
+                .dropped_queue_full
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -80,11 +137,12 @@ impl LogQueue {
 
 /// Creates the queue and starts its worker.
 pub fn start(settings: Arc<Settings>) -> LogQueue {
-    let (tx, rx) = mpsc::channel(settings.log_queue_records.max(1));
+    let inbox = Arc::new(Inbox::new(settings.log_queue_records.max(1)));
     let counters = Arc::new(LogCounters::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (done_tx, done_rx) = oneshot::channel();
     let worker = Worker::new(settings, counters.clone());
+    let inbox_w = inbox.clone();
     // The worker parses, redacts and encodes every record: real CPU work. It runs on a thread
     // of its own, at a lower priority, so it never holds up a request-serving worker thread;
     // the kernel hands it whatever CPU the proxy leaves.
@@ -96,12 +154,12 @@ pub fn start(settings: Arc<Settings>) -> LogQueue {
                 .enable_all()
                 .build()
                 .expect("log worker runtime");
-            rt.block_on(worker.run(rx, shutdown_rx));
+            rt.block_on(worker.run(&inbox_w, shutdown_rx));
             let _ = done_tx.send(());
         })
         .expect("spawning the log worker thread");
     LogQueue {
-        tx,
+        inbox,
         counters,
         shutdown: Arc::new(shutdown),
         worker_done: Arc::new(std::sync::Mutex::new(Some(done_rx))),
@@ -165,14 +223,29 @@ impl Worker {
         }
     }
 
-    async fn run(
-        mut self,
-        mut rx: mpsc::Receiver<RequestRecord>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    async fn run(mut self, inbox: &Inbox<RequestRecord>, mut shutdown: watch::Receiver<bool>) {
         let mut input_open = true;
         let mut drain_deadline: Option<Instant> = None;
+        let mut taken: Vec<RequestRecord> = Vec::new();
+        // While busy, the next time to take from the inbox; `None` when idle (woken by a record).
+        let mut next_take: Option<Instant> = None;
         loop {
+            if input_open && next_take.is_none_or(|t| Instant::now() >= t) {
+                inbox.take(&mut taken);
+                if taken.is_empty() {
+                    next_take = None;
+                    inbox.idle.store(true, Ordering::Release);
+                    // A record may have landed between the take and the flag.
+                    if !inbox.is_empty() && inbox.idle.swap(false, Ordering::AcqRel) {
+                        continue;
+                    }
+                } else {
+                    for rec in taken.drain(..) {
+                        self.add(rec);
+                    }
+                    next_take = Some(Instant::now() + GATHER);
+                }
+            }
             if self.conn.is_none() && !self.unacked.is_empty() && Instant::now() >= self.retry_at {
                 self.reconnect().await;
             }
@@ -196,34 +269,32 @@ impl Worker {
             let retry_at =
                 (self.conn.is_none() && !self.unacked.is_empty()).then_some(self.retry_at);
             tokio::select! {
-                rec = rx.recv(), if input_open => match rec {
-                    Some(rec) => {
-                        self.building.push(rec.into_log());
-                        self.building_since.get_or_insert_with(Instant::now);
-                        if self.building.len() >= self.settings.log_batch_records {
-                            self.seal();
-                        }
-                    }
-                    None => {
-                        input_open = false;
-                        self.seal();
-                    }
-                },
+                _ = inbox.wake.notified(), if input_open && next_take.is_none() => {}
+                _ = sleep_until(next_take), if input_open => {}
                 _ = sleep_until(seal_at) => self.seal(),
                 ack = next_ack(&mut self.conn) => self.on_ack(ack),
                 _ = sleep_until(retry_at) => {}
                 _ = sleep_until(drain_deadline) => {}
                 _ = shutdown.changed(), if input_open => {
                     // Take what the request path already handed over, then stop taking more.
-                    while let Ok(rec) = rx.try_recv() {
-                        self.building.push(rec.into_log());
+                    inbox.closed.store(true, Ordering::Relaxed);
+                    inbox.take(&mut taken);
+                    for rec in taken.drain(..) {
+                        self.add(rec);
                     }
-                    rx.close();
                     input_open = false;
                     self.seal();
                     drain_deadline = Some(Instant::now() + self.settings.log_drain_timeout);
                 }
             }
+        }
+    }
+
+    fn add(&mut self, rec: RequestRecord) {
+        self.building.push(rec.into_log());
+        self.building_since.get_or_insert_with(Instant::now);
+        if self.building.len() >= self.settings.log_batch_records {
+            self.seal();
         }
     }
 
@@ -349,5 +420,35 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_idle_worker_is_woken_once_and_a_full_inbox_refuses() {
+        let inbox = Inbox::new(2);
+        // Busy worker: records land without a wake-up permit being stored.
+        assert!(inbox.push(1u32));
+        let no_wake = tokio::time::timeout(Duration::from_millis(20), inbox.wake.notified()).await;
+        assert!(
+            no_wake.is_err(),
+            "a busy worker must not be woken per record"
+        );
+        // Idle worker: the first record wakes it, the second does not store another wake.
+        inbox.idle.store(true, Ordering::Release);
+        assert!(inbox.push(2));
+        tokio::time::timeout(Duration::from_secs(1), inbox.wake.notified())
+            .await
+            .expect("the first record after idle wakes the worker");
+        assert!(!inbox.push(3), "over capacity is refused, not waited for");
+        let mut taken = Vec::new();
+        inbox.take(&mut taken);
+        assert_eq!(taken, vec![1, 2]);
+        inbox.closed.store(true, Ordering::Relaxed);
+        assert!(!inbox.push(4), "a closed inbox refuses");
+        assert!(inbox.is_empty());
     }
 }

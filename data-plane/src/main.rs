@@ -31,6 +31,9 @@ struct Cli {
     /// Fleet group.
     #[arg(long, env = "WEIR_FLEET_GROUP", default_value = "default")]
     group: String,
+    /// Serving threads (default: one per CPU).
+    #[arg(long, env = "WEIR_SERVE_THREADS")]
+    serve_threads: Option<usize>,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "WEIR_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
@@ -47,7 +50,9 @@ struct Cli {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
+/// The main runtime only follows config and ships nothing on the request path; serving threads
+/// run their own runtimes (see `proxy::start_servers`).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -60,6 +65,9 @@ async fn main() -> anyhow::Result<()> {
     s.group = cli.group;
     if let Some(id) = cli.node_id {
         s.node_id = id;
+    }
+    if let Some(n) = cli.serve_threads {
+        s.serve_threads = n.max(1);
     }
     if let Some(n) = cli.max_body_bytes {
         s.max_body_bytes = n;

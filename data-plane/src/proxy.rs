@@ -73,6 +73,93 @@ impl Gateway {
             limiter: Arc::new(Limiter::default()),
         }
     }
+
+    /// A copy for one serving thread: shared config, log queue and limits, its own upstream
+    /// pool (a pooled connection is driven by the runtime that opened it).
+    fn for_thread(&self) -> Gateway {
+        Gateway {
+            config: self.config.clone(),
+            upstream: crate::upstream::client(self.settings.upstream_connect_timeout),
+            logs: self.logs.clone(),
+            settings: self.settings.clone(),
+            limiter: self.limiter.clone(),
+            node_id: self.node_id.clone(),
+            group: self.group.clone(),
+        }
+    }
+}
+
+/// The serving threads.
+pub struct Servers {
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Servers {
+    /// Waits for every serving thread to finish (after `stop` flipped).
+    pub async fn join(self) {
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in self.threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+/// Starts one serving thread per listener.
+///
+/// Each thread runs its own single-threaded runtime and upstream pool, and a connection lives on
+/// the thread whose listener accepted it (the kernel spreads connections over the SO_REUSEPORT
+/// sockets). Nothing of a request then moves between threads: with one shared multi-threaded
+/// runtime, the client side, the upstream connection and the relay of one request were woken on
+/// different cores, which roughly doubled the proxy's latency at one connection (see
+/// docs/benchmarks.md).
+pub fn start_servers(
+    gw: &Gateway,
+    listeners: Vec<std::net::TcpListener>,
+    stop: &watch::Receiver<bool>,
+) -> std::io::Result<Servers> {
+    let mut threads = Vec::with_capacity(listeners.len());
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let gw = gw.for_thread();
+        let stop = stop.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("weir-serve-{i}"))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not start a serving runtime");
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    tokio::spawn(timer_heartbeat());
+                    match TcpListener::from_std(listener) {
+                        Ok(listener) => serve(Arc::new(gw), listener, stop).await,
+                        Err(e) => tracing::error!(error = %e, "could not register the listener"),
+                    }
+                });
+            })?;
+        threads.push(t);
+    }
+    Ok(Servers { threads })
+}
+
+/// Keeps a near timer in a serving runtime's timer wheel.
+///
+/// Tokio wakes its own driver (an eventfd write and one more epoll round trip) whenever a timer
+/// is registered earlier than every timer already waiting. With nothing else pending, every
+/// request's first-byte timeout was such a timer: one wasted syscall pair per request. A timer
+/// that is always at most this far away makes the request timers (seconds or more) later than
+/// the driver's next wake, so registering them costs nothing.
+async fn timer_heartbeat() {
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Accepts connections until `stop` flips, serving HTTP/1.1 and h2c on each.
@@ -106,9 +193,27 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, mut stop: watch::Rec
     let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
 }
 
-/// Binds the client-facing listener.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+/// Binds `count` client-facing sockets to one address with SO_REUSEPORT (port 0 picks one port
+/// for all of them).
+pub fn bind(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let first = reuseport_listener(addr)?;
+    let addr = first.local_addr()?;
+    let mut all = vec![first];
+    for _ in 1..count.max(1) {
+        all.push(reuseport_listener(addr)?);
+    }
+    Ok(all)
+}
+
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
 }
 
 async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {

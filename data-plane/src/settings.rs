@@ -9,6 +9,8 @@ use std::time::Duration;
 pub struct Settings {
     /// Client-facing listen address.
     pub listen: SocketAddr,
+    /// Serving threads, each with its own listener socket, runtime and upstream pool.
+    pub serve_threads: usize,
     /// The control planes' gRPC URLs, comma-separated, e.g.
     /// `http://cp-0:50051,http://cp-1:50051`; a node moves to the next one when one fails.
     pub control_plane: String,
@@ -49,6 +51,7 @@ impl Settings {
     pub fn new(control_plane: impl Into<String>, dataplane_token: impl Into<String>) -> Self {
         Settings {
             listen: ([127, 0, 0, 1], 8080).into(),
+            serve_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             control_plane: control_plane.into(),
             dataplane_token: dataplane_token.into(),
             control_plane_ca: None,
