@@ -839,7 +839,7 @@ impl Admin for AdminService {
                AND ($3::uuid IS NULL OR l.user_id = $3)
                AND ($4::int IS NULL OR l.status_code = $4)
                AND ($5::uuid IS NULL OR l.team_id = $5)
-               AND ($6::timestamptz IS NULL OR (l.created_at, l.log_id) < ($6, $7))
+               AND ($6::timestamptz IS NULL OR (l.created_at <= $6 AND l.log_id < $7))
                AND ($9::text IS NULL OR l.service = $9)
                AND ($10::text IS NULL OR l.component = $10)
                AND ($11::text IS NULL OR l.env = $11)
@@ -847,7 +847,7 @@ impl Admin for AdminService {
                      SELECT 1 FROM request_log_tags t
                      WHERE t.log_id = l.log_id AND t.created_at = l.created_at
                        AND t.key = $12 AND ($13::text IS NULL OR t.value = $13)))
-             ORDER BY l.created_at DESC, l.log_id DESC
+             ORDER BY l.log_id DESC
              LIMIT $8"
         ))
         .bind((!r.request_id.is_empty()).then_some(&r.request_id))
@@ -905,7 +905,7 @@ impl Admin for AdminService {
              FROM request_logs l
              WHERE (l.log_id = $1 OR ($1 IS NULL AND l.request_id = $2))
                AND ($3::uuid IS NULL OR l.team_id = $3)
-             ORDER BY l.created_at DESC, l.log_id DESC
+             ORDER BY l.log_id DESC
              LIMIT 1"
         ))
         .bind(by_log_id)
