@@ -167,7 +167,33 @@ enum ProvidersCmd {
         /// Header carrying the secret when not the kind's default (e.g. api-key for Azure).
         #[arg(long, default_value = "")]
         auth_header: String,
+        /// Read the upstream secret from standard input and let the control plane store it
+        /// (sealed) instead of naming an env var; never pass it as an argument.
+        #[arg(long, conflicts_with = "api_key_env")]
+        api_key_stdin: bool,
     },
+    /// Replace the secret the control plane stores for a provider (read from standard input).
+    SetSecret {
+        #[arg(long)]
+        key: String,
+        /// Remove the stored secret instead.
+        #[arg(long)]
+        clear: bool,
+    },
+}
+
+/// The first line of standard input, without its line ending: a secret piped or typed in.
+fn secret_from_stdin() -> Result<String, Failure> {
+    let mut line = String::new();
+    let read = std::io::stdin().read_line(&mut line);
+    let secret = line.trim_end_matches(['\r', '\n']).to_string();
+    if read.is_err() || secret.is_empty() {
+        return Err(Failure {
+            code: 2,
+            message: "no secret on standard input (pipe it in, e.g. `weirctl providers set-secret --key openai < secret.txt`)".into(),
+        });
+    }
+    Ok(secret)
 }
 
 #[derive(Subcommand)]
@@ -462,7 +488,13 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
             api_key_env,
             headers,
             auth_header,
+            api_key_stdin,
         }) => {
+            let api_key = if api_key_stdin {
+                secret_from_stdin()?
+            } else {
+                String::new()
+            };
             let r = c
                 .create_provider(CreateProviderRequest {
                     key,
@@ -471,7 +503,20 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
                     api_key_env,
                     extra_headers: headers.into_iter().collect(),
                     auth_header,
+                    api_key,
                 })
+                .await?
+                .into_inner();
+            p.providers(&[r]);
+        }
+        Command::Providers(ProvidersCmd::SetSecret { key, clear }) => {
+            let api_key = if clear {
+                String::new()
+            } else {
+                secret_from_stdin()?
+            };
+            let r = c
+                .set_provider_secret(SetProviderSecretRequest { key, api_key })
                 .await?
                 .into_inner();
             p.providers(&[r]);

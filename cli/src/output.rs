@@ -51,15 +51,16 @@ impl Printer {
         if let Format::Json = self.format {
             return self.json(ps);
         }
-        let mut t = table(&["KEY", "KIND", "BASE URL", "SECRET ENV", "CREATED"]);
+        let mut t = table(&["KEY", "KIND", "BASE URL", "SECRET", "CREATED"]);
         for p in ps {
-            t.add_row(vec![
-                &p.key,
-                &p.kind,
-                &p.base_url,
-                dash(&p.api_key_env),
-                &p.created_at,
-            ]);
+            let secret = if p.secret_stored {
+                "stored (sealed)".to_string()
+            } else if p.api_key_env.is_empty() {
+                "-".to_string()
+            } else {
+                format!("env {}", p.api_key_env)
+            };
+            t.add_row(vec![&p.key, &p.kind, &p.base_url, &secret, &p.created_at]);
         }
         println!("{t}");
     }

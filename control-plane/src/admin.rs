@@ -1,6 +1,8 @@
 //! The admin service (`weir.admin.v1.Admin`): every operator operation, authenticated by admin
 //! token, with one error type mapped once to gRPC status codes.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::{PgPool, Row};
 use tonic::{Request, Response, Status};
@@ -11,6 +13,7 @@ use weir_proto::config::{self as cfg, ResourceType};
 use weir_proto::validate;
 
 use crate::config_snapshot::{bump, fleet_spend, policy_from_json, policy_to_json, StoredLimits};
+use crate::provider_secrets::{SecretBox, SecretError};
 use weir_proto::pricing;
 
 /// Everything an admin call can fail with.
@@ -26,8 +29,16 @@ pub enum AdminError {
     AlreadyExists(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    Precondition(String),
     #[error("database unavailable: {0}")]
     Database(#[from] sqlx::Error),
+}
+
+impl From<SecretError> for AdminError {
+    fn from(e: SecretError) -> Self {
+        AdminError::Precondition(e.to_string())
+    }
 }
 
 impl From<AdminError> for Status {
@@ -39,6 +50,7 @@ impl From<AdminError> for Status {
             AdminError::NotFound(_) => Status::not_found(msg),
             AdminError::AlreadyExists(_) => Status::already_exists(msg),
             AdminError::Invalid(_) => Status::invalid_argument(msg),
+            AdminError::Precondition(_) => Status::failed_precondition(msg),
             AdminError::Database(_) => Status::unavailable(msg),
         }
     }
@@ -72,12 +84,21 @@ pub enum Caller {
 /// Serves `weir.admin.v1.Admin`.
 pub struct AdminService {
     pool: PgPool,
+    secrets: Option<Arc<SecretBox>>,
 }
 
 impl AdminService {
-    /// A service on `pool`.
-    pub fn new(pool: PgPool) -> Self {
-        AdminService { pool }
+    /// A service on `pool`; `secrets` seals provider secrets (none: storing one is refused).
+    pub fn new(pool: PgPool, secrets: Option<Arc<SecretBox>>) -> Self {
+        AdminService { pool, secrets }
+    }
+
+    fn seal(&self, provider_id: Uuid, secret: &str) -> Result<Option<Vec<u8>>, AdminError> {
+        if secret.is_empty() {
+            return Ok(None);
+        }
+        let b = self.secrets.as_ref().ok_or(SecretError::NoKey)?;
+        Ok(Some(b.seal(&provider_id.to_string(), secret)?))
     }
 
     async fn caller<T>(&self, req: &Request<T>) -> Result<Caller, AdminError> {
@@ -134,6 +155,24 @@ fn nonempty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
 
+/// Provider columns for [`provider_from_row`]; the sealed secret only as a flag.
+const PROVIDER_COLUMNS: &str = "id, key, kind, base_url, api_key_env, extra_headers, created_at,
+     auth_header, secret_sealed IS NOT NULL AS secret_stored";
+
+fn provider_from_row(r: &sqlx::postgres::PgRow) -> Provider {
+    Provider {
+        id: r.get::<Uuid, _>("id").to_string(),
+        key: r.get("key"),
+        kind: r.get("kind"),
+        base_url: r.get("base_url"),
+        api_key_env: r.get("api_key_env"),
+        extra_headers: serde_json::from_value(r.get("extra_headers")).unwrap_or_default(),
+        created_at: ts(r.get("created_at")),
+        auth_header: r.get("auth_header"),
+        secret_stored: r.get("secret_stored"),
+    }
+}
+
 fn parse_id(what: &str, s: &str) -> Result<Uuid, AdminError> {
     Uuid::parse_str(s).map_err(|_| AdminError::Invalid(format!("{what} {s:?} is not a UUID")))
 }
@@ -153,13 +192,15 @@ impl Admin for AdminService {
             api_key_env: r.api_key_env,
             extra_headers: r.extra_headers,
             auth_header: r.auth_header.to_ascii_lowercase(),
+            api_key: r.api_key,
         };
         validate::validate_provider(&p).map_err(AdminError::from)?;
         let id = Uuid::now_v7();
+        let sealed = self.seal(id, &p.api_key)?;
         let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
         let created: DateTime<Utc> = sqlx::query_scalar(
-            "INSERT INTO providers (id, key, kind, base_url, api_key_env, extra_headers, auth_header)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING created_at",
+            "INSERT INTO providers (id, key, kind, base_url, api_key_env, extra_headers, auth_header, secret_sealed)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING created_at",
         )
         .bind(id)
         .bind(&p.key)
@@ -168,6 +209,7 @@ impl Admin for AdminService {
         .bind(&p.api_key_env)
         .bind(serde_json::to_value(&p.extra_headers).unwrap_or_default())
         .bind(&p.auth_header)
+        .bind(&sealed)
         .fetch_one(&mut *tx)
         .await
         .map_err(unique(format!("provider {:?}", p.key)))?;
@@ -184,7 +226,51 @@ impl Admin for AdminService {
             extra_headers: p.extra_headers,
             created_at: ts(created),
             auth_header: p.auth_header,
+            secret_stored: sealed.is_some(),
         }))
+    }
+
+    async fn set_provider_secret(
+        &self,
+        req: Request<SetProviderSecretRequest>,
+    ) -> Result<Response<Provider>, Status> {
+        self.admin(&req).await?;
+        let r = req.into_inner();
+        let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
+        let row = sqlx::query(&format!(
+            "SELECT {PROVIDER_COLUMNS} FROM providers WHERE key = $1 FOR UPDATE"
+        ))
+        .bind(&r.key)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(AdminError::from)?
+        .ok_or_else(|| AdminError::NotFound(format!("no provider {:?}", r.key)))?;
+        let mut p = provider_from_row(&row);
+        // The same checks a create makes (one secret source, a usable header value).
+        validate::validate_provider(&cfg::Provider {
+            key: p.key.clone(),
+            kind: p.kind.clone(),
+            base_url: p.base_url.clone(),
+            api_key_env: p.api_key_env.clone(),
+            extra_headers: p.extra_headers.clone(),
+            auth_header: p.auth_header.clone(),
+            api_key: r.api_key.clone(),
+        })
+        .map_err(AdminError::from)?;
+        let id = parse_id("provider id", &p.id)?;
+        let sealed = self.seal(id, &r.api_key)?;
+        sqlx::query("UPDATE providers SET secret_sealed = $2, updated_at = now() WHERE id = $1")
+            .bind(id)
+            .bind(&sealed)
+            .execute(&mut *tx)
+            .await
+            .map_err(AdminError::from)?;
+        bump(&mut tx, ResourceType::Providers)
+            .await
+            .map_err(AdminError::from)?;
+        tx.commit().await.map_err(AdminError::from)?;
+        p.secret_stored = sealed.is_some();
+        Ok(Response::new(p))
     }
 
     async fn list_providers(
@@ -192,26 +278,13 @@ impl Admin for AdminService {
         req: Request<ListProvidersRequest>,
     ) -> Result<Response<ListProvidersResponse>, Status> {
         self.admin(&req).await?;
-        let rows = sqlx::query(
-            "SELECT id, key, kind, base_url, api_key_env, extra_headers, created_at, auth_header
-             FROM providers ORDER BY key",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {PROVIDER_COLUMNS} FROM providers ORDER BY key"
+        ))
         .fetch_all(&self.pool)
         .await
         .map_err(AdminError::from)?;
-        let providers = rows
-            .into_iter()
-            .map(|r| Provider {
-                id: r.get::<Uuid, _>("id").to_string(),
-                key: r.get("key"),
-                kind: r.get("kind"),
-                base_url: r.get("base_url"),
-                api_key_env: r.get("api_key_env"),
-                extra_headers: serde_json::from_value(r.get("extra_headers")).unwrap_or_default(),
-                created_at: ts(r.get("created_at")),
-                auth_header: r.get("auth_header"),
-            })
-            .collect();
+        let providers = rows.iter().map(provider_from_row).collect();
         Ok(Response::new(ListProvidersResponse { providers }))
     }
 

@@ -19,6 +19,8 @@ use weir_proto::config::{
     SubjectLimit, Target,
 };
 
+use crate::provider_secrets::{SecretBox, SecretError};
+
 /// The NOTIFY channel admin writes signal on.
 pub const CHANNEL: &str = "weir_config";
 
@@ -210,16 +212,18 @@ fn diff_keys(from: &str, to: &str, old: &ApiKeySet, new: &ApiKeySet) -> KeyDelta
 #[derive(Clone)]
 pub struct ConfigHub {
     pool: PgPool,
+    secrets: Option<Arc<SecretBox>>,
     tx: Arc<watch::Sender<Arc<ConfigSnapshot>>>,
 }
 
 impl ConfigHub {
     /// Loads the first snapshot.
-    pub async fn load(pool: PgPool) -> Result<Self, sqlx::Error> {
-        let snap = read_snapshot(&pool, &ConfigSnapshot::default()).await?;
+    pub async fn load(pool: PgPool, secrets: Option<Arc<SecretBox>>) -> Result<Self, sqlx::Error> {
+        let snap = read_snapshot(&pool, secrets.as_deref(), &ConfigSnapshot::default()).await?;
         let (tx, _) = watch::channel(Arc::new(snap));
         Ok(ConfigHub {
             pool,
+            secrets,
             tx: Arc::new(tx),
         })
     }
@@ -232,7 +236,7 @@ impl ConfigHub {
     /// Re-reads the snapshot now and publishes it if any version moved.
     pub async fn refresh(&self) -> Result<(), sqlx::Error> {
         let current = self.tx.borrow().clone();
-        let next = read_snapshot(&self.pool, &current).await?;
+        let next = read_snapshot(&self.pool, self.secrets.as_deref(), &current).await?;
         let changed = TYPES
             .iter()
             .any(|t| next.get(*t).map(|e| &e.version) != current.get(*t).map(|e| &e.version));
@@ -303,6 +307,7 @@ pub async fn bump(
 /// Reads every type whose version differs from `previous`, reusing the rest.
 async fn read_snapshot(
     pool: &PgPool,
+    secrets: Option<&SecretBox>,
     previous: &ConfigSnapshot,
 ) -> Result<ConfigSnapshot, sqlx::Error> {
     let mut tx = pool.begin().await?;
@@ -354,7 +359,9 @@ async fn read_snapshot(
             continue;
         }
         let resources = match t {
-            ResourceType::Providers => Resources::Providers(read_providers(&mut tx).await?),
+            ResourceType::Providers => {
+                Resources::Providers(read_providers(&mut tx, secrets).await?)
+            }
             ResourceType::Routes => Resources::Routes(read_routes(&mut tx).await?),
             ResourceType::ApiKeys => {
                 let (index, changes) = read_keys(&mut tx, &previous.key_index).await?;
@@ -409,23 +416,41 @@ async fn read_snapshot(
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
 
-async fn read_providers(tx: &mut Tx<'_>) -> Result<ProviderSet, sqlx::Error> {
+async fn read_providers(
+    tx: &mut Tx<'_>,
+    secrets: Option<&SecretBox>,
+) -> Result<ProviderSet, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT key, kind, base_url, api_key_env, extra_headers, auth_header FROM providers ORDER BY key",
+        "SELECT id, key, kind, base_url, api_key_env, extra_headers, auth_header, secret_sealed
+         FROM providers ORDER BY key",
     )
     .fetch_all(&mut **tx)
     .await?;
-    let providers = rows
-        .into_iter()
-        .map(|r| Provider {
-            key: r.get("key"),
+    let mut providers = Vec::with_capacity(rows.len());
+    for r in rows {
+        let key: String = r.get("key");
+        let sealed: Option<Vec<u8>> = r.get("secret_sealed");
+        // A secret that cannot be opened fails the whole read: nodes keep their last good
+        // providers rather than calling an upstream without credentials.
+        let api_key = match (sealed, secrets) {
+            (None, _) => String::new(),
+            (Some(s), Some(b)) => b
+                .open(&r.get::<Uuid, _>("id").to_string(), &key, &s)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            (Some(_), None) => {
+                return Err(sqlx::Error::Decode(Box::new(SecretError::NoKey)));
+            }
+        };
+        providers.push(Provider {
+            key,
             kind: r.get("kind"),
             base_url: r.get("base_url"),
             api_key_env: r.get("api_key_env"),
             extra_headers: serde_json::from_value(r.get("extra_headers")).unwrap_or_default(),
             auth_header: r.get("auth_header"),
-        })
-        .collect();
+            api_key,
+        });
+    }
     Ok(ProviderSet { providers })
 }
 

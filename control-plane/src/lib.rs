@@ -7,6 +7,7 @@
 //! - [`config_snapshot`]: the versioned config read from Postgres and published on change.
 //! - [`config_stream`]: the xDS-like stream data planes subscribe to.
 //! - [`log_ingest`]: request-log batches in, one transaction each, ack after commit.
+//! - [`provider_secrets`]: upstream secrets sealed before they reach Postgres.
 //! - [`admin`]: the admin service.
 //! - [`server`]: wires it all together.
 
@@ -17,6 +18,7 @@ pub mod database;
 pub mod embedded_pg;
 pub mod log_ingest;
 pub mod partitions;
+pub mod provider_secrets;
 pub mod server;
 pub mod settings;
 

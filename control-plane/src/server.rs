@@ -20,6 +20,7 @@ use crate::config_stream::ConfigService;
 use crate::database::{self, Database, DatabaseError};
 use crate::log_ingest::{IngestService, LogWriter};
 use crate::partitions::Partitions;
+use crate::provider_secrets::SecretBox;
 use crate::settings::Settings;
 
 /// Largest log batch accepted (payloads included).
@@ -32,6 +33,8 @@ pub enum StartError {
     Database(#[from] DatabaseError),
     #[error("preparing the database: {0}")]
     Setup(#[from] sqlx::Error),
+    #[error(transparent)]
+    Secrets(#[from] crate::provider_secrets::SecretError),
     #[error("TLS: {0}")]
     Tls(String),
     #[error("listening on {addr}: {source}")]
@@ -64,7 +67,15 @@ impl ControlPlane {
         }
         let partitions = Arc::new(Partitions::default());
         partitions.ensure_ahead(&pool).await?;
-        let hub = ConfigHub::load(pool.clone()).await?;
+        let secrets = match (&settings.secrets_key, &db.embedded) {
+            (Some(k), _) => Some(Arc::new(SecretBox::from_hex(&k.0)?)),
+            (None, Some(_)) => Some(Arc::new(SecretBox::load_or_create(
+                &settings.data_dir.join("secrets.key"),
+            )?)),
+            // An external database without a key: stored secrets are refused with a clear error.
+            (None, None) => None,
+        };
+        let hub = ConfigHub::load(pool.clone(), secrets.clone()).await?;
 
         let mut background = vec![tokio::spawn(hub.clone().follow())];
         {
@@ -109,7 +120,7 @@ impl ControlPlane {
             .max_decoding_message_size(MAX_BATCH_BYTES),
             node_auth,
         );
-        let admin = AdminServer::new(AdminService::new(pool.clone()));
+        let admin = AdminServer::new(AdminService::new(pool.clone(), secrets));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let mut builder = tonic::transport::Server::builder();
         if let Some((cert, key)) = &settings.tls {

@@ -49,6 +49,19 @@ pub struct Settings {
     /// PEM certificate chain and key: when both are set, gRPC (config stream, log ingest,
     /// admin) is served over TLS only.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Key sealing provider secrets stored in Postgres (64 hex digits); without it, the
+    /// embedded cluster's data dir holds a generated one.
+    pub secrets_key: Option<Hidden>,
+}
+
+/// A setting whose value never appears in debug output.
+#[derive(Clone)]
+pub struct Hidden(pub String);
+
+impl std::fmt::Debug for Hidden {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(hidden)")
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,6 +96,7 @@ struct DatabaseSection {
 struct AuthSection {
     admin_token: Option<String>,
     dataplane_token: Option<String>,
+    secrets_key: Option<String>,
     #[serde(default)]
     group_tokens: std::collections::BTreeMap<String, String>,
 }
@@ -168,6 +182,10 @@ impl Settings {
         };
         Ok(Settings {
             tls,
+            secrets_key: env("WEIR_SECRETS_KEY")
+                .or(file.auth.secrets_key)
+                .filter(|k| !k.is_empty())
+                .map(Hidden),
             group_tokens,
             database_url: env("WEIR_DATABASE_URL")
                 .or(file.database.url)
@@ -226,6 +244,22 @@ mod tests {
         assert_eq!(s.dataplane_token, "e");
         assert!(s.database_url.is_none());
         assert_eq!(s.data_dir, PathBuf::from(".weir"));
+    }
+
+    #[test]
+    fn the_secrets_key_is_read_and_never_printed() {
+        let key = "ab".repeat(32);
+        let s = Settings::resolve(
+            File::default(),
+            env(&[("WEIR_DATAPLANE_TOKEN", "t"), ("WEIR_SECRETS_KEY", &key)]),
+        )
+        .unwrap();
+        assert_eq!(s.secrets_key.as_ref().unwrap().0, key);
+        assert!(!format!("{s:?}").contains(&key));
+        let file: File =
+            toml::from_str("[auth]\ndataplane_token = \"f\"\nsecrets_key = \"k\"\n").unwrap();
+        let s = Settings::resolve(file, env(&[])).unwrap();
+        assert_eq!(s.secrets_key.unwrap().0, "k");
     }
 
     #[test]

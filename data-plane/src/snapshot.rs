@@ -342,20 +342,24 @@ fn compile_provider(
     p: &weir_proto::config::Provider,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Provider, Invalid> {
-    let auth = if p.api_key_env.is_empty() {
+    let auth = if p.api_key_env.is_empty() && p.api_key.is_empty() {
         None
     } else {
-        // Only this node knows its environment: a missing secret is a NACK, not a silent 401
-        // from the upstream later.
-        let secret = env(&p.api_key_env)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| Invalid {
-                code: "missing_secret",
-                message: format!(
-                    "provider {:?} needs environment variable {} on this node, and it is not set",
-                    p.key, p.api_key_env
-                ),
-            })?;
+        let secret = if !p.api_key.is_empty() {
+            p.api_key.clone()
+        } else {
+            // Only this node knows its environment: a missing secret is a NACK, not a silent
+            // 401 from the upstream later.
+            env(&p.api_key_env)
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| Invalid {
+                    code: "missing_secret",
+                    message: format!(
+                        "provider {:?} needs environment variable {} on this node, and it is not set",
+                        p.key, p.api_key_env
+                    ),
+                })?
+        };
         let (name, value) = match (p.auth_header.as_str(), p.kind.as_str()) {
             ("", "anthropic") => (HeaderName::from_static("x-api-key"), secret),
             ("", _) => (http::header::AUTHORIZATION, format!("Bearer {secret}")),
@@ -373,8 +377,13 @@ fn compile_provider(
         let mut value = HeaderValue::from_str(&value).map_err(|_| Invalid {
             code: "invalid_secret",
             message: format!(
-                "provider {:?}: the value of {} is not a valid header value",
-                p.key, p.api_key_env
+                "provider {:?}: its secret ({}) is not a valid header value",
+                p.key,
+                if p.api_key.is_empty() {
+                    p.api_key_env.as_str()
+                } else {
+                    "stored by the control plane"
+                }
             ),
         })?;
         value.set_sensitive(true);
@@ -417,6 +426,7 @@ mod tests {
                 api_key_env: env.into(),
                 extra_headers: Default::default(),
                 auth_header: String::new(),
+                api_key: String::new(),
             }],
         })
     }

@@ -100,6 +100,25 @@ pub fn validate_provider(p: &Provider) -> Result<(), Invalid> {
             ),
         ));
     }
+    if !p.api_key_env.is_empty() && !p.api_key.is_empty() {
+        return Err(invalid(
+            "conflicting_secrets",
+            format!(
+                "provider {:?} has both a stored secret and api_key_env; give one",
+                p.key
+            ),
+        ));
+    }
+    if !p.api_key.is_empty() && http::HeaderValue::from_str(&p.api_key).is_err() {
+        // The value itself is never echoed.
+        return Err(invalid(
+            "invalid_secret",
+            format!(
+                "provider {:?}: the stored secret is not a valid header value (control characters?)",
+                p.key
+            ),
+        ));
+    }
     if !p.auth_header.is_empty() && http::HeaderName::from_bytes(p.auth_header.as_bytes()).is_err()
     {
         return Err(invalid(
@@ -247,6 +266,7 @@ mod tests {
             api_key_env: env.into(),
             extra_headers: Default::default(),
             auth_header: String::new(),
+            api_key: String::new(),
         }
     }
 

@@ -164,6 +164,33 @@ pub async fn run(mut cmd: Command) -> Output {
     }
 }
 
+/// Runs a command with `input` on its standard input, to completion, off the async runtime.
+pub async fn run_with_stdin(mut cmd: Command, input: &str) -> Output {
+    let input = input.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(input.as_bytes())?;
+        child.wait_with_output()
+    })
+    .await
+    .expect("join")
+    .expect("run command");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 /// A model to create: key, `(provider, upstream model)` targets in fallback order, operations
 /// (empty: all) and route policy.
 #[derive(Debug, Clone)]
@@ -235,6 +262,12 @@ impl Stack {
             replica_id: "test-cp".into(),
             group_tokens: Default::default(),
             tls: None,
+            // The test database is "external", so stored provider secrets need a given key.
+            secrets_key: Some(weir_control_plane::settings::Hidden(format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            ))),
         };
         let mut settings = settings;
         tweak(&mut settings);
@@ -353,6 +386,7 @@ impl Stack {
                     api_key_env: String::new(),
                     extra_headers: Default::default(),
                     auth_header: String::new(),
+                    api_key: String::new(),
                 })
                 .await
                 .expect("create provider");

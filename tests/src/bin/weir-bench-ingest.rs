@@ -115,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
         replica_id: "bench".into(),
         group_tokens: Default::default(),
         tls: None,
+        secrets_key: None,
     })
     .await?;
     let url = format!("http://{}", cp.grpc_addr);

@@ -233,6 +233,7 @@ async fn replicas_share_changes_and_nodes_fail_over() {
         replica_id: "replica-b".into(),
         group_tokens: Default::default(),
         tls: None,
+        secrets_key: None,
     })
     .await
     .unwrap();
@@ -680,6 +681,7 @@ async fn the_node_streams_and_admin_run_over_tls_when_configured() {
         replica_id: "tls-cp".into(),
         group_tokens: Default::default(),
         tls: Some((cert.clone(), key.clone())),
+        secrets_key: None,
     })
     .await
     .unwrap();

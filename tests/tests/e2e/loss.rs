@@ -33,6 +33,7 @@ async fn control_plane(
         replica_id: format!("cp-{port}"),
         group_tokens: Default::default(),
         tls: None,
+        secrets_key: None,
     })
     .await
     .expect("control plane starts")

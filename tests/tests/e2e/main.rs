@@ -9,5 +9,6 @@ mod gateway;
 mod ingest;
 mod limits;
 mod loss;
+mod provider_secrets;
 mod quickstart;
 mod request_logs;
