@@ -8,7 +8,8 @@
 //! moment, and the node adds the cost of its own requests since that moment.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Milliseconds in a minute.
 const MINUTE_MS: i64 = 60_000;
@@ -156,22 +157,57 @@ fn check(subject: &str, l: &SubjectLimits, st: &mut SubjectState, now_ms: i64) -
 struct SubjectState {
     requests: Window,
     tokens: Window,
-    /// This node's spend not yet in a fleet sum: (when, picodollars).
-    local_spend: VecDeque<(i64, i64)>,
+    /// This node's spend not yet in a fleet sum.
+    local_spend: VecDeque<LocalSpend>,
 }
+
+#[derive(Debug)]
+struct LocalSpend {
+    /// When its ledger row was known to be committed; [`UNSETTLED`] until then.
+    settled_ms: i64,
+    pusd: i64,
+    ticket: u64,
+}
+
+/// The stamp of spend whose ledger row may not be committed yet: no fleet sum can contain it.
+const UNSETTLED: i64 = i64::MAX;
 
 impl SubjectState {
     fn local_spend_after(&mut self, as_of_ms: i64) -> i64 {
-        while self
-            .local_spend
-            .front()
-            .is_some_and(|(t, _)| *t <= as_of_ms)
-        {
-            self.local_spend.pop_front();
-        }
-        self.local_spend.iter().map(|(_, c)| *c).sum()
+        self.local_spend.retain(|s| s.settled_ms > as_of_ms);
+        self.local_spend.iter().map(|s| s.pusd).sum()
     }
 }
+
+/// Spend this node counts on its own until the control plane has committed its ledger row.
+///
+/// A fleet sum leaves out the last `SPEND_MARGIN_MS` and contains every row committed when it
+/// was taken. Spend stamped when the log worker counted it could fall out of the local count
+/// before its row was committed (an ingest backlog over the margin) and be counted nowhere;
+/// stamped at the ack, it leaves only once a sum taken after the commit replaces it.
+#[derive(Debug)]
+pub struct SpendTicket {
+    limiter: Arc<Limiter>,
+    subjects: Vec<String>,
+    id: u64,
+}
+
+impl SpendTicket {
+    /// The ledger row is committed (or will never be): the next fleet sum taken after `now_ms`
+    /// plus the margin may replace this spend.
+    pub fn settle(self, now_ms: i64) {
+        for subject in &self.subjects {
+            let mut shard = self.limiter.shard(subject).lock().expect("limiter shard");
+            if let Some(st) = shard.get_mut(subject.as_str()) {
+                if let Some(s) = st.local_spend.iter_mut().find(|s| s.ticket == self.id) {
+                    s.settled_ms = now_ms;
+                }
+            }
+        }
+    }
+}
+
+static NEXT_TICKET: AtomicU64 = AtomicU64::new(1);
 
 /// Per-subject counters of one node.
 #[derive(Debug)]
@@ -229,14 +265,16 @@ impl Limiter {
         Err(d)
     }
 
-    /// Counts a finished request's tokens and cost against every subject.
+    /// Counts a finished request's tokens and cost against every subject; spend counts until
+    /// the returned ticket is settled (see [`SpendTicket`]).
     pub fn record(
-        &self,
+        self: &Arc<Self>,
         subjects: &[(&str, &SubjectLimits)],
         tokens: u64,
         cost_pusd: Option<i64>,
         now_ms: i64,
-    ) {
+    ) -> Option<SpendTicket> {
+        let mut ticket: Option<SpendTicket> = None;
         for (subject, l) in subjects {
             let counts_tokens = l.tokens_per_minute.is_some() && tokens > 0;
             let counts_spend = l.budget_pusd.is_some() && cost_pusd.is_some_and(|c| c > 0);
@@ -249,13 +287,20 @@ impl Limiter {
                 st.tokens.add(now_ms, tokens);
             }
             if let Some(c) = cost_pusd.filter(|_| counts_spend) {
-                // Stamped when counted (about when its ledger row is shipped), not when the
-                // request started: a long request must not fall out of the local count before
-                // a fleet sum can contain it. Sums leave out the last SPEND_MARGIN_MS for the
-                // ledger row to land.
-                st.local_spend.push_back((now_ms, c));
+                let t = ticket.get_or_insert_with(|| SpendTicket {
+                    limiter: self.clone(),
+                    subjects: Vec::new(),
+                    id: NEXT_TICKET.fetch_add(1, Ordering::Relaxed),
+                });
+                t.subjects.push(subject.to_string());
+                st.local_spend.push_back(LocalSpend {
+                    settled_ms: UNSETTLED,
+                    pusd: c,
+                    ticket: t.id,
+                });
             }
         }
+        ticket
     }
 }
 
@@ -286,7 +331,7 @@ mod tests {
 
     #[test]
     fn requests_per_minute() {
-        let l = Limiter::default();
+        let l = Arc::new(Limiter::default());
         let limits = rpm(3);
         let s = [("key:a", &limits)];
         let t = 5 * MINUTE_MS;
@@ -308,7 +353,7 @@ mod tests {
 
     #[test]
     fn every_subject_must_admit_and_the_first_denial_is_named() {
-        let l = Limiter::default();
+        let l = Arc::new(Limiter::default());
         let (key, user) = (rpm(10), rpm(1));
         let s = [("key:a", &key), ("user:u", &user)];
         assert!(l.admit(&s, 0).is_ok());
@@ -326,7 +371,7 @@ mod tests {
 
     #[test]
     fn tokens_count_after_the_response() {
-        let l = Limiter::default();
+        let l = Arc::new(Limiter::default());
         let limits = SubjectLimits {
             tokens_per_minute: Some(100),
             ..Default::default()
@@ -344,7 +389,7 @@ mod tests {
 
     #[test]
     fn budgets_add_local_spend_since_the_fleet_sum() {
-        let l = Limiter::default();
+        let l = Arc::new(Limiter::default());
         let mut limits = SubjectLimits {
             budget_pusd: Some(1_000),
             fleet_spent_pusd: 900,
@@ -353,9 +398,9 @@ mod tests {
         };
         let admit = |l: &Limiter, lim: &SubjectLimits, now| l.admit(&[("user:u", lim)], now);
         assert!(admit(&l, &limits, 200).is_ok());
-        l.record(&[("user:u", &limits)], 0, Some(60), 210);
+        let first = l.record(&[("user:u", &limits)], 0, Some(60), 210).unwrap();
         assert!(admit(&l, &limits, 220).is_ok(), "960 < 1000");
-        l.record(&[("user:u", &limits)], 0, Some(60), 230);
+        let second = l.record(&[("user:u", &limits)], 0, Some(60), 230).unwrap();
         assert!(matches!(
             admit(&l, &limits, 240),
             Err(Denial::Budget {
@@ -363,14 +408,26 @@ mod tests {
                 ..
             })
         ));
-        // A fleet sum taken after both requests already contains them: no double count.
+        // A fleet sum taken before the ledger rows were committed cannot contain them: the
+        // spend stays counted locally whatever that sum's as_of.
+        limits.spent_as_of_ms = 10_000;
+        assert!(matches!(
+            admit(&l, &limits, 10_010),
+            Err(Denial::Budget {
+                spent_pusd: 1_020,
+                ..
+            })
+        ));
+        // Once committed (acked at 250), a sum taken after that contains them: no double count.
+        first.settle(250);
+        second.settle(250);
         limits.fleet_spent_pusd = 1_020;
         limits.spent_as_of_ms = 300;
         assert!(admit(&l, &limits, 310).is_err());
         limits.budget_pusd = Some(2_000);
         assert!(admit(&l, &limits, 320).is_ok());
         // Unpriced requests (no cost) do not count.
-        l.record(&[("user:u", &limits)], 0, None, 331);
+        assert!(l.record(&[("user:u", &limits)], 0, None, 331).is_none());
         assert!(admit(&l, &limits, 340).is_ok());
     }
 }

@@ -17,6 +17,7 @@ use weir_proto::logs::log_ingest_client::LogIngestClient;
 use weir_proto::logs::{BatchAck, LogBatch, RequestLog};
 
 use crate::config_stream::{connect, token_interceptor, Backoff};
+use crate::limits::SpendTicket;
 use crate::request_record::RequestRecord;
 use crate::settings::Settings;
 
@@ -194,6 +195,10 @@ struct Worker {
     sent: usize,
     next_sequence: u64,
     building: Vec<RequestLog>,
+    /// Budget spend of `building`'s records, settled when their batch is acked.
+    building_spend: Vec<SpendTicket>,
+    /// The same for each batch of `unacked`, in the same order.
+    unacked_spend: VecDeque<Vec<SpendTicket>>,
     building_since: Option<Instant>,
     conn: Option<Connection>,
     backoff: Backoff,
@@ -215,6 +220,8 @@ impl Worker {
             sent: 0,
             next_sequence: 1,
             building: Vec::new(),
+            building_spend: Vec::new(),
+            unacked_spend: VecDeque::new(),
             building_since: None,
             conn: None,
             backoff: Backoff::default(),
@@ -291,7 +298,9 @@ impl Worker {
     }
 
     fn add(&mut self, rec: RequestRecord) {
-        self.building.push(rec.into_log());
+        let (log, spend) = rec.into_log();
+        self.building.push(log);
+        self.building_spend.extend(spend);
         self.building_since.get_or_insert_with(Instant::now);
         if self.building.len() >= self.settings.log_batch_records {
             self.seal();
@@ -304,7 +313,11 @@ impl Worker {
             return;
         }
         let records = std::mem::take(&mut self.building);
+        let spend = std::mem::take(&mut self.building_spend);
         if self.unacked_records + records.len() > self.settings.log_buffer_records {
+            // These ledger rows will never exist: their spend leaves the local count with the
+            // next fleet sum, as it would have after a commit.
+            settle(spend);
             // The control plane has been away long enough to fill the buffer: count, don't wait.
             self.counters
                 .dropped_buffer_full
@@ -322,6 +335,7 @@ impl Worker {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         self.unacked.push_back(LogBatch { sequence, records });
+        self.unacked_spend.push_back(spend);
     }
 
     async fn reconnect(&mut self) {
@@ -368,6 +382,7 @@ impl Worker {
                 break;
             }
             let b = self.unacked.pop_front().expect("front exists");
+            settle(self.unacked_spend.pop_front().unwrap_or_default());
             self.sent = self.sent.saturating_sub(1);
             self.unacked_records -= b.records.len();
         }
@@ -386,6 +401,16 @@ impl Worker {
         self.conn = None;
         self.sent = 0;
         self.retry_at = Instant::now() + self.backoff.next_delay();
+    }
+}
+
+fn settle(spend: Vec<SpendTicket>) {
+    if spend.is_empty() {
+        return;
+    }
+    let now = crate::limits::now_ms();
+    for t in spend {
+        t.settle(now);
     }
 }
 

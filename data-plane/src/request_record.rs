@@ -164,8 +164,9 @@ impl RequestRecord {
         }
     }
 
-    /// Builds the wire record: usage, tools, redacted and capped payloads. Runs on the worker.
-    pub fn into_log(self) -> RequestLog {
+    /// Builds the wire record (usage, tools, redacted and capped payloads) and counts its spend
+    /// against budgets until the returned ticket is settled. Runs on the worker.
+    pub fn into_log(self) -> (RequestLog, Option<crate::limits::SpendTicket>) {
         let policy = self.policy.clone();
         let mode = policy
             .as_ref()
@@ -260,7 +261,7 @@ impl RequestRecord {
             .rev()
             .find(|a| a.produced_response)
             .or(self.attempts.last());
-        self.count_against_limits(usage.as_ref());
+        let spend = self.count_against_limits(usage.as_ref());
         let harness = crate::harness::classify(&self.request_headers);
         let user_agent = self
             .request_headers
@@ -280,7 +281,7 @@ impl RequestRecord {
             .as_ref()
             .map(|s| (s.id.clone(), s.source.to_string()))
             .unwrap_or_default();
-        RequestLog {
+        let log = RequestLog {
             ledger_only,
             log_id: self.log_id.as_bytes().to_vec(),
             request_id: self.request_id,
@@ -344,16 +345,20 @@ impl RequestRecord {
                     produced_response: a.produced_response,
                 })
                 .collect(),
-        }
+        };
+        (log, spend)
     }
 }
 
 impl RequestRecord {
     /// Counts the request's tokens and cost against the limits that admitted it.
-    fn count_against_limits(&self, usage: Option<&pb::Usage>) {
-        let Some(limiter) = &self.limiter else { return };
+    fn count_against_limits(
+        &self,
+        usage: Option<&pb::Usage>,
+    ) -> Option<crate::limits::SpendTicket> {
+        let limiter = self.limiter.as_ref()?;
         if self.limits.is_empty() {
-            return;
+            return None;
         }
         let tokens = usage
             .and_then(|u| {
@@ -378,7 +383,7 @@ impl RequestRecord {
             .iter()
             .map(|(s, l)| (s.as_str(), l.as_ref()))
             .collect();
-        limiter.record(&subjects, tokens, cost, crate::limits::now_ms());
+        limiter.record(&subjects, tokens, cost, crate::limits::now_ms())
     }
 }
 
