@@ -77,9 +77,11 @@ impl DataPlane {
         }
         let follower = tokio::spawn(config_stream::follow(settings.clone(), config.clone()));
         let logs = log_shipper::start(settings.clone());
+        let tls = upstream::tls_config(settings.upstream_ca.as_deref())?;
         let gw = proxy::Gateway::new(
             config.clone(),
-            upstream::client(settings.upstream_connect_timeout),
+            tls.clone(),
+            upstream::client(settings.upstream_connect_timeout, tls),
             logs.clone(),
             settings.clone(),
         );

@@ -31,6 +31,9 @@ struct Cli {
     /// Fleet group.
     #[arg(long, env = "WEIR_FLEET_GROUP", default_value = "default")]
     group: String,
+    /// PEM CA certificates to trust for upstream TLS, besides the public roots.
+    #[arg(long, env = "WEIR_UPSTREAM_CA")]
+    upstream_ca: Option<std::path::PathBuf>,
     /// Serving threads (default: one per CPU).
     #[arg(long, env = "WEIR_SERVE_THREADS")]
     serve_threads: Option<usize>,
@@ -73,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
         s.max_body_bytes = n;
     }
     s.snapshot_dir = cli.snapshot_dir;
+    s.upstream_ca = cli.upstream_ca;
     s.control_plane_ca = cli.control_plane_ca;
     if let Some(n) = cli.log_buffer_records {
         s.log_buffer_records = n;

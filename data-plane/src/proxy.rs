@@ -51,6 +51,8 @@ pub struct Gateway {
     pub settings: Arc<Settings>,
     /// Per-subject rate and budget counters of this node.
     pub limiter: Arc<Limiter>,
+    /// Upstream TLS settings, for each serving thread's own pool.
+    tls: rustls::ClientConfig,
     node_id: Arc<str>,
     group: Arc<str>,
 }
@@ -59,6 +61,7 @@ impl Gateway {
     /// Shared state for a server.
     pub fn new(
         config: Arc<ConfigState>,
+        tls: rustls::ClientConfig,
         upstream: UpstreamClient,
         logs: LogQueue,
         settings: Arc<Settings>,
@@ -71,6 +74,7 @@ impl Gateway {
             logs,
             settings,
             limiter: Arc::new(Limiter::default()),
+            tls,
         }
     }
 
@@ -79,10 +83,14 @@ impl Gateway {
     fn for_thread(&self) -> Gateway {
         Gateway {
             config: self.config.clone(),
-            upstream: crate::upstream::client(self.settings.upstream_connect_timeout),
+            upstream: crate::upstream::client(
+                self.settings.upstream_connect_timeout,
+                self.tls.clone(),
+            ),
             logs: self.logs.clone(),
             settings: self.settings.clone(),
             limiter: self.limiter.clone(),
+            tls: self.tls.clone(),
             node_id: self.node_id.clone(),
             group: self.group.clone(),
         }

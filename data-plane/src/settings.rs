@@ -40,6 +40,8 @@ pub struct Settings {
     /// Where the last good config is kept, to start from when the control plane is unreachable;
     /// `None` keeps nothing on disk.
     pub snapshot_dir: Option<std::path::PathBuf>,
+    /// PEM CA certificates trusted for upstream TLS besides the public webpki roots.
+    pub upstream_ca: Option<std::path::PathBuf>,
     /// Connect timeout to upstreams.
     pub upstream_connect_timeout: Duration,
     /// Time allowed for an upstream's response headers.
@@ -65,6 +67,7 @@ impl Settings {
             log_batch_delay: Duration::from_millis(100),
             log_drain_timeout: Duration::from_secs(5),
             snapshot_dir: None,
+            upstream_ca: None,
             upstream_connect_timeout: Duration::from_secs(10),
             upstream_first_byte_timeout: Duration::from_secs(300),
         }

@@ -191,6 +191,53 @@ pub async fn run_with_stdin(mut cmd: Command, input: &str) -> Output {
     }
 }
 
+/// A throwaway CA and a `localhost` leaf certificate it signed (P-256, one day), made with the
+/// `openssl` CLI in `dir`.
+pub struct TestCerts {
+    /// The CA certificate (PEM).
+    pub ca: PathBuf,
+    /// The leaf certificate (PEM), for `DNS:localhost`.
+    pub cert: PathBuf,
+    /// The leaf's private key (PEM).
+    pub key: PathBuf,
+}
+
+/// Makes [`TestCerts`] in `dir`.
+pub async fn throwaway_certs(dir: &std::path::Path) -> TestCerts {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let (ca, ca_key) = (dir.join("ca.pem"), dir.join("ca-key.pem"));
+    let csr = dir.join("leaf.csr");
+    let ext = dir.join("leaf.ext");
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("writing the extension file");
+    let sh = format!(
+        "set -e; \
+         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+           -subj /CN=weir-test-ca -keyout {ca_key} -out {ca} 2>/dev/null; \
+         openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+           -subj /CN=localhost -keyout {key} -out {csr} 2>/dev/null; \
+         openssl x509 -req -in {csr} -CA {ca} -CAkey {ca_key} -CAcreateserial -days 1 \
+           -extfile {ext} -out {cert} 2>/dev/null",
+        ca = ca.display(),
+        ca_key = ca_key.display(),
+        key = key.display(),
+        csr = csr.display(),
+        cert = cert.display(),
+        ext = ext.display(),
+    );
+    let out = run({
+        let mut c = Command::new("bash");
+        c.args(["-c", &sh]);
+        c
+    })
+    .await;
+    assert_eq!(out.code, 0, "openssl: {}", out.stderr);
+    TestCerts { ca, cert, key }
+}
+
 /// A model to create: key, `(provider, upstream model)` targets in fallback order, operations
 /// (empty: all) and route policy.
 #[derive(Debug, Clone)]

@@ -106,6 +106,60 @@ impl MockUpstream {
         })
     }
 
+    /// Starts on `addr` serving HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with the PEM `cert` chain
+    /// and `key`.
+    pub async fn start_tls(
+        addr: SocketAddr,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> std::io::Result<Self> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .map_err(|e| invalid(e.to_string()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| invalid(e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| invalid(e.to_string()))?;
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| invalid(e.to_string()))?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let observed = Arc::new(Observed::default());
+        let obs = observed.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (obs, acceptor) = (obs.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    // A client that does not trust the certificate ends here.
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let svc = hyper::service::service_fn(move |req| handle(obs.clone(), req));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        Ok(MockUpstream {
+            addr,
+            observed,
+            task,
+        })
+    }
+
     /// The base URL a provider should use, e.g. `http://127.0.0.1:1234/v1`.
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)

@@ -640,37 +640,7 @@ async fn the_node_streams_and_admin_run_over_tls_when_configured() {
         .prefix("weir-tls-")
         .tempdir()
         .unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let (ca, ca_key) = (dir.path().join("ca.pem"), dir.path().join("ca-key.pem"));
-    let csr = dir.path().join("leaf.csr");
-    let ext = dir.path().join("leaf.ext");
-    std::fs::write(
-        &ext,
-        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    let sh = format!(
-        "set -e; \
-         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
-           -subj /CN=weir-test-ca -keyout {ca_key} -out {ca} 2>/dev/null; \
-         openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-           -subj /CN=localhost -keyout {key} -out {csr} 2>/dev/null; \
-         openssl x509 -req -in {csr} -CA {ca} -CAkey {ca_key} -CAcreateserial -days 1 \
-           -extfile {ext} -out {cert} 2>/dev/null",
-        ca = ca.display(),
-        ca_key = ca_key.display(),
-        key = key.display(),
-        csr = csr.display(),
-        cert = cert.display(),
-        ext = ext.display(),
-    );
-    let out = run({
-        let mut c = std::process::Command::new("bash");
-        c.args(["-c", &sh]);
-        c
-    })
-    .await;
-    assert_eq!(out.code, 0, "openssl: {}", out.stderr);
+    let weir_e2e::TestCerts { ca, cert, key } = weir_e2e::throwaway_certs(dir.path()).await;
     let (admin, token) = (weir_e2e::random_token(), weir_e2e::random_token());
     let cp = weir_control_plane::ControlPlane::start(weir_control_plane::Settings {
         database_url: Some(weir_e2e::fresh_database().await),

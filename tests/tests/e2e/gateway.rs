@@ -524,3 +524,117 @@ async fn a_client_leaving_a_pending_request_keeps_its_attempt_and_spend_trail() 
     );
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_upstream_behind_a_private_ca_is_trusted_only_when_configured() {
+    let stack = Stack::start().await;
+    let key = stack.seed(&[("gpt", "up")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let certs = weir_e2e::throwaway_certs(dir.path()).await;
+    let private = weir_e2e::mock_upstream::MockUpstream::start_tls(
+        ([127, 0, 0, 1], 0).into(),
+        &certs.cert,
+        &certs.key,
+    )
+    .await
+    .unwrap();
+    let url = format!("https://localhost:{}/v1", private.addr.port());
+    for args in [
+        vec![
+            "providers",
+            "create",
+            "--key",
+            "private",
+            "--base-url",
+            url.as_str(),
+        ],
+        vec![
+            "models",
+            "create",
+            "--key",
+            "internal",
+            "--target",
+            "private:up",
+        ],
+    ] {
+        let out = run(stack.weirctl(&args)).await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let has_route = |dp: &weir_data_plane::DataPlane| {
+        let cfg = dp.config.clone();
+        async move {
+            eventually(Duration::from_secs(10), || {
+                let cfg = cfg.clone();
+                async move {
+                    cfg.current
+                        .load()
+                        .routes
+                        .contains_key("internal")
+                        .then_some(())
+                }
+            })
+            .await
+            .is_some()
+        }
+    };
+    let ask = |base: String| {
+        let key = key.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{base}/chat/completions"))
+                .bearer_auth(key)
+                .json(
+                    &json!({"model": "internal", "messages": [{"role": "user", "content": "hi"}]}),
+                )
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+
+    // The default node trusts only the public roots: the handshake fails, nothing reaches the
+    // upstream, and the client gets a gateway error, not a hang.
+    assert!(has_route(&stack.data_plane).await);
+    let refused = ask(stack.gateway_url()).await;
+    assert_eq!(refused.status(), 502);
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("certificate"),
+        "{body}"
+    );
+    assert_eq!(private.observed.count(), 0);
+
+    // A node given the CA (WEIR_UPSTREAM_CA) calls it over TLS.
+    let ca = certs.ca.clone();
+    let trusting = Stack::start_data_plane_with(
+        &stack.control_plane,
+        &stack.dataplane_token,
+        "ca-node",
+        move |s| s.upstream_ca = Some(ca),
+    )
+    .await;
+    assert!(has_route(&trusting).await);
+    let ok = ask(format!("http://{}/v1", trusting.addr)).await;
+    assert_eq!(ok.status(), 200);
+    assert_eq!(private.observed.count(), 1);
+    trusting.shutdown().await;
+
+    // A CA file that is missing or holds no certificate stops the node at start, by name.
+    for bad in [dir.path().join("absent.pem"), certs.key.clone()] {
+        let mut s = weir_data_plane::Settings::new("http://127.0.0.1:1", "t");
+        s.listen = ([127, 0, 0, 1], 0).into();
+        s.upstream_ca = Some(bad.clone());
+        let err = weir_data_plane::DataPlane::start(s)
+            .await
+            .err()
+            .expect("refused");
+        assert!(
+            err.to_string().contains(&bad.display().to_string()),
+            "{err}"
+        );
+    }
+    stack.shutdown().await;
+}
