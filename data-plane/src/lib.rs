@@ -16,6 +16,9 @@
 //! - [`usage`]: token usage and tool counts from responses.
 //! - [`harness`] and [`agent_session`]: which agent sent a request, its session and turn kind.
 //! - [`payload_policy`]: wrap, redact and cap payloads for the log.
+//! - [`trace_context`]: W3C trace context in and out.
+//! - [`genai_trace`]: a finished request as GenAI-convention spans.
+//! - [`otlp_export`]: batched, bounded OTLP span export.
 //! - [`request_record`]: what the request path hands to the log worker.
 //! - [`log_shipper`]: the bounded queue and the batching, at-least-once shipper.
 //! - [`gateway_error`]: every error a client can see, as OpenAI error JSON.
@@ -26,11 +29,13 @@ pub mod body;
 pub mod caller_tags;
 pub mod config_stream;
 pub mod gateway_error;
+pub mod genai_trace;
 pub mod harness;
 pub mod key_auth;
 pub mod limits;
 pub mod log_shipper;
 pub mod operation;
+pub mod otlp_export;
 pub mod payload_policy;
 pub mod proxy;
 pub mod request_record;
@@ -39,6 +44,7 @@ pub mod settings;
 pub mod snapshot;
 pub mod snapshot_store;
 pub mod sse_transcript;
+pub mod trace_context;
 pub mod upstream;
 pub mod usage;
 
@@ -76,8 +82,8 @@ impl DataPlane {
             config_stream::load_persisted(dir, &config);
         }
         let follower = tokio::spawn(config_stream::follow(settings.clone(), config.clone()));
-        let logs = log_shipper::start(settings.clone());
         let tls = upstream::tls_config(settings.upstream_ca.as_deref())?;
+        let logs = log_shipper::start(settings.clone(), tls.clone());
         let gw = proxy::Gateway::new(
             config.clone(),
             tls.clone(),

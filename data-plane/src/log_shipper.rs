@@ -18,6 +18,7 @@ use weir_proto::logs::{BatchAck, LogBatch, RequestLog};
 
 use crate::config_stream::{connect, token_interceptor, Backoff};
 use crate::limits::SpendTicket;
+use crate::otlp_export::{ExportCounters, SpanExporter};
 use crate::request_record::RequestRecord;
 use crate::settings::Settings;
 
@@ -104,6 +105,7 @@ impl<T> Inbox<T> {
 pub struct LogQueue {
     inbox: Arc<Inbox<RequestRecord>>,
     counters: Arc<LogCounters>,
+    spans: Arc<ExportCounters>,
     shutdown: Arc<watch::Sender<bool>>,
     worker_done: Arc<std::sync::Mutex<Option<oneshot::Receiver<()>>>>,
 }
@@ -125,6 +127,11 @@ impl LogQueue {
         &self.counters
     }
 
+    /// The span export's counters (all zero when nothing is exported).
+    pub fn span_counters(&self) -> &Arc<ExportCounters> {
+        &self.spans
+    }
+
     /// Stops taking records and ships what it holds, for at most the configured drain time;
     /// whatever is still unacked then is counted in `dropped_shutdown`.
     pub async fn close(&self) {
@@ -137,12 +144,14 @@ impl LogQueue {
 }
 
 /// Creates the queue and starts its worker.
-pub fn start(settings: Arc<Settings>) -> LogQueue {
+pub fn start(settings: Arc<Settings>, tls: rustls::ClientConfig) -> LogQueue {
     let inbox = Arc::new(Inbox::new(settings.log_queue_records.max(1)));
     let counters = Arc::new(LogCounters::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (done_tx, done_rx) = oneshot::channel();
+    let spans = Arc::new(ExportCounters::default());
     let worker = Worker::new(settings, counters.clone());
+    let exporter_parts = (tls, spans.clone());
     let inbox_w = inbox.clone();
     // The worker parses, redacts and encodes every record: real CPU work. It runs on a thread
     // of its own, at a lower priority, so it never holds up a request-serving worker thread;
@@ -155,13 +164,14 @@ pub fn start(settings: Arc<Settings>) -> LogQueue {
                 .enable_all()
                 .build()
                 .expect("log worker runtime");
-            rt.block_on(worker.run(&inbox_w, shutdown_rx));
+            rt.block_on(worker.run(&inbox_w, shutdown_rx, exporter_parts));
             let _ = done_tx.send(());
         })
         .expect("spawning the log worker thread");
     LogQueue {
         inbox,
         counters,
+        spans,
         shutdown: Arc::new(shutdown),
         worker_done: Arc::new(std::sync::Mutex::new(Some(done_rx))),
     }
@@ -205,6 +215,10 @@ struct Worker {
     retry_at: Instant,
     /// Which control-plane replica the next connection tries.
     replica: usize,
+    /// Span export, when configured.
+    exporter: Option<SpanExporter>,
+    /// The node's OTLP resource.
+    resource: Vec<opentelemetry_proto::tonic::common::v1::KeyValue>,
 }
 
 /// Batches in flight on a connection before waiting for acks.
@@ -227,10 +241,31 @@ impl Worker {
             backoff: Backoff::default(),
             retry_at: Instant::now(),
             replica: 0,
+            exporter: None,
+            resource: Vec::new(),
         }
     }
 
-    async fn run(mut self, inbox: &Inbox<RequestRecord>, mut shutdown: watch::Receiver<bool>) {
+    async fn run(
+        mut self,
+        inbox: &Inbox<RequestRecord>,
+        mut shutdown: watch::Receiver<bool>,
+        (tls, span_counters): (rustls::ClientConfig, Arc<ExportCounters>),
+    ) {
+        // The exporter's task lives on this thread's runtime, like the shipping.
+        if let Some(otel) = self.settings.otel.clone() {
+            self.resource = crate::genai_trace::resource(
+                &otel.service_name,
+                &self.settings.node_id,
+                &self.settings.group,
+            );
+            self.exporter = Some(SpanExporter::start(
+                otel,
+                self.resource.clone(),
+                tls,
+                span_counters,
+            ));
+        }
         let mut input_open = true;
         let mut drain_deadline: Option<Instant> = None;
         let mut taken: Vec<RequestRecord> = Vec::new();
@@ -298,7 +333,11 @@ impl Worker {
     }
 
     fn add(&mut self, rec: RequestRecord) {
-        let (log, spend) = rec.into_log();
+        let built = rec.into_log();
+        if let (Some(exporter), Some(parts)) = (&self.exporter, &built.trace) {
+            exporter.push(crate::genai_trace::spans(&built.log, parts));
+        }
+        let (log, spend) = (built.log, built.spend);
         self.building.push(log);
         self.building_spend.extend(spend);
         self.building_since.get_or_insert_with(Instant::now);

@@ -77,6 +77,8 @@ async fn main() -> anyhow::Result<()> {
     }
     s.snapshot_dir = cli.snapshot_dir;
     s.upstream_ca = cli.upstream_ca;
+    s.otel = weir_data_plane::otlp_export::ExportSettings::from_env(|k| std::env::var(k).ok())
+        .context("OpenTelemetry export settings")?;
     s.control_plane_ca = cli.control_plane_ca;
     if let Some(n) = cli.log_buffer_records {
         s.log_buffer_records = n;

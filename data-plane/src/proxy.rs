@@ -24,6 +24,7 @@ use crate::anthropic_translation::{self as at, ChatToMessagesStream, MessagesToC
 use crate::body::{full, Body};
 use crate::config_stream::ConfigState;
 use crate::gateway_error::GatewayError;
+use crate::genai_trace::AttemptTrace;
 use crate::key_auth;
 use crate::limits::{now_ms, Denial, Limiter, SubjectLimits};
 use crate::log_shipper::LogQueue;
@@ -34,7 +35,7 @@ use crate::settings::Settings;
 use crate::snapshot::Provider;
 use crate::sse_transcript::{event_data, SseFramer};
 use crate::upstream::UpstreamClient;
-use crate::{agent_session, caller_tags};
+use crate::{agent_session, caller_tags, trace_context};
 
 /// Bytes of raw stream events a record keeps before it keeps only usage-bearing ones.
 const STREAM_RECORD_BYTES: usize = 4 * 1024 * 1024;
@@ -379,6 +380,29 @@ fn metrics(gw: &Gateway) -> Response<Body> {
             "weir_request_logs_dropped_total{{reason=\"{reason}\"}} {v}"
         );
     }
+    let sp = gw.logs.span_counters();
+    gauge(
+        &mut out,
+        "weir_spans_queued_total",
+        "Spans handed to the OTLP exporter.",
+        "counter",
+        sp.queued.load(Relaxed),
+    );
+    gauge(
+        &mut out,
+        "weir_spans_exported_total",
+        "Spans the OTLP collector accepted.",
+        "counter",
+        sp.exported.load(Relaxed),
+    );
+    out.push_str("# HELP weir_spans_dropped_total Spans not exported, by reason.\n");
+    out.push_str("# TYPE weir_spans_dropped_total counter\n");
+    for (reason, v) in [
+        ("queue_full", sp.dropped_queue_full.load(Relaxed)),
+        ("export_failed", sp.failed.load(Relaxed)),
+    ] {
+        let _ = writeln!(out, "weir_spans_dropped_total{{reason=\"{reason}\"}} {v}");
+    }
     let mut r = Response::new(full(out));
     r.headers_mut().insert(
         CONTENT_TYPE,
@@ -490,6 +514,21 @@ async fn proxy_operation(
         ),
         gw.logs.clone(),
     );
+    if let Some(otel) = &gw.settings.otel {
+        let rec = guard.rec();
+        // A caller's x-request-id that is 32 hex digits names the trace (see trace_context).
+        let caller_id = rec
+            .request_headers
+            .contains_key("x-request-id")
+            .then_some(request_id.as_str());
+        let ctx = trace_context::for_request(
+            &rec.request_headers,
+            caller_id,
+            otel.sample_ratio,
+            &mut rand::thread_rng(),
+        );
+        rec.trace = Some(ctx);
+    }
 
     match caller_tags::parse(&guard.rec().request_headers) {
         Ok(tags) => guard.rec().tags = tags,
@@ -640,6 +679,21 @@ async fn proxy_operation(
         }
         let target = &route.targets[*idx];
         let mut attempt = AttemptRecord::for_target(&target.provider_key, &target.upstream_model);
+        let trace = guard.rec().trace.as_ref().map(|c| {
+            (
+                c.trace_id,
+                c.sampled,
+                trace_context::new_span_id(&mut rand::thread_rng()),
+            )
+        });
+        if let Some((_, _, span_id)) = trace {
+            attempt.trace = Some(AttemptTrace {
+                span_id,
+                offset_ns: started.elapsed().as_nanos() as u64,
+                provider_kind: String::new(),
+                server: None,
+            });
+        }
         let Some(provider) = snap.providers.get(&target.provider_key).cloned() else {
             attempt.error_kind = "provider_missing";
             attempt.error_message =
@@ -663,11 +717,21 @@ async fn proxy_operation(
             Err(e) => return fail(guard, GatewayError::InvalidRequest(e.0), &request_id, op),
         };
         let uri = operation::upstream_url(&provider.base_url, path, &target.upstream_model);
+        // With span export on, the upstream's parent is this attempt's span; without it, the
+        // caller's traceparent passes through as it came.
+        let traceparent = trace.and_then(|(trace_id, sampled, span_id)| {
+            HeaderValue::from_str(&trace_context::traceparent(&trace_id, &span_id, sampled)).ok()
+        });
+        if let Some(t) = &mut attempt.trace {
+            t.provider_kind = provider.kind.clone();
+            t.server = server_of(&uri);
+        }
         let up = match build_upstream_request(
             &uri,
             &provider,
             &guard.rec().request_headers,
             &request_id,
+            traceparent,
             upstream_body,
         ) {
             Ok(r) => r,
@@ -680,6 +744,9 @@ async fn proxy_operation(
         // Recorded before the call: if the client goes away while we wait, the request log
         // still shows the attempt that reached the upstream.
         let slot = guard.rec().attempts.len();
+        if let Some(t) = &mut attempt.trace {
+            t.offset_ns = started.elapsed().as_nanos() as u64;
+        }
         guard.rec().attempts.push(AttemptRecord {
             error_kind: "cancelled",
             error_message: "the client went away during the attempt".into(),
@@ -832,11 +899,15 @@ fn build_upstream_request(
     provider: &Provider,
     client_headers: &HeaderMap,
     request_id: &str,
+    traceparent: Option<HeaderValue>,
     body: Bytes,
 ) -> Result<Request<Full<Bytes>>, GatewayError> {
     let mut up = Request::builder().method(Method::POST).uri(uri);
     let h = up.headers_mut().expect("builder has headers");
     copy_request_headers(client_headers, &provider.kind, h);
+    if let Some(tp) = traceparent {
+        h.insert("traceparent", tp);
+    }
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if provider.kind == "anthropic" && !h.contains_key("anthropic-version") {
         h.insert(
@@ -854,6 +925,22 @@ fn build_upstream_request(
     echo_request_id(h, request_id);
     up.body(Full::new(body))
         .map_err(|e| GatewayError::Internal(format!("upstream URL {uri:?}: {e}")))
+}
+
+/// Host and port of an upstream URL, for `server.address` / `server.port`.
+fn server_of(uri: &str) -> Option<(String, u16)> {
+    let u: http::Uri = uri.parse().ok()?;
+    let host = u
+        .host()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = u.port_u16().unwrap_or(if u.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    });
+    Some((host, port))
 }
 
 /// The Anthropic API version sent when the client did not name one.
@@ -1098,7 +1185,7 @@ async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, GatewayError> 
 
 /// Request headers passed to every upstream: an allowlist, so gateway credentials, caller tags
 /// and hop-by-hop headers never leave.
-const FORWARDED_REQUEST_HEADERS: [&str; 3] = ["accept", "user-agent", "traceparent"];
+const FORWARDED_REQUEST_HEADERS: [&str; 4] = ["accept", "user-agent", "traceparent", "tracestate"];
 
 /// Provider-specific request headers, passed only to providers of that kind.
 const FORWARDED_OPENAI_HEADERS: [&str; 1] = ["openai-beta"];

@@ -40,6 +40,8 @@ pub struct AttemptRecord {
     pub ttfb: Option<Duration>,
     /// Whether the client got this attempt's response.
     pub produced_response: bool,
+    /// Its span, when the request is traced.
+    pub trace: Option<crate::genai_trace::AttemptTrace>,
 }
 
 impl AttemptRecord {
@@ -54,6 +56,7 @@ impl AttemptRecord {
             duration: Duration::ZERO,
             ttfb: None,
             produced_response: false,
+            trace: None,
         }
     }
 }
@@ -117,6 +120,20 @@ pub struct RequestRecord {
     pub node_id: Arc<str>,
     /// Fleet group.
     pub group: Arc<str>,
+    /// The request's trace, when spans are exported.
+    pub trace: Option<crate::trace_context::TraceContext>,
+    /// Arrival, Unix nanoseconds (span start times).
+    pub start_unix_nanos: u64,
+}
+
+/// What the worker makes of a record.
+pub struct Built {
+    /// The request log.
+    pub log: RequestLog,
+    /// Budget spend to settle when the log is acked.
+    pub spend: Option<crate::limits::SpendTicket>,
+    /// The trace side, when the request is traced and sampled.
+    pub trace: Option<crate::genai_trace::TraceParts>,
 }
 
 impl RequestRecord {
@@ -161,12 +178,18 @@ impl RequestRecord {
             turn_kind: None,
             node_id,
             group,
+            trace: None,
+            start_unix_nanos: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
         }
     }
 
     /// Builds the wire record (usage, tools, redacted and capped payloads) and counts its spend
     /// against budgets until the returned ticket is settled. Runs on the worker.
-    pub fn into_log(self) -> (RequestLog, Option<crate::limits::SpendTicket>) {
+    pub fn into_log(mut self) -> Built {
+        let traced = self.trace.as_ref().is_some_and(|c| c.sampled);
+        let mut response_facts = crate::genai_trace::ResponseFacts::default();
         let policy = self.policy.clone();
         let mode = policy
             .as_ref()
@@ -179,6 +202,11 @@ impl RequestRecord {
         let capture = !ledger_only && policy.as_ref().is_some_and(|p| p.captures_payloads());
         let request_json = payload_policy::body_value(&self.request_body);
         let exposed = usage::exposed_tools(&request_json);
+        let request_params = if traced {
+            crate::genai_trace::request_params(&request_json)
+        } else {
+            Vec::new()
+        };
 
         let (usage, invoked, response_wrapped) = if self.stream {
             let mut facts = StreamFacts::default();
@@ -194,6 +222,9 @@ impl RequestRecord {
                     Err(_) => Value::String(String::from_utf8_lossy(&data).into_owned()),
                 };
                 facts.observe(&v);
+                if traced {
+                    response_facts.observe(&v);
+                }
                 if events.len() < max_events {
                     events.push(v);
                 } else {
@@ -226,6 +257,9 @@ impl RequestRecord {
             )
         } else {
             let body = payload_policy::body_value(&self.response_body);
+            if traced {
+                response_facts.observe(&body);
+            }
             let (usage, invoked) = if self.attempts.iter().any(|a| a.produced_response) {
                 usage::response_facts(self.operation, &body)
             } else {
@@ -255,6 +289,23 @@ impl RequestRecord {
                 _ => (Vec::new(), false, Vec::new(), false),
             };
 
+        let attempt_traces: Vec<crate::genai_trace::AttemptTrace> = if traced {
+            self.attempts
+                .iter_mut()
+                .map(|a| {
+                    a.trace
+                        .take()
+                        .unwrap_or_else(|| crate::genai_trace::AttemptTrace {
+                            span_id: crate::trace_context::new_span_id(&mut rand::thread_rng()),
+                            offset_ns: 0,
+                            provider_kind: String::new(),
+                            server: None,
+                        })
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let produced = self
             .attempts
             .iter()
@@ -262,6 +313,17 @@ impl RequestRecord {
             .find(|a| a.produced_response)
             .or(self.attempts.last());
         let spend = self.count_against_limits(usage.as_ref());
+        let trace = match self.trace.take() {
+            Some(ctx) if traced => Some(crate::genai_trace::TraceParts {
+                ctx,
+                start_unix_nanos: self.start_unix_nanos,
+                attempts: attempt_traces,
+                request_params,
+                response: response_facts,
+                cost_pusd: self.cost(usage.as_ref()),
+            }),
+            _ => None,
+        };
         let harness = crate::harness::classify(&self.request_headers);
         let user_agent = self
             .request_headers
@@ -346,11 +408,26 @@ impl RequestRecord {
                 })
                 .collect(),
         };
-        (log, spend)
+        Built { log, spend, trace }
     }
 }
 
 impl RequestRecord {
+    /// The request's cost at the node's price, when usage and a price are known.
+    fn cost(&self, usage: Option<&pb::Usage>) -> Option<i64> {
+        match (usage, &self.price) {
+            (Some(u), Some(price)) => weir_proto::pricing::cost(
+                weir_proto::pricing::Usage {
+                    input: u.input_tokens.unwrap_or(0),
+                    cached_input: u.cached_input_tokens.unwrap_or(0),
+                    output: u.output_tokens.unwrap_or(0),
+                },
+                *price,
+            ),
+            _ => None,
+        }
+    }
+
     /// Counts the request's tokens and cost against the limits that admitted it.
     fn count_against_limits(
         &self,
@@ -367,17 +444,7 @@ impl RequestRecord {
                 ))
             })
             .unwrap_or(0);
-        let cost = match (usage, &self.price) {
-            (Some(u), Some(price)) => weir_proto::pricing::cost(
-                weir_proto::pricing::Usage {
-                    input: u.input_tokens.unwrap_or(0),
-                    cached_input: u.cached_input_tokens.unwrap_or(0),
-                    output: u.output_tokens.unwrap_or(0),
-                },
-                *price,
-            ),
-            _ => None,
-        };
+        let cost = self.cost(usage);
         let subjects: Vec<(&str, &crate::limits::SubjectLimits)> = self
             .limits
             .iter()

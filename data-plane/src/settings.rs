@@ -42,6 +42,9 @@ pub struct Settings {
     pub snapshot_dir: Option<std::path::PathBuf>,
     /// PEM CA certificates trusted for upstream TLS besides the public webpki roots.
     pub upstream_ca: Option<std::path::PathBuf>,
+    /// OTLP span export; `None` exports nothing (and passes the caller's `traceparent` on
+    /// unchanged).
+    pub otel: Option<crate::otlp_export::ExportSettings>,
     /// Connect timeout to upstreams.
     pub upstream_connect_timeout: Duration,
     /// Time allowed for an upstream's response headers.
@@ -68,6 +71,7 @@ impl Settings {
             log_drain_timeout: Duration::from_secs(5),
             snapshot_dir: None,
             upstream_ca: None,
+            otel: None,
             upstream_connect_timeout: Duration::from_secs(10),
             upstream_first_byte_timeout: Duration::from_secs(300),
         }

@@ -23,10 +23,16 @@ def main() -> int:
         default="plain",
     )
     p.add_argument("--request-id", default=None)
+    p.add_argument("--traceparent", default=None)
     a = p.parse_args()
 
     client = OpenAI(base_url=a.base_url, api_key=a.key, max_retries=0, timeout=30)
-    headers = {"x-request-id": a.request_id} if a.request_id else None
+    headers = {}
+    if a.request_id:
+        headers["x-request-id"] = a.request_id
+    if a.traceparent:
+        headers["traceparent"] = a.traceparent
+    headers = headers or None
     messages = [{"role": "user", "content": "Say hello to the gateway please"}]
     started = time.monotonic()
     try:

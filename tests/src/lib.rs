@@ -2,6 +2,7 @@
 //! the mock upstream, and whole Weir stacks (control plane + data plane) over loopback.
 
 pub mod mock_upstream;
+pub mod otlp_receiver;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -12,3 +12,4 @@ mod loss;
 mod provider_secrets;
 mod quickstart;
 mod request_logs;
+mod telemetry;

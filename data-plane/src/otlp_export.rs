@@ -1,0 +1,513 @@
+//! Span export over OTLP (gRPC, or HTTP with protobuf bodies), batched in the background.
+//!
+//! The log worker hands over each request's spans without waiting; a bounded channel sits in
+//! between, and whatever does not fit is counted and dropped. One batch is in flight at a time,
+//! with a timeout, so a collector that is down, slow or refusing costs spans, never a request's
+//! time.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use http_body_util::{BodyExt, Full};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
+use tokio::sync::mpsc;
+
+use crate::genai_trace;
+
+/// OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `grpc`: `opentelemetry.proto.collector.trace.v1.TraceService/Export`.
+    Grpc,
+    /// `http/protobuf`: `POST …/v1/traces`, `application/x-protobuf`.
+    HttpProtobuf,
+}
+
+/// Why the export settings are unusable.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ExportSettingsError {
+    #[error("{name}={value:?}: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("{0} names environment variable {1}, which is not set")]
+    MissingHeaderEnv(String, String),
+}
+
+/// Where and how spans go.
+#[derive(Clone)]
+pub struct ExportSettings {
+    /// For gRPC the collector's base URL; for HTTP the full traces URL.
+    pub endpoint: String,
+    /// Transport.
+    pub protocol: Protocol,
+    /// Headers sent with every export (values may be secrets: never printed).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Share of traces exported, 0 to 1 (callers' unsampled traces never are).
+    pub sample_ratio: f64,
+    /// `service.name` of the node's resource.
+    pub service_name: String,
+    /// Longest one export may take.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for ExportSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportSettings")
+            .field("endpoint", &self.endpoint)
+            .field("protocol", &self.protocol)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("sample_ratio", &self.sample_ratio)
+            .finish()
+    }
+}
+
+impl ExportSettings {
+    /// Reads `WEIR_OTEL_*` and the standard `OTEL_*` variables; `None` when no endpoint is set.
+    ///
+    /// - endpoint: `WEIR_OTEL_ENDPOINT`, else `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is),
+    ///   else `OTEL_EXPORTER_OTLP_ENDPOINT` (HTTP gets `/v1/traces` appended);
+    /// - protocol: `WEIR_OTEL_PROTOCOL`, `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`,
+    ///   `OTEL_EXPORTER_OTLP_PROTOCOL`: `grpc` (default) or `http/protobuf`;
+    /// - headers: `WEIR_OTEL_HEADERS_FROM_ENV=header=ENV_VAR,…` (the value is read from the
+    ///   named variable, so secrets stay out of the node's own settings), plus
+    ///   `OTEL_EXPORTER_OTLP_HEADERS=key=value,…` (values URL-decoded);
+    /// - sampling: `WEIR_OTEL_SAMPLE_RATIO`, else `OTEL_TRACES_SAMPLER_ARG`, default 1;
+    /// - `OTEL_SERVICE_NAME`, default `weir-data-plane`.
+    pub fn from_env(
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<ExportSettings>, ExportSettingsError> {
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let protocol_raw = get("WEIR_OTEL_PROTOCOL")
+            .or_else(|| get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"))
+            .or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"));
+        let protocol = match protocol_raw.as_deref().map(str::trim) {
+            None | Some("grpc") => Protocol::Grpc,
+            Some("http/protobuf") => Protocol::HttpProtobuf,
+            Some(other) => {
+                return Err(ExportSettingsError::Invalid {
+                    name: "WEIR_OTEL_PROTOCOL",
+                    value: other.to_string(),
+                    reason: "expected grpc or http/protobuf (http/json is not supported)",
+                })
+            }
+        };
+        let endpoint = if let Some(e) = get("WEIR_OTEL_ENDPOINT") {
+            e
+        } else if let Some(e) = get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+            e
+        } else if let Some(e) = get("OTEL_EXPORTER_OTLP_ENDPOINT") {
+            match protocol {
+                Protocol::Grpc => e,
+                Protocol::HttpProtobuf => format!("{}/v1/traces", e.trim_end_matches('/')),
+            }
+        } else {
+            return Ok(None);
+        };
+        let endpoint = endpoint.trim().to_string();
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+            || endpoint.parse::<http::Uri>().is_err()
+        {
+            return Err(ExportSettingsError::Invalid {
+                name: "WEIR_OTEL_ENDPOINT",
+                value: endpoint,
+                reason: "expected an absolute http(s) URL",
+            });
+        }
+        let mut headers = Vec::new();
+        if let Some(spec) = get("WEIR_OTEL_HEADERS_FROM_ENV") {
+            for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let (name, var) = pair.split_once('=').ok_or(ExportSettingsError::Invalid {
+                    name: "WEIR_OTEL_HEADERS_FROM_ENV",
+                    value: pair.to_string(),
+                    reason: "expected header=ENV_VAR",
+                })?;
+                let value = get(var.trim()).ok_or_else(|| {
+                    ExportSettingsError::MissingHeaderEnv(name.to_string(), var.to_string())
+                })?;
+                headers.push(header("WEIR_OTEL_HEADERS_FROM_ENV", name, &value)?);
+            }
+        }
+        if let Some(spec) = get("OTEL_EXPORTER_OTLP_HEADERS") {
+            for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let (name, value) = pair.split_once('=').ok_or(ExportSettingsError::Invalid {
+                    name: "OTEL_EXPORTER_OTLP_HEADERS",
+                    value: "(hidden)".into(),
+                    reason: "expected key=value,…",
+                })?;
+                headers.push(header(
+                    "OTEL_EXPORTER_OTLP_HEADERS",
+                    name,
+                    &percent_decode(value.trim()),
+                )?);
+            }
+        }
+        let ratio_raw = get("WEIR_OTEL_SAMPLE_RATIO").or_else(|| get("OTEL_TRACES_SAMPLER_ARG"));
+        let sample_ratio = match ratio_raw {
+            None => 1.0,
+            Some(r) => match r.trim().parse::<f64>() {
+                Ok(x) if (0.0..=1.0).contains(&x) => x,
+                _ => {
+                    return Err(ExportSettingsError::Invalid {
+                        name: "WEIR_OTEL_SAMPLE_RATIO",
+                        value: r,
+                        reason: "expected a number from 0 to 1",
+                    })
+                }
+            },
+        };
+        Ok(Some(ExportSettings {
+            endpoint,
+            protocol,
+            headers,
+            sample_ratio,
+            service_name: get("OTEL_SERVICE_NAME").unwrap_or_else(|| "weir-data-plane".into()),
+            timeout: Duration::from_secs(10),
+        }))
+    }
+}
+
+fn header(
+    setting: &'static str,
+    name: &str,
+    value: &str,
+) -> Result<(HeaderName, HeaderValue), ExportSettingsError> {
+    let n = HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes()).map_err(|_| {
+        ExportSettingsError::Invalid {
+            name: setting,
+            value: name.to_string(),
+            reason: "not a header name",
+        }
+    })?;
+    let mut v = HeaderValue::from_str(value).map_err(|_| ExportSettingsError::Invalid {
+        name: setting,
+        value: name.to_string(),
+        reason: "the header's value is not a valid header value",
+    })?;
+    v.set_sensitive(true);
+    Ok((n, v))
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(x) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(x);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Counters of the span pipeline, read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct ExportCounters {
+    /// Spans accepted for export.
+    pub queued: AtomicU64,
+    /// Spans the collector accepted.
+    pub exported: AtomicU64,
+    /// Spans dropped because the queue was full.
+    pub dropped_queue_full: AtomicU64,
+    /// Spans lost to failed exports (collector down, refusing or too slow).
+    pub failed: AtomicU64,
+}
+
+/// Spans per export request.
+const BATCH_SPANS: usize = 512;
+/// Longest a partial batch waits.
+const BATCH_DELAY: Duration = Duration::from_secs(1);
+/// Requests' span groups waiting for export.
+const QUEUE_REQUESTS: usize = 2048;
+
+/// The worker's handle.
+pub struct SpanExporter {
+    tx: mpsc::Sender<Vec<Span>>,
+    counters: Arc<ExportCounters>,
+}
+
+impl SpanExporter {
+    /// Starts the export task on the current runtime.
+    pub fn start(
+        settings: ExportSettings,
+        resource: Vec<KeyValue>,
+        tls: rustls::ClientConfig,
+        counters: Arc<ExportCounters>,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE_REQUESTS);
+        tokio::spawn(run(settings, resource, tls, counters.clone(), rx));
+        SpanExporter { tx, counters }
+    }
+
+    /// Hands one request's spans over, or counts them as dropped.
+    pub fn push(&self, spans: Vec<Span>) {
+        let n = spans.len() as u64;
+        match self.tx.try_send(spans) {
+            Ok(()) => self.counters.queued.fetch_add(n, Ordering::Relaxed),
+            Err(_) => self
+                .counters
+                .dropped_queue_full
+                .fetch_add(n, Ordering::Relaxed),
+        };
+    }
+}
+
+enum Transport {
+    Grpc(TraceServiceClient<tonic::transport::Channel>),
+    Http(
+        hyper_util::client::legacy::Client<
+            hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+            Full<Bytes>,
+        >,
+    ),
+}
+
+async fn run(
+    settings: ExportSettings,
+    resource: Vec<KeyValue>,
+    tls: rustls::ClientConfig,
+    counters: Arc<ExportCounters>,
+    mut rx: mpsc::Receiver<Vec<Span>>,
+) {
+    let transport = match settings.protocol {
+        Protocol::Grpc => {
+            let mut ep = match tonic::transport::Endpoint::from_shared(settings.endpoint.clone()) {
+                Ok(ep) => ep,
+                Err(e) => {
+                    tracing::error!(error = %e, "OTLP endpoint unusable; spans are not exported");
+                    return;
+                }
+            };
+            ep = ep
+                .connect_timeout(Duration::from_secs(3))
+                .timeout(settings.timeout)
+                .tcp_nodelay(true);
+            if settings.endpoint.starts_with("https://") {
+                match weir_proto::grpc_tls::client_config(None).map(|t| ep.clone().tls_config(t)) {
+                    Ok(Ok(with_tls)) => ep = with_tls,
+                    _ => {
+                        tracing::error!("OTLP endpoint TLS setup failed; spans are not exported");
+                        return;
+                    }
+                }
+            }
+            Transport::Grpc(TraceServiceClient::new(ep.connect_lazy()))
+        }
+        Protocol::HttpProtobuf => {
+            Transport::Http(crate::upstream::client(Duration::from_secs(3), tls))
+        }
+    };
+    let mut transport = transport;
+    let mut batch: Vec<Span> = Vec::new();
+    let mut last_warning: Option<tokio::time::Instant> = None;
+    loop {
+        // Wait for the first spans of a batch, then fill it for at most BATCH_DELAY.
+        match rx.recv().await {
+            Some(s) => batch.extend(s),
+            None => return,
+        }
+        let until = tokio::time::Instant::now() + BATCH_DELAY;
+        let mut closed = false;
+        while batch.len() < BATCH_SPANS {
+            tokio::select! {
+                more = rx.recv() => match more {
+                    Some(s) => batch.extend(s),
+                    None => { closed = true; break; }
+                },
+                _ = tokio::time::sleep_until(until) => break,
+            }
+        }
+        let spans = std::mem::take(&mut batch);
+        let n = spans.len() as u64;
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![genai_trace::resource_spans(&resource, spans)],
+        };
+        match send(&mut transport, &settings, req).await {
+            Ok(()) => {
+                counters.exported.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => {
+                counters.failed.fetch_add(n, Ordering::Relaxed);
+                // One warning a minute at most: a down collector must not flood the node's log.
+                let now = tokio::time::Instant::now();
+                if last_warning.is_none_or(|t| now.duration_since(t) > Duration::from_secs(60)) {
+                    last_warning = Some(now);
+                    tracing::warn!(error = %e, spans = n, "OTLP export failed; spans dropped");
+                }
+            }
+        }
+        if closed {
+            return;
+        }
+    }
+}
+
+async fn send(
+    transport: &mut Transport,
+    settings: &ExportSettings,
+    req: ExportTraceServiceRequest,
+) -> Result<(), String> {
+    match transport {
+        Transport::Grpc(client) => {
+            let mut r = tonic::Request::new(req);
+            r.set_timeout(settings.timeout);
+            for (n, v) in &settings.headers {
+                if let (Ok(n), Ok(v)) = (
+                    tonic::metadata::MetadataKey::from_bytes(n.as_str().as_bytes()),
+                    tonic::metadata::MetadataValue::try_from(v.as_bytes()),
+                ) {
+                    r.metadata_mut().insert(n, v);
+                }
+            }
+            client
+                .export(r)
+                .await
+                .map(|_| ())
+                .map_err(|s| format!("{}: {}", s.code(), s.message()))
+        }
+        Transport::Http(client) => {
+            let mut b = http::Request::post(&settings.endpoint)
+                .header(http::header::CONTENT_TYPE, "application/x-protobuf");
+            for (n, v) in &settings.headers {
+                b = b.header(n, v);
+            }
+            let body = Full::new(Bytes::from(req.encode_to_vec()));
+            let r = b.body(body).map_err(|e| e.to_string())?;
+            let resp = tokio::time::timeout(settings.timeout, client.request(r))
+                .await
+                .map_err(|_| "timed out".to_string())?
+                .map_err(|e| e.to_string())?;
+            let status = resp.status();
+            // Drain the body so the connection can be reused.
+            let _ = tokio::time::timeout(settings.timeout, resp.into_body().collect()).await;
+            if status.is_success() {
+                Ok(())
+            } else {
+                Err(format!("HTTP {status}"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn no_endpoint_no_export() {
+        assert!(ExportSettings::from_env(env(&[])).unwrap().is_none());
+    }
+
+    #[test]
+    fn standard_otel_variables_work() {
+        let s = ExportSettings::from_env(env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=a%3Db,other=c"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.5"),
+            ("OTEL_SERVICE_NAME", "gw"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(s.endpoint, "http://collector:4318/v1/traces");
+        assert_eq!(s.protocol, Protocol::HttpProtobuf);
+        assert_eq!(s.headers[0].0, "x-api-key");
+        assert_eq!(s.headers[0].1, "a=b");
+        assert_eq!(s.headers.len(), 2);
+        assert_eq!(s.sample_ratio, 0.5);
+        assert_eq!(s.service_name, "gw");
+        // A traces-specific endpoint is used as is; gRPC is the default.
+        let s = ExportSettings::from_env(env(&[
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4317"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://ignored:1"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (s.endpoint.as_str(), s.protocol),
+            ("http://c:4317", Protocol::Grpc)
+        );
+    }
+
+    #[test]
+    fn header_secrets_come_from_named_variables_and_never_print() {
+        let s = ExportSettings::from_env(env(&[
+            ("WEIR_OTEL_ENDPOINT", "https://otlp.example.com"),
+            ("WEIR_OTEL_HEADERS_FROM_ENV", "authorization=OTLP_AUTH"),
+            ("OTLP_AUTH", "Bearer s3cret"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(s.headers[0].1, "Bearer s3cret");
+        assert!(!format!("{s:?}").contains("s3cret"));
+        let missing = ExportSettings::from_env(env(&[
+            ("WEIR_OTEL_ENDPOINT", "https://otlp.example.com"),
+            ("WEIR_OTEL_HEADERS_FROM_ENV", "authorization=NOPE"),
+        ]));
+        assert_eq!(
+            missing.err().unwrap(),
+            ExportSettingsError::MissingHeaderEnv("authorization".into(), "NOPE".into())
+        );
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (pairs, name) in [
+            (
+                vec![("WEIR_OTEL_ENDPOINT", "collector:4317")],
+                "WEIR_OTEL_ENDPOINT",
+            ),
+            (
+                vec![
+                    ("WEIR_OTEL_ENDPOINT", "http://c"),
+                    ("WEIR_OTEL_PROTOCOL", "http/json"),
+                ],
+                "WEIR_OTEL_PROTOCOL",
+            ),
+            (
+                vec![
+                    ("WEIR_OTEL_ENDPOINT", "http://c"),
+                    ("WEIR_OTEL_SAMPLE_RATIO", "2"),
+                ],
+                "WEIR_OTEL_SAMPLE_RATIO",
+            ),
+            (
+                vec![
+                    ("WEIR_OTEL_ENDPOINT", "http://c"),
+                    ("WEIR_OTEL_HEADERS_FROM_ENV", "novar"),
+                ],
+                "WEIR_OTEL_HEADERS_FROM_ENV",
+            ),
+        ] {
+            let err = ExportSettings::from_env(env(&pairs)).err().unwrap();
+            assert!(err.to_string().starts_with(name), "{err}");
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! OpenTelemetry: requests through a node with span export on arrive at a real OTLP (gRPC)
+//! receiver as GenAI-convention traces, joined to the caller's trace, and a collector that is
+//! down costs spans, never requests.
+
+use std::process::Command;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use serde_json::{json, Value};
+use weir_data_plane::otlp_export::{ExportSettings, Protocol};
+use weir_e2e::otlp_receiver::{attr, OtlpReceiver};
+use weir_e2e::{eventually, python, repo_root, run, ModelSpec, Stack};
+
+fn export_to(endpoint: String) -> ExportSettings {
+    ExportSettings {
+        endpoint,
+        protocol: Protocol::Grpc,
+        headers: vec![(
+            HeaderName::from_static("authorization"),
+            HeaderValue::from_static("Bearer otlp-token"),
+        )],
+        sample_ratio: 1.0,
+        service_name: "weir-test".into(),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+/// The official OpenAI SDK against `base`; `extra` are more CLI flags (e.g. `--traceparent`).
+async fn sdk(base: &str, key: &str, model: &str, mode: &str, rid: &str, extra: &[&str]) -> Value {
+    let mut c = Command::new(python());
+    c.arg(repo_root().join("tests/clients/openai_client.py"))
+        .args([
+            "--base-url",
+            base,
+            "--key",
+            key,
+            "--model",
+            model,
+            "--mode",
+            mode,
+        ])
+        .args(["--request-id", rid])
+        .args(extra);
+    let out = run(c).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    serde_json::from_str(out.stdout.trim()).unwrap()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+async fn metric(addr: std::net::SocketAddr, line: &str) -> u64 {
+    let body = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix(line).map(|v| v.trim().parse().unwrap()))
+        .unwrap_or_else(|| panic!("no {line} in {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_become_genai_traces_joined_to_the_callers_trace() {
+    let stack = Stack::start().await;
+    let receiver = OtlpReceiver::start().await;
+    let key = stack
+        .seed_models(&[
+            ModelSpec::new("gpt", &[("mock", "up")]),
+            ModelSpec::new("broken", &[("mock", "mock-503")]),
+        ])
+        .await;
+    // Weight 0 on the good target: it is only ever the fallback.
+    let out = run(stack.weirctl(&[
+        "models",
+        "create",
+        "--key",
+        "flaky",
+        "--target",
+        "mock:mock-503:1",
+        "--target",
+        "mock:up:0",
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let url = receiver.url();
+    let node = Stack::start_data_plane_with(
+        &stack.control_plane,
+        &stack.dataplane_token,
+        "traced",
+        move |s| s.otel = Some(export_to(url)),
+    )
+    .await;
+    let cfg = node.config.clone();
+    eventually(Duration::from_secs(10), || {
+        let cfg = cfg.clone();
+        async move { cfg.current.load().routes.contains_key("flaky").then_some(()) }
+    })
+    .await
+    .expect("the node has every route");
+    let base = format!("http://{}/v1", node.addr);
+    let hex_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_trace = "0af7651916cd43dd8448eb211c80319c";
+    let caller_span = "b7ad6b7169203331";
+    let traceparent = format!("00-{caller_trace}-{caller_span}-01");
+
+    let plain = sdk(&base, &key, "gpt", "plain", hex_id, &[]).await;
+    assert!(plain["content"].is_string(), "{plain}");
+    sdk(
+        &base,
+        &key,
+        "gpt",
+        "stream",
+        "tel-stream",
+        &["--traceparent", &traceparent],
+    )
+    .await;
+    sdk(&base, &key, "flaky", "plain", "tel-fallback", &[]).await;
+    let failed = sdk(&base, &key, "broken", "plain", "tel-error", &[]).await;
+    assert_eq!(failed["status"], 503, "{failed}");
+    let emb = sdk(&base, &key, "gpt", "embeddings", "tel-embed", &[]).await;
+    assert_eq!(emb["count"], 2, "{emb}");
+
+    let received = receiver.received.clone();
+    let spans = eventually(Duration::from_secs(15), || {
+        let received = received.clone();
+        async move {
+            let spans = received.spans();
+            let servers = spans.iter().filter(|(_, s)| s.kind == 2).count();
+            (servers >= 5).then_some(spans)
+        }
+    })
+    .await
+    .expect("five server spans reached the receiver");
+
+    assert!(received
+        .authorizations
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|a| a == "Bearer otlp-token"));
+    for (resource, _) in &spans {
+        assert_eq!(attr(resource, "service.name"), Some(json!("weir-test")));
+        assert_eq!(attr(resource, "service.instance.id"), Some(json!("traced")));
+    }
+    let server = |rid: &str| {
+        spans
+            .iter()
+            .map(|(_, s)| s)
+            .find(|s| s.kind == 2 && attr(&s.attributes, "weir.request_id") == Some(json!(rid)))
+            .unwrap_or_else(|| panic!("no server span for {rid}"))
+            .clone()
+    };
+    let children = |parent: &opentelemetry_proto::tonic::trace::v1::Span| {
+        let mut c: Vec<_> = spans
+            .iter()
+            .map(|(_, s)| s)
+            .filter(|s| s.parent_span_id == parent.span_id && s.trace_id == parent.trace_id)
+            .cloned()
+            .collect();
+        c.sort_by_key(|s| s.start_time_unix_nano);
+        c
+    };
+
+    // A caller's 32-hex x-request-id names the trace; one client span in GenAI conventions.
+    let s = server(hex_id);
+    assert_eq!(hex(&s.trace_id), hex_id);
+    assert!(s.parent_span_id.is_empty());
+    assert_eq!(s.name, "POST /v1/chat/completions");
+    assert_eq!(
+        attr(&s.attributes, "weir.trace_origin"),
+        Some(json!("x-request-id"))
+    );
+    assert_eq!(
+        attr(&s.attributes, "gen_ai.operation.name"),
+        Some(json!("chat"))
+    );
+    assert!(attr(&s.attributes, "user.id").is_some());
+    let kids = children(&s);
+    assert_eq!(kids.len(), 1);
+    let c = &kids[0];
+    assert_eq!(c.kind, 3, "client");
+    assert_eq!(c.name, "chat up");
+    for (k, want) in [
+        ("gen_ai.provider.name", json!("openai")),
+        ("gen_ai.request.model", json!("up")),
+        ("server.address", json!("127.0.0.1")),
+        ("server.port", json!(stack.upstream.addr.port())),
+    ] {
+        assert_eq!(attr(&c.attributes, k), Some(want), "{k}");
+    }
+    for k in [
+        "gen_ai.response.id",
+        "gen_ai.response.model",
+        "gen_ai.usage.input_tokens",
+        "gen_ai.usage.output_tokens",
+        "gen_ai.response.finish_reasons",
+    ] {
+        assert!(
+            attr(&c.attributes, k).is_some(),
+            "{k} missing: {:?}",
+            c.attributes
+        );
+    }
+    // The upstream was called as a child of that client span.
+    let sent = stack
+        .upstream
+        .observed
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|r| r.headers.get("x-request-id").is_some_and(|v| v == hex_id))
+        .cloned()
+        .expect("upstream saw the request");
+    assert_eq!(
+        sent.headers.get("traceparent").unwrap(),
+        &format!("00-{hex_id}-{}-01", hex(&c.span_id))
+    );
+
+    // A caller's traceparent: same trace, the caller's span is the parent.
+    let s = server("tel-stream");
+    assert_eq!(hex(&s.trace_id), caller_trace);
+    assert_eq!(hex(&s.parent_span_id), caller_span);
+    assert_eq!(attr(&s.attributes, "weir.stream"), Some(json!(true)));
+    assert_eq!(children(&s).len(), 1);
+
+    // A fallback: two client spans in order, the first failed with the upstream's status.
+    let s = server("tel-fallback");
+    let kids = children(&s);
+    assert_eq!(kids.len(), 2);
+    assert_eq!(attr(&kids[0].attributes, "error.type"), Some(json!("503")));
+    assert_eq!(kids[0].status.as_ref().unwrap().code, 2);
+    assert_eq!(
+        attr(&kids[1].attributes, "weir.attempt.produced_response"),
+        Some(json!(true))
+    );
+    assert!(s.events.iter().any(|e| e.name == "weir.fallback"));
+
+    // An upstream error: the server span says so.
+    let s = server("tel-error");
+    assert_eq!(
+        attr(&s.attributes, "http.response.status_code"),
+        Some(json!(503))
+    );
+    assert_eq!(s.status.as_ref().unwrap().code, 2);
+    assert!(attr(&s.attributes, "error.type").is_some());
+
+    // Embeddings are their own GenAI operation.
+    let s = server("tel-embed");
+    assert_eq!(
+        attr(&s.attributes, "gen_ai.operation.name"),
+        Some(json!("embeddings"))
+    );
+    assert_eq!(children(&s)[0].name, "embeddings up");
+
+    assert!(metric(node.addr, "weir_spans_exported_total").await >= spans.len() as u64);
+    node.shutdown().await;
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_is_down_costs_spans_not_requests() {
+    let stack = Stack::start().await;
+    let key = stack.seed(&[("gpt", "up")]).await;
+    // A port nothing listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let node = Stack::start_data_plane_with(
+        &stack.control_plane,
+        &stack.dataplane_token,
+        "dead-collector",
+        move |s| s.otel = Some(export_to(url)),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    for i in 0..20 {
+        let r = client
+            .post(format!("http://{}/v1/chat/completions", node.addr))
+            .bearer_auth(&key)
+            .json(&json!({"model": "gpt", "messages": [{"role": "user", "content": format!("hi {i}")}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let addr = node.addr;
+    let failed = eventually(Duration::from_secs(15), || async move {
+        let n = metric(addr, "weir_spans_dropped_total{reason=\"export_failed\"}").await;
+        (n >= 40).then_some(n)
+    })
+    .await;
+    assert!(failed.is_some(), "the failed export is counted");
+    assert_eq!(metric(node.addr, "weir_spans_exported_total").await, 0);
+    node.shutdown().await;
+    stack.shutdown().await;
+}
