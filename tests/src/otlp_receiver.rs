@@ -99,7 +99,81 @@ impl OtlpReceiver {
         }
     }
 
-    /// The endpoint a node exports to.
+    /// Starts an OTLP/HTTP receiver (`POST /v1/traces`, protobuf bodies) on a free port.
+    pub async fn start_http() -> OtlpReceiver {
+        use http_body_util::{BodyExt, Full};
+        use prost::Message;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        let addr = listener.local_addr().expect("addr");
+        let received = Arc::new(Received::default());
+        let rec = received.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let rec = rec.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        move |req: http::Request<hyper::body::Incoming>| {
+                            let rec = rec.clone();
+                            async move {
+                                let ok = req.uri().path() == "/v1/traces"
+                                    && req
+                                        .headers()
+                                        .get("content-type")
+                                        .is_some_and(|v| v == "application/x-protobuf");
+                                let auth = req
+                                    .headers()
+                                    .get("authorization")
+                                    .and_then(|v| v.to_str().ok())
+                                    .unwrap_or_default()
+                                    .to_string();
+                                let body = req.into_body().collect().await.map(|c| c.to_bytes());
+                                let status = match (
+                                    ok,
+                                    body.ok()
+                                        .and_then(|b| ExportTraceServiceRequest::decode(b).ok()),
+                                ) {
+                                    (true, Some(export)) => {
+                                        rec.authorizations.lock().expect("lock").push(auth);
+                                        rec.batches
+                                            .lock()
+                                            .expect("lock")
+                                            .extend(export.resource_spans);
+                                        200
+                                    }
+                                    _ => 400,
+                                };
+                                let resp = http::Response::builder()
+                                    .status(status)
+                                    .header("content-type", "application/x-protobuf")
+                                    .body(Full::new(bytes::Bytes::from(
+                                        ExportTraceServiceResponse::default().encode_to_vec(),
+                                    )))
+                                    .expect("response");
+                                Ok::<_, std::convert::Infallible>(resp)
+                            }
+                        },
+                    );
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+                });
+            }
+        });
+        OtlpReceiver {
+            addr,
+            received,
+            task,
+        }
+    }
+
+    /// The endpoint a node exports to (gRPC; add `/v1/traces` for HTTP).
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

@@ -96,7 +96,13 @@ async fn requests_become_genai_traces_joined_to_the_callers_trace() {
     let cfg = node.config.clone();
     eventually(Duration::from_secs(10), || {
         let cfg = cfg.clone();
-        async move { cfg.current.load().routes.contains_key("flaky").then_some(()) }
+        async move {
+            cfg.current
+                .load()
+                .routes
+                .contains_key("flaky")
+                .then_some(())
+        }
     })
     .await
     .expect("the node has every route");
@@ -295,6 +301,56 @@ async fn a_collector_that_is_down_costs_spans_not_requests() {
     .await;
     assert!(failed.is_some(), "the failed export is counted");
     assert_eq!(metric(node.addr, "weir_spans_exported_total").await, 0);
+    node.shutdown().await;
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_also_go_over_otlp_http_with_protobuf_bodies() {
+    let stack = Stack::start().await;
+    let receiver = OtlpReceiver::start_http().await;
+    let key = stack.seed(&[("gpt", "up")]).await;
+    let mut settings = export_to(format!("{}/v1/traces", receiver.url()));
+    settings.protocol = Protocol::HttpProtobuf;
+    let node = Stack::start_data_plane_with(
+        &stack.control_plane,
+        &stack.dataplane_token,
+        "http-traced",
+        move |s| s.otel = Some(settings),
+    )
+    .await;
+    let base = format!("http://{}/v1", node.addr);
+    sdk(&base, &key, "gpt", "plain", "tel-http", &[]).await;
+    let received = receiver.received.clone();
+    let spans = eventually(Duration::from_secs(15), || {
+        let received = received.clone();
+        async move {
+            let spans = received.spans();
+            (spans.len() >= 2).then_some(spans)
+        }
+    })
+    .await
+    .expect("spans arrived over HTTP");
+    let server = spans
+        .iter()
+        .find(|(_, s)| s.kind == 2)
+        .expect("server span");
+    assert_eq!(
+        attr(&server.1.attributes, "weir.request_id"),
+        Some(json!("tel-http"))
+    );
+    assert!(spans
+        .iter()
+        .any(|(_, s)| s.kind == 3 && s.parent_span_id == server.1.span_id));
+    assert_eq!(
+        received
+            .authorizations
+            .lock()
+            .unwrap()
+            .first()
+            .map(String::as_str),
+        Some("Bearer otlp-token")
+    );
     node.shutdown().await;
     stack.shutdown().await;
 }
