@@ -1,8 +1,8 @@
 //! Span export over OTLP (gRPC, or HTTP with protobuf bodies), batched in the background.
 //!
 //! The log worker hands over each request's spans without waiting; a bounded channel sits in
-//! between, and whatever does not fit is counted and dropped. One batch is in flight at a time,
-//! with a timeout, so a collector that is down, slow or refusing costs spans, never a request's
+//! between, and whatever does not fit is counted and dropped. A few batches are in flight at
+//! once, each with a timeout, so a collector that is down, slow or refusing costs spans, never a request's
 //! time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -232,11 +232,13 @@ pub struct ExportCounters {
 }
 
 /// Spans per export request.
-const BATCH_SPANS: usize = 512;
+const BATCH_SPANS: usize = 2048;
+/// Export requests in flight at once (multiplexed on one gRPC connection, or pooled HTTP).
+const IN_FLIGHT: usize = 4;
 /// Longest a partial batch waits.
 const BATCH_DELAY: Duration = Duration::from_secs(1);
 /// Requests' span groups waiting for export.
-const QUEUE_REQUESTS: usize = 2048;
+const QUEUE_REQUESTS: usize = 8192;
 
 /// The worker's handle.
 pub struct SpanExporter {
@@ -270,6 +272,7 @@ impl SpanExporter {
     }
 }
 
+#[derive(Clone)]
 enum Transport {
     Grpc(TraceServiceClient<tonic::transport::Channel>),
     Http(
@@ -315,14 +318,21 @@ async fn run(
             Transport::Http(crate::upstream::client(Duration::from_secs(3), tls))
         }
     };
-    let mut transport = transport;
+    let settings = Arc::new(settings);
+    let resource = Arc::new(resource);
+    let mut in_flight = tokio::task::JoinSet::new();
     let mut batch: Vec<Span> = Vec::new();
-    let mut last_warning: Option<tokio::time::Instant> = None;
+    let last_warning = Arc::new(std::sync::Mutex::new(None::<tokio::time::Instant>));
     loop {
         // Wait for the first spans of a batch, then fill it for at most BATCH_DELAY.
-        match rx.recv().await {
+        let first = tokio::select! {
+            first = rx.recv() => first,
+            // Reap finished exports while idle.
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => continue,
+        };
+        match first {
             Some(s) => batch.extend(s),
-            None => return,
+            None => break,
         }
         let until = tokio::time::Instant::now() + BATCH_DELAY;
         let mut closed = false;
@@ -335,29 +345,45 @@ async fn run(
                 _ = tokio::time::sleep_until(until) => break,
             }
         }
+        // At most IN_FLIGHT exports at once; while they are all busy, the channel fills and
+        // the worker's pushes start counting drops.
+        while in_flight.len() >= IN_FLIGHT {
+            in_flight.join_next().await;
+        }
         let spans = std::mem::take(&mut batch);
-        let n = spans.len() as u64;
-        let req = ExportTraceServiceRequest {
-            resource_spans: vec![genai_trace::resource_spans(&resource, spans)],
-        };
-        match send(&mut transport, &settings, req).await {
-            Ok(()) => {
-                counters.exported.fetch_add(n, Ordering::Relaxed);
-            }
-            Err(e) => {
-                counters.failed.fetch_add(n, Ordering::Relaxed);
-                // One warning a minute at most: a down collector must not flood the node's log.
-                let now = tokio::time::Instant::now();
-                if last_warning.is_none_or(|t| now.duration_since(t) > Duration::from_secs(60)) {
-                    last_warning = Some(now);
-                    tracing::warn!(error = %e, spans = n, "OTLP export failed; spans dropped");
+        let (mut transport, settings, resource, counters, last_warning) = (
+            transport.clone(),
+            settings.clone(),
+            resource.clone(),
+            counters.clone(),
+            last_warning.clone(),
+        );
+        in_flight.spawn(async move {
+            let n = spans.len() as u64;
+            let req = ExportTraceServiceRequest {
+                resource_spans: vec![genai_trace::resource_spans(&resource, spans)],
+            };
+            match send(&mut transport, &settings, req).await {
+                Ok(()) => {
+                    counters.exported.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    counters.failed.fetch_add(n, Ordering::Relaxed);
+                    // One warning a minute at most: a down collector must not flood the log.
+                    let now = tokio::time::Instant::now();
+                    let mut last = last_warning.lock().unwrap_or_else(|e| e.into_inner());
+                    if last.is_none_or(|t| now.duration_since(t) > Duration::from_secs(60)) {
+                        *last = Some(now);
+                        tracing::warn!(error = %e, spans = n, "OTLP export failed; spans dropped");
+                    }
                 }
             }
-        }
+        });
         if closed {
-            return;
+            break;
         }
     }
+    while in_flight.join_next().await.is_some() {}
 }
 
 async fn send(
