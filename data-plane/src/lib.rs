@@ -18,6 +18,7 @@
 //! - [`payload_policy`]: wrap, redact and cap payloads for the log.
 //! - [`trace_context`]: W3C trace context in and out.
 //! - [`genai_trace`]: a finished request as GenAI-convention spans.
+//! - [`genai_metrics`]: request metrics, aggregated for OTLP.
 //! - [`otlp_export`]: batched, bounded OTLP span export.
 //! - [`request_record`]: what the request path hands to the log worker.
 //! - [`log_shipper`]: the bounded queue and the batching, at-least-once shipper.
@@ -29,6 +30,7 @@ pub mod body;
 pub mod caller_tags;
 pub mod config_stream;
 pub mod gateway_error;
+pub mod genai_metrics;
 pub mod genai_trace;
 pub mod harness;
 pub mod key_auth;

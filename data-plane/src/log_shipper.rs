@@ -18,7 +18,13 @@ use weir_proto::logs::{BatchAck, LogBatch, RequestLog};
 
 use crate::config_stream::{connect, token_interceptor, Backoff};
 use crate::limits::SpendTicket;
-use crate::otlp_export::{ExportCounters, SpanExporter};
+use crate::otlp_export::{ExportCounters, MetricsExporter, SpanExporter};
+
+fn unix_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
 use crate::request_record::RequestRecord;
 use crate::settings::Settings;
 
@@ -217,6 +223,8 @@ struct Worker {
     replica: usize,
     /// Span export, when configured.
     exporter: Option<SpanExporter>,
+    /// Metrics aggregation and export, when configured.
+    metrics: Option<(crate::genai_metrics::Meter, MetricsExporter)>,
     /// The node's OTLP resource.
     resource: Vec<opentelemetry_proto::tonic::common::v1::KeyValue>,
 }
@@ -242,6 +250,7 @@ impl Worker {
             retry_at: Instant::now(),
             replica: 0,
             exporter: None,
+            metrics: None,
             resource: Vec::new(),
         }
     }
@@ -259,13 +268,19 @@ impl Worker {
                 &self.settings.node_id,
                 &self.settings.group,
             );
+            self.metrics = Some((
+                crate::genai_metrics::Meter::new(unix_nanos()),
+                MetricsExporter::start(otel.clone(), tls.clone(), span_counters.clone()),
+            ));
             self.exporter = Some(SpanExporter::start(
                 otel,
                 self.resource.clone(),
                 tls,
-                span_counters,
+                span_counters.clone(),
             ));
         }
+        let metrics_every = self.settings.otel.as_ref().map(|o| o.metrics_interval);
+        let mut next_metrics = metrics_every.map(|d| Instant::now() + d);
         let mut input_open = true;
         let mut drain_deadline: Option<Instant> = None;
         let mut taken: Vec<RequestRecord> = Vec::new();
@@ -312,6 +327,10 @@ impl Worker {
                 (self.conn.is_none() && !self.unacked.is_empty()).then_some(self.retry_at);
             tokio::select! {
                 _ = inbox.wake.notified(), if input_open && next_take.is_none() => {}
+                _ = sleep_until(next_metrics) => {
+                    next_metrics = metrics_every.map(|d| Instant::now() + d);
+                    self.export_metrics(&span_counters);
+                }
                 _ = sleep_until(next_take), if input_open => {}
                 _ = sleep_until(seal_at) => self.seal(),
                 ack = next_ack(&mut self.conn) => self.on_ack(ack),
@@ -332,10 +351,46 @@ impl Worker {
         }
     }
 
+    /// Sends the current cumulative metrics, with the pipeline's own counters.
+    fn export_metrics(&mut self, spans: &ExportCounters) {
+        let Some((meter, exporter)) = &mut self.metrics else {
+            return;
+        };
+        let c = &self.counters;
+        for (state, v) in [
+            ("enqueued", &c.enqueued),
+            ("acked", &c.acked),
+            ("dropped_queue_full", &c.dropped_queue_full),
+            ("dropped_buffer_full", &c.dropped_buffer_full),
+            ("rejected", &c.rejected),
+        ] {
+            meter.set_total(
+                "weir.request_logs",
+                vec![("weir.state", state.to_string())],
+                v.load(Ordering::Relaxed),
+            );
+        }
+        for (state, v) in [
+            ("exported", &spans.exported),
+            ("dropped_queue_full", &spans.dropped_queue_full),
+            ("export_failed", &spans.failed),
+        ] {
+            meter.set_total(
+                "weir.spans",
+                vec![("weir.state", state.to_string())],
+                v.load(Ordering::Relaxed),
+            );
+        }
+        exporter.push(meter.export(&self.resource, unix_nanos()));
+    }
+
     fn add(&mut self, rec: RequestRecord) {
         let built = rec.into_log();
         if let (Some(exporter), Some(parts)) = (&self.exporter, &built.trace) {
             exporter.push(crate::genai_trace::spans(&built.log, parts));
+        }
+        if let Some((meter, _)) = &mut self.metrics {
+            meter.record(&built.log, built.metrics);
         }
         let (log, spend) = (built.log, built.spend);
         self.building.push(log);

@@ -12,6 +12,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use http_body_util::{BodyExt, Full};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
@@ -58,6 +60,10 @@ pub struct ExportSettings {
     pub service_name: String,
     /// Longest one export may take.
     pub timeout: Duration,
+    /// Where metrics go: for gRPC the same base URL, for HTTP the full metrics URL.
+    pub metrics_endpoint: String,
+    /// How often metrics are exported.
+    pub metrics_interval: Duration,
 }
 
 impl std::fmt::Debug for ExportSettings {
@@ -168,7 +174,47 @@ impl ExportSettings {
                 }
             },
         };
+        let metrics_endpoint = match (
+            get("WEIR_OTEL_METRICS_ENDPOINT")
+                .or_else(|| get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")),
+            protocol,
+        ) {
+            (Some(e), _) => e.trim().to_string(),
+            (None, Protocol::Grpc) => endpoint.clone(),
+            (None, Protocol::HttpProtobuf) => match endpoint.strip_suffix("/v1/traces") {
+                Some(base) => format!("{base}/v1/metrics"),
+                None => format!("{}/v1/metrics", endpoint.trim_end_matches('/')),
+            },
+        };
+        let metrics_interval = match (
+            get("WEIR_OTEL_EXPORT_INTERVAL_SECS"),
+            get("OTEL_METRIC_EXPORT_INTERVAL"),
+        ) {
+            (Some(s), _) => match s.trim().parse::<u64>() {
+                Ok(n) if n > 0 => Duration::from_secs(n),
+                _ => {
+                    return Err(ExportSettingsError::Invalid {
+                        name: "WEIR_OTEL_EXPORT_INTERVAL_SECS",
+                        value: s,
+                        reason: "expected whole seconds above 0",
+                    })
+                }
+            },
+            (None, Some(ms)) => match ms.trim().parse::<u64>() {
+                Ok(n) if n > 0 => Duration::from_millis(n),
+                _ => {
+                    return Err(ExportSettingsError::Invalid {
+                        name: "OTEL_METRIC_EXPORT_INTERVAL",
+                        value: ms,
+                        reason: "expected milliseconds above 0",
+                    })
+                }
+            },
+            (None, None) => Duration::from_secs(60),
+        };
         Ok(Some(ExportSettings {
+            metrics_endpoint,
+            metrics_interval,
             endpoint,
             protocol,
             headers,
@@ -229,6 +275,10 @@ pub struct ExportCounters {
     pub dropped_queue_full: AtomicU64,
     /// Spans lost to failed exports (collector down, refusing or too slow).
     pub failed: AtomicU64,
+    /// Metric snapshots the collector accepted.
+    pub metric_exports: AtomicU64,
+    /// Metric snapshots that failed (the next one carries the same cumulative points).
+    pub metric_exports_failed: AtomicU64,
 }
 
 /// Spans per export request.
@@ -272,9 +322,49 @@ impl SpanExporter {
     }
 }
 
+/// The worker's handle on metrics export: at most one snapshot waits while one is sent.
+pub struct MetricsExporter {
+    tx: mpsc::Sender<ExportMetricsServiceRequest>,
+}
+
+impl MetricsExporter {
+    /// Starts the metrics export task on the current runtime.
+    pub fn start(
+        settings: ExportSettings,
+        tls: rustls::ClientConfig,
+        counters: Arc<ExportCounters>,
+    ) -> Self {
+        let (tx, mut rx) = mpsc::channel::<ExportMetricsServiceRequest>(1);
+        tokio::spawn(async move {
+            let Some(mut transport) = transport(&settings, tls) else {
+                return;
+            };
+            while let Some(req) = rx.recv().await {
+                match send_metrics(&mut transport, &settings, req).await {
+                    Ok(()) => counters.metric_exports.fetch_add(1, Ordering::Relaxed),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "OTLP metrics export failed");
+                        counters
+                            .metric_exports_failed
+                            .fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            }
+        });
+        MetricsExporter { tx }
+    }
+
+    /// Hands a snapshot over; when one is still waiting this one is skipped (points are
+    /// cumulative: the next snapshot carries everything).
+    pub fn push(&self, req: ExportMetricsServiceRequest) {
+        let _ = self.tx.try_send(req);
+    }
+}
+
 #[derive(Clone)]
+#[allow(clippy::large_enum_variant)] // one per exporter task, cloned per batch: size is irrelevant
 enum Transport {
-    Grpc(TraceServiceClient<tonic::transport::Channel>),
+    Grpc(tonic::transport::Channel),
     Http(
         hyper_util::client::legacy::Client<
             hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
@@ -283,20 +373,15 @@ enum Transport {
     ),
 }
 
-async fn run(
-    settings: ExportSettings,
-    resource: Vec<KeyValue>,
-    tls: rustls::ClientConfig,
-    counters: Arc<ExportCounters>,
-    mut rx: mpsc::Receiver<Vec<Span>>,
-) {
-    let transport = match settings.protocol {
+/// The connection to the collector: one lazily connected gRPC channel, or a pooled HTTP client.
+fn transport(settings: &ExportSettings, tls: rustls::ClientConfig) -> Option<Transport> {
+    Some(match settings.protocol {
         Protocol::Grpc => {
             let mut ep = match tonic::transport::Endpoint::from_shared(settings.endpoint.clone()) {
                 Ok(ep) => ep,
                 Err(e) => {
-                    tracing::error!(error = %e, "OTLP endpoint unusable; spans are not exported");
-                    return;
+                    tracing::error!(error = %e, "OTLP endpoint unusable; nothing is exported");
+                    return None;
                 }
             };
             ep = ep
@@ -307,16 +392,28 @@ async fn run(
                 match weir_proto::grpc_tls::client_config(None).map(|t| ep.clone().tls_config(t)) {
                     Ok(Ok(with_tls)) => ep = with_tls,
                     _ => {
-                        tracing::error!("OTLP endpoint TLS setup failed; spans are not exported");
-                        return;
+                        tracing::error!("OTLP endpoint TLS setup failed; nothing is exported");
+                        return None;
                     }
                 }
             }
-            Transport::Grpc(TraceServiceClient::new(ep.connect_lazy()))
+            Transport::Grpc(ep.connect_lazy())
         }
         Protocol::HttpProtobuf => {
             Transport::Http(crate::upstream::client(Duration::from_secs(3), tls))
         }
+    })
+}
+
+async fn run(
+    settings: ExportSettings,
+    resource: Vec<KeyValue>,
+    tls: rustls::ClientConfig,
+    counters: Arc<ExportCounters>,
+    mut rx: mpsc::Receiver<Vec<Span>>,
+) {
+    let Some(transport) = transport(&settings, tls) else {
+        return;
     };
     let settings = Arc::new(settings);
     let resource = Arc::new(resource);
@@ -386,37 +483,74 @@ async fn run(
     while in_flight.join_next().await.is_some() {}
 }
 
+/// A gRPC request carrying the configured headers and timeout.
+fn grpc_request<T>(settings: &ExportSettings, body: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(body);
+    r.set_timeout(settings.timeout);
+    for (n, v) in &settings.headers {
+        if let (Ok(n), Ok(v)) = (
+            tonic::metadata::MetadataKey::from_bytes(n.as_str().as_bytes()),
+            tonic::metadata::MetadataValue::try_from(v.as_bytes()),
+        ) {
+            r.metadata_mut().insert(n, v);
+        }
+    }
+    r
+}
+
 async fn send(
     transport: &mut Transport,
     settings: &ExportSettings,
     req: ExportTraceServiceRequest,
 ) -> Result<(), String> {
     match transport {
-        Transport::Grpc(client) => {
-            let mut r = tonic::Request::new(req);
-            r.set_timeout(settings.timeout);
-            for (n, v) in &settings.headers {
-                if let (Ok(n), Ok(v)) = (
-                    tonic::metadata::MetadataKey::from_bytes(n.as_str().as_bytes()),
-                    tonic::metadata::MetadataValue::try_from(v.as_bytes()),
-                ) {
-                    r.metadata_mut().insert(n, v);
-                }
-            }
-            client
-                .export(r)
-                .await
-                .map(|_| ())
-                .map_err(|s| format!("{}: {}", s.code(), s.message()))
+        Transport::Grpc(channel) => TraceServiceClient::new(channel.clone())
+            .export(grpc_request(settings, req))
+            .await
+            .map(|_| ())
+            .map_err(|s| format!("{}: {}", s.code(), s.message())),
+        Transport::Http(_) => {
+            let body = req.encode_to_vec();
+            post(transport, settings, &settings.endpoint, body).await
         }
+    }
+}
+
+async fn send_metrics(
+    transport: &mut Transport,
+    settings: &ExportSettings,
+    req: ExportMetricsServiceRequest,
+) -> Result<(), String> {
+    match transport {
+        Transport::Grpc(channel) => MetricsServiceClient::new(channel.clone())
+            .export(grpc_request(settings, req))
+            .await
+            .map(|_| ())
+            .map_err(|s| format!("{}: {}", s.code(), s.message())),
+        Transport::Http(_) => {
+            let body = req.encode_to_vec();
+            post(transport, settings, &settings.metrics_endpoint, body).await
+        }
+    }
+}
+
+async fn post(
+    transport: &mut Transport,
+    settings: &ExportSettings,
+    url: &str,
+    body: Vec<u8>,
+) -> Result<(), String> {
+    match transport {
+        Transport::Grpc(_) => Err("not an HTTP transport".into()),
         Transport::Http(client) => {
-            let mut b = http::Request::post(&settings.endpoint)
+            let mut b = http::Request::post(url)
                 .header(http::header::CONTENT_TYPE, "application/x-protobuf");
             for (n, v) in &settings.headers {
                 b = b.header(n, v);
             }
-            let body = Full::new(Bytes::from(req.encode_to_vec()));
-            let r = b.body(body).map_err(|e| e.to_string())?;
+            let r = b
+                .body(Full::new(Bytes::from(body)))
+                .map_err(|e| e.to_string())?;
             let resp = tokio::time::timeout(settings.timeout, client.request(r))
                 .await
                 .map_err(|_| "timed out".to_string())?
@@ -463,6 +597,8 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(s.endpoint, "http://collector:4318/v1/traces");
+        assert_eq!(s.metrics_endpoint, "http://collector:4318/v1/metrics");
+        assert_eq!(s.metrics_interval, Duration::from_secs(60));
         assert_eq!(s.protocol, Protocol::HttpProtobuf);
         assert_eq!(s.headers[0].0, "x-api-key");
         assert_eq!(s.headers[0].1, "a=b");
@@ -480,6 +616,7 @@ mod tests {
             (s.endpoint.as_str(), s.protocol),
             ("http://c:4317", Protocol::Grpc)
         );
+        assert_eq!(s.metrics_endpoint, "http://c:4317");
     }
 
     #[test]

@@ -722,6 +722,11 @@ async fn proxy_operation(
         let traceparent = trace.and_then(|(trace_id, sampled, span_id)| {
             HeaderValue::from_str(&trace_context::traceparent(&trace_id, &span_id, sampled)).ok()
         });
+        attempt.provider_name = if provider.kind == "anthropic" {
+            "anthropic"
+        } else {
+            "openai"
+        };
         if let Some(t) = &mut attempt.trace {
             t.provider_kind = provider.kind.clone();
             t.server = server_of(&uri);

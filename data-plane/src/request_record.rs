@@ -42,6 +42,8 @@ pub struct AttemptRecord {
     pub produced_response: bool,
     /// Its span, when the request is traced.
     pub trace: Option<crate::genai_trace::AttemptTrace>,
+    /// `gen_ai.provider.name` of the provider's protocol.
+    pub provider_name: &'static str,
 }
 
 impl AttemptRecord {
@@ -57,6 +59,7 @@ impl AttemptRecord {
             ttfb: None,
             produced_response: false,
             trace: None,
+            provider_name: "openai",
         }
     }
 }
@@ -134,6 +137,8 @@ pub struct Built {
     pub spend: Option<crate::limits::SpendTicket>,
     /// The trace side, when the request is traced and sampled.
     pub trace: Option<crate::genai_trace::TraceParts>,
+    /// What metrics need beyond the log.
+    pub metrics: crate::genai_metrics::Extra,
 }
 
 impl RequestRecord {
@@ -313,6 +318,16 @@ impl RequestRecord {
             .find(|a| a.produced_response)
             .or(self.attempts.last());
         let spend = self.count_against_limits(usage.as_ref());
+        let metrics = crate::genai_metrics::Extra {
+            provider: self
+                .attempts
+                .iter()
+                .rev()
+                .find(|a| a.produced_response)
+                .or(self.attempts.last())
+                .map(|a| a.provider_name),
+            cost_pusd: self.cost(usage.as_ref()),
+        };
         let trace = match self.trace.take() {
             Some(ctx) if traced => Some(crate::genai_trace::TraceParts {
                 ctx,
@@ -408,7 +423,12 @@ impl RequestRecord {
                 })
                 .collect(),
         };
-        Built { log, spend, trace }
+        Built {
+            log,
+            spend,
+            trace,
+            metrics,
+        }
     }
 }
 

@@ -3,6 +3,12 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -21,6 +27,8 @@ pub struct Received {
     pub batches: Mutex<Vec<ResourceSpans>>,
     /// The `authorization` metadata of each export.
     pub authorizations: Mutex<Vec<String>>,
+    /// The latest metrics export (points are cumulative).
+    pub metrics: Mutex<Option<ExportMetricsServiceRequest>>,
 }
 
 impl Received {
@@ -45,6 +53,17 @@ impl Received {
 }
 
 struct Service(Arc<Received>);
+
+#[tonic::async_trait]
+impl MetricsService for Service {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        *self.0.metrics.lock().expect("lock") = Some(req.into_inner());
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
 
 #[tonic::async_trait]
 impl TraceService for Service {
@@ -86,9 +105,11 @@ impl OtlpReceiver {
         let addr = listener.local_addr().expect("addr");
         let received = Arc::new(Received::default());
         let svc = TraceServiceServer::new(Service(received.clone()));
+        let metrics = MetricsServiceServer::new(Service(received.clone()));
         let task = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .add_service(svc)
+                .add_service(metrics)
                 .serve_with_incoming(TcpListenerStream::new(listener))
                 .await;
         });

@@ -6,12 +6,14 @@ use std::process::Command;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
+use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
 use serde_json::{json, Value};
 use weir_data_plane::otlp_export::{ExportSettings, Protocol};
 use weir_e2e::otlp_receiver::{attr, OtlpReceiver};
 use weir_e2e::{eventually, python, repo_root, run, ModelSpec, Stack};
 
 fn export_to(endpoint: String) -> ExportSettings {
+    let endpoint_for_metrics = endpoint.clone();
     ExportSettings {
         endpoint,
         protocol: Protocol::Grpc,
@@ -22,6 +24,8 @@ fn export_to(endpoint: String) -> ExportSettings {
         sample_ratio: 1.0,
         service_name: "weir-test".into(),
         timeout: Duration::from_secs(5),
+        metrics_endpoint: endpoint_for_metrics,
+        metrics_interval: Duration::from_millis(500),
     }
 }
 
@@ -263,6 +267,65 @@ async fn requests_become_genai_traces_joined_to_the_callers_trace() {
     assert_eq!(children(&s)[0].name, "embeddings up");
 
     assert!(metric(node.addr, "weir_spans_exported_total").await >= spans.len() as u64);
+
+    // Metrics: the GenAI histograms and Weir's counters, cumulative, with bounded attributes.
+    let received = receiver.received.clone();
+    let metrics = eventually(Duration::from_secs(10), || {
+        let received = received.clone();
+        async move {
+            let m = received.metrics.lock().unwrap().clone()?;
+            let requests = m.resource_metrics[0].scope_metrics[0]
+                .metrics
+                .iter()
+                .find(|x| x.name == "weir.requests")
+                .and_then(|x| match &x.data {
+                    Some(Data::Sum(s)) => Some(
+                        s.data_points
+                            .iter()
+                            .map(|p| match p.value {
+                                Some(number_data_point::Value::AsInt(v)) => v,
+                                _ => 0,
+                            })
+                            .sum::<i64>(),
+                    ),
+                    _ => None,
+                })?;
+            (requests >= 5).then_some(m)
+        }
+    })
+    .await
+    .expect("metrics with every request");
+    let all = &metrics.resource_metrics[0].scope_metrics[0].metrics;
+    let names: Vec<&str> = all.iter().map(|m| m.name.as_str()).collect();
+    for want in [
+        "gen_ai.client.operation.duration",
+        "gen_ai.client.token.usage",
+        "weir.time_to_first_chunk",
+        "weir.requests",
+        "weir.tokens",
+        "weir.usage_records",
+        "weir.request_logs",
+    ] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    let usage = all
+        .iter()
+        .find(|m| m.name == "gen_ai.client.token.usage")
+        .unwrap();
+    let Some(Data::Histogram(h)) = &usage.data else {
+        panic!("histogram")
+    };
+    assert!(h
+        .data_points
+        .iter()
+        .all(|p| p.count > 0 && !p.bucket_counts.is_empty()));
+    let text = format!("{metrics:?}");
+    for leaked in [hex_id, "tel-stream", key.as_str()] {
+        assert!(
+            !text.contains(leaked),
+            "{leaked} must not be a metric attribute"
+        );
+    }
     node.shutdown().await;
     stack.shutdown().await;
 }
@@ -312,6 +375,7 @@ async fn spans_also_go_over_otlp_http_with_protobuf_bodies() {
     let key = stack.seed(&[("gpt", "up")]).await;
     let mut settings = export_to(format!("{}/v1/traces", receiver.url()));
     settings.protocol = Protocol::HttpProtobuf;
+    settings.metrics_endpoint = format!("{}/v1/metrics", receiver.url());
     let node = Stack::start_data_plane_with(
         &stack.control_plane,
         &stack.dataplane_token,
