@@ -132,6 +132,56 @@ async fn requests_become_genai_traces_joined_to_the_callers_trace() {
     assert_eq!(failed["status"], 503, "{failed}");
     let emb = sdk(&base, &key, "gpt", "embeddings", "tel-embed", &[]).await;
     assert_eq!(emb["count"], 2, "{emb}");
+    let resp = sdk(&base, &key, "gpt", "responses", "tel-responses", &[]).await;
+    assert!(resp["text"].is_string(), "{resp}");
+
+    // A budget refusal: a user with a $0 budget, retried until the node has the limit.
+    for args in [
+        vec!["users", "create", "--name", "broke"],
+        vec![
+            "limits",
+            "set",
+            "--user",
+            "broke",
+            "--budget-usd",
+            "0",
+            "--period",
+            "day",
+        ],
+    ] {
+        let out = run(stack.weirctl(&args)).await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let out = run(stack.weirctl(&[
+        "keys",
+        "create",
+        "--user",
+        "broke",
+        "--name",
+        "b",
+        "--secret-only",
+    ]))
+    .await;
+    let broke = out.stdout.trim().to_string();
+    let client = reqwest::Client::new();
+    let mut refused_id = None;
+    for i in 0..100 {
+        let rid = format!("tel-budget-{i}");
+        let r = client
+            .post(format!("{base}/chat/completions"))
+            .bearer_auth(&broke)
+            .header("x-request-id", &rid)
+            .json(&json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            refused_id = Some(rid);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused_id = refused_id.expect("the $0 budget reached the node");
 
     let received = receiver.received.clone();
     let spans = eventually(Duration::from_secs(15), || {
@@ -139,11 +189,11 @@ async fn requests_become_genai_traces_joined_to_the_callers_trace() {
         async move {
             let spans = received.spans();
             let servers = spans.iter().filter(|(_, s)| s.kind == 2).count();
-            (servers >= 5).then_some(spans)
+            (servers >= 7).then_some(spans)
         }
     })
     .await
-    .expect("five server spans reached the receiver");
+    .expect("every server span reached the receiver");
 
     assert!(received
         .authorizations
@@ -258,6 +308,30 @@ async fn requests_become_genai_traces_joined_to_the_callers_trace() {
     assert_eq!(s.status.as_ref().unwrap().code, 2);
     assert!(attr(&s.attributes, "error.type").is_some());
 
+    // The Responses API is a chat operation on its own route.
+    let s = server("tel-responses");
+    assert_eq!(s.name, "POST /v1/responses");
+    assert_eq!(
+        attr(&s.attributes, "weir.operation"),
+        Some(json!("responses"))
+    );
+    let kids = children(&s);
+    assert_eq!(kids.len(), 1);
+    assert!(attr(&kids[0].attributes, "gen_ai.response.id").is_some());
+
+    // A budget refusal: no client span, the decision as an event, the error on the span.
+    let s = server(&refused_id);
+    assert!(children(&s).is_empty());
+    assert_eq!(
+        attr(&s.attributes, "error.type"),
+        Some(json!("budget_error"))
+    );
+    assert_eq!(
+        attr(&s.attributes, "http.response.status_code"),
+        Some(json!(429))
+    );
+    assert!(s.events.iter().any(|e| e.name == "weir.limits.refused"));
+
     // Embeddings are their own GenAI operation.
     let s = server("tel-embed");
     assert_eq!(
@@ -290,7 +364,7 @@ async fn requests_become_genai_traces_joined_to_the_callers_trace() {
                     ),
                     _ => None,
                 })?;
-            (requests >= 5).then_some(m)
+            (requests >= 7).then_some(m)
         }
     })
     .await
