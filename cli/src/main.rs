@@ -73,6 +73,43 @@ enum Command {
     /// The data planes of the fleet and the config versions they hold.
     #[command(subcommand)]
     Dataplanes(DataplanesCmd),
+    /// OTLP destinations every data plane exports spans (and metrics) to.
+    #[command(subcommand)]
+    Sinks(SinksCmd),
+}
+
+#[derive(Subcommand)]
+enum SinksCmd {
+    /// Every telemetry sink.
+    List,
+    /// Add a sink; every node starts exporting to it without a restart.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// For grpc the collector's base URL; for http/protobuf the full traces URL.
+        #[arg(long)]
+        endpoint: String,
+        /// grpc or http/protobuf.
+        #[arg(long, default_value = "grpc")]
+        protocol: String,
+        /// otlp (back-end presets are not built yet).
+        #[arg(long, default_value = "otlp")]
+        kind: String,
+        /// HEADER=ENV_VAR: the header's value is read from ENV_VAR on each node (repeatable).
+        #[arg(long = "header-from-env", value_parser = parse_kv)]
+        headers_from_env: Vec<(String, String)>,
+        /// Share of traces exported, (0, 1].
+        #[arg(long, default_value_t = 1.0)]
+        sample_ratio: f64,
+        /// Export metrics there too.
+        #[arg(long)]
+        metrics: bool,
+    },
+    /// Remove a sink; nodes stop exporting to it.
+    Delete {
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -702,6 +739,47 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
                 .await?
                 .into_inner();
             p.limits(&[r]);
+        }
+        Command::Sinks(SinksCmd::List) => {
+            let r = c
+                .list_telemetry_sinks(ListTelemetrySinksRequest {})
+                .await?
+                .into_inner();
+            p.sinks(&r.sinks);
+        }
+        Command::Sinks(SinksCmd::Create {
+            name,
+            endpoint,
+            protocol,
+            kind,
+            headers_from_env,
+            sample_ratio,
+            metrics,
+        }) => {
+            let r = c
+                .create_telemetry_sink(TelemetrySink {
+                    name,
+                    kind,
+                    endpoint,
+                    protocol,
+                    headers_from_env: headers_from_env.into_iter().collect(),
+                    sample_ratio,
+                    metrics,
+                    created_at: String::new(),
+                })
+                .await?
+                .into_inner();
+            p.sinks(&[r]);
+        }
+        Command::Sinks(SinksCmd::Delete { name }) => {
+            c.delete_telemetry_sink(DeleteTelemetrySinkRequest { name: name.clone() })
+                .await?;
+            // What is left, so the operator sees the effect.
+            let r = c
+                .list_telemetry_sinks(ListTelemetrySinksRequest {})
+                .await?
+                .into_inner();
+            p.sinks(&r.sinks);
         }
         Command::Policy(PolicyCmd::Show { group }) => {
             let r = c

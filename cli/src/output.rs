@@ -65,6 +65,43 @@ impl Printer {
         println!("{t}");
     }
 
+    /// Telemetry sinks.
+    pub fn sinks(&self, ss: &[TelemetrySink]) {
+        if let Format::Json = self.format {
+            return self.json(ss);
+        }
+        let mut t = table(&[
+            "NAME",
+            "KIND",
+            "PROTOCOL",
+            "ENDPOINT",
+            "HEADERS FROM ENV",
+            "RATIO",
+            "METRICS",
+        ]);
+        for s in ss {
+            let headers: Vec<String> = s
+                .headers_from_env
+                .iter()
+                .map(|(h, e)| format!("{h}=${e}"))
+                .collect();
+            t.add_row(vec![
+                s.name.clone(),
+                s.kind.clone(),
+                s.protocol.clone(),
+                s.endpoint.clone(),
+                if headers.is_empty() {
+                    "-".into()
+                } else {
+                    headers.join(", ")
+                },
+                s.sample_ratio.to_string(),
+                s.metrics.to_string(),
+            ]);
+        }
+        println!("{t}");
+    }
+
     /// Models.
     pub fn models(&self, ms: &[Model]) {
         if let Format::Json = self.format {

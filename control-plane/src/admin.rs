@@ -12,7 +12,9 @@ use weir_proto::admin::*;
 use weir_proto::config::{self as cfg, ResourceType};
 use weir_proto::validate;
 
-use crate::config_snapshot::{bump, fleet_spend, policy_from_json, policy_to_json, StoredLimits};
+use crate::config_snapshot::{
+    bump, fleet_spend, policy_from_json, policy_to_json, sink_from_row, StoredLimits,
+};
 use crate::provider_secrets::{SecretBox, SecretError};
 use weir_proto::pricing;
 
@@ -173,6 +175,19 @@ fn provider_from_row(r: &sqlx::postgres::PgRow) -> Provider {
     }
 }
 
+fn admin_sink(s: cfg::TelemetrySink, created: DateTime<Utc>) -> TelemetrySink {
+    TelemetrySink {
+        name: s.name,
+        kind: s.kind,
+        endpoint: s.endpoint,
+        protocol: s.protocol,
+        headers_from_env: s.headers_from_env,
+        sample_ratio: s.sample_ratio,
+        metrics: s.metrics,
+        created_at: ts(created),
+    }
+}
+
 fn parse_id(what: &str, s: &str) -> Result<Uuid, AdminError> {
     Uuid::parse_str(s).map_err(|_| AdminError::Invalid(format!("{what} {s:?} is not a UUID")))
 }
@@ -228,6 +243,99 @@ impl Admin for AdminService {
             auth_header: p.auth_header,
             secret_stored: sealed.is_some(),
         }))
+    }
+
+    async fn create_telemetry_sink(
+        &self,
+        req: Request<TelemetrySink>,
+    ) -> Result<Response<TelemetrySink>, Status> {
+        self.admin(&req).await?;
+        let r = req.into_inner();
+        let sink = cfg::TelemetrySink {
+            name: r.name,
+            kind: if r.kind.is_empty() {
+                "otlp".into()
+            } else {
+                r.kind
+            },
+            endpoint: r.endpoint.trim().to_string(),
+            protocol: if r.protocol.is_empty() {
+                "grpc".into()
+            } else {
+                r.protocol
+            },
+            headers_from_env: r
+                .headers_from_env
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect(),
+            sample_ratio: if r.sample_ratio == 0.0 {
+                1.0
+            } else {
+                r.sample_ratio
+            },
+            metrics: r.metrics,
+        };
+        validate::validate_telemetry_sink(&sink).map_err(AdminError::from)?;
+        let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
+        let created: DateTime<Utc> = sqlx::query_scalar(
+            "INSERT INTO telemetry_sinks (name, kind, endpoint, protocol, headers_from_env, sample_ratio, metrics)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING created_at",
+        )
+        .bind(&sink.name)
+        .bind(&sink.kind)
+        .bind(&sink.endpoint)
+        .bind(&sink.protocol)
+        .bind(serde_json::to_value(&sink.headers_from_env).unwrap_or_default())
+        .bind(sink.sample_ratio)
+        .bind(sink.metrics)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unique(format!("telemetry sink {:?}", sink.name)))?;
+        bump(&mut tx, ResourceType::TelemetrySinks)
+            .await
+            .map_err(AdminError::from)?;
+        tx.commit().await.map_err(AdminError::from)?;
+        Ok(Response::new(admin_sink(sink, created)))
+    }
+
+    async fn list_telemetry_sinks(
+        &self,
+        req: Request<ListTelemetrySinksRequest>,
+    ) -> Result<Response<ListTelemetrySinksResponse>, Status> {
+        self.admin(&req).await?;
+        let rows = sqlx::query("SELECT * FROM telemetry_sinks ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(AdminError::from)?;
+        let sinks = rows
+            .iter()
+            .map(|r| admin_sink(sink_from_row(r), r.get("created_at")))
+            .collect();
+        Ok(Response::new(ListTelemetrySinksResponse { sinks }))
+    }
+
+    async fn delete_telemetry_sink(
+        &self,
+        req: Request<DeleteTelemetrySinkRequest>,
+    ) -> Result<Response<DeleteTelemetrySinkResponse>, Status> {
+        self.admin(&req).await?;
+        let name = req.into_inner().name;
+        let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
+        let gone = sqlx::query("DELETE FROM telemetry_sinks WHERE name = $1")
+            .bind(&name)
+            .execute(&mut *tx)
+            .await
+            .map_err(AdminError::from)?
+            .rows_affected();
+        if gone == 0 {
+            return Err(AdminError::NotFound(format!("no telemetry sink {name:?}")).into());
+        }
+        bump(&mut tx, ResourceType::TelemetrySinks)
+            .await
+            .map_err(AdminError::from)?;
+        tx.commit().await.map_err(AdminError::from)?;
+        Ok(Response::new(DeleteTelemetrySinkResponse {}))
     }
 
     async fn set_provider_secret(

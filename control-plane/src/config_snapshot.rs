@@ -16,7 +16,7 @@ use uuid::Uuid;
 use weir_proto::config::{
     discovery_response::Resources, ApiKey, ApiKeyDelta, ApiKeySet, LimitSet, ModelPrice,
     PayloadPolicy, PriceSet, Provider, ProviderSet, ResourceType, Route, RoutePolicy, RouteSet,
-    SubjectLimit, Target,
+    SubjectLimit, Target, TelemetrySink, TelemetrySinkSet,
 };
 
 use crate::provider_secrets::{SecretBox, SecretError};
@@ -28,13 +28,14 @@ pub const CHANNEL: &str = "weir_config";
 const POLL: Duration = Duration::from_secs(5);
 
 /// The resource types the stream serves, in the order a node should apply them.
-pub const TYPES: [ResourceType; 6] = [
+pub const TYPES: [ResourceType; 7] = [
     ResourceType::Providers,
     ResourceType::Routes,
     ResourceType::PayloadPolicy,
     ResourceType::Pricing,
     ResourceType::Limits,
     ResourceType::ApiKeys,
+    ResourceType::TelemetrySinks,
 ];
 
 /// Ledger rows younger than this are left out of fleet spend sums: they may still be in flight
@@ -50,6 +51,7 @@ pub fn type_name(t: ResourceType) -> &'static str {
         ResourceType::PayloadPolicy => "payload_policy",
         ResourceType::Limits => "limits",
         ResourceType::Pricing => "pricing",
+        ResourceType::TelemetrySinks => "telemetry_sinks",
         ResourceType::Unspecified => "unspecified",
     }
 }
@@ -400,6 +402,9 @@ async fn read_snapshot(
                 Resources::PayloadPolicy(default)
             }
             ResourceType::Pricing => Resources::Pricing(read_pricing(&mut tx).await?),
+            ResourceType::TelemetrySinks => {
+                Resources::TelemetrySinks(read_telemetry_sinks(&mut tx).await?)
+            }
             ResourceType::Limits | ResourceType::Unspecified => continue,
         };
         snap.entries.insert(
@@ -452,6 +457,31 @@ async fn read_providers(
         });
     }
     Ok(ProviderSet { providers })
+}
+
+async fn read_telemetry_sinks(tx: &mut Tx<'_>) -> Result<TelemetrySinkSet, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT name, kind, endpoint, protocol, headers_from_env, sample_ratio, metrics
+         FROM telemetry_sinks ORDER BY name",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(TelemetrySinkSet {
+        sinks: rows.iter().map(sink_from_row).collect(),
+    })
+}
+
+/// A `telemetry_sinks` row as the config message (also what the admin API returns).
+pub fn sink_from_row(r: &sqlx::postgres::PgRow) -> TelemetrySink {
+    TelemetrySink {
+        name: r.get("name"),
+        kind: r.get("kind"),
+        endpoint: r.get("endpoint"),
+        protocol: r.get("protocol"),
+        headers_from_env: serde_json::from_value(r.get("headers_from_env")).unwrap_or_default(),
+        sample_ratio: r.get("sample_ratio"),
+        metrics: r.get("metrics"),
+    }
 }
 
 /// A route policy as stored in `models.route_policy`.

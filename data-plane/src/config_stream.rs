@@ -15,7 +15,7 @@ use weir_proto::config::config_discovery_client::ConfigDiscoveryClient;
 use weir_proto::config::{DiscoveryRequest, ErrorDetail, Node, ResourceType};
 
 use crate::settings::Settings;
-use crate::snapshot::{Snapshot, REQUIRED};
+use crate::snapshot::{Snapshot, SUBSCRIBED};
 
 /// The live config and what the node knows about its stream.
 #[derive(Default)]
@@ -152,7 +152,7 @@ async fn session(
     .max_decoding_message_size(MAX_CONFIG_MESSAGE_BYTES);
     let (tx, rx) = mpsc::channel(16);
     let held = state.current.load_full();
-    for (i, t) in REQUIRED.iter().enumerate() {
+    for (i, t) in SUBSCRIBED.iter().enumerate() {
         let node = (i == 0).then(|| Node {
             id: settings.node_id.clone(),
             group: settings.group.clone(),

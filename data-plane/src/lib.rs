@@ -20,6 +20,7 @@
 //! - [`genai_trace`]: a finished request as GenAI-convention spans.
 //! - [`genai_metrics`]: request metrics, aggregated for OTLP.
 //! - [`otlp_export`]: batched, bounded OTLP span export.
+//! - [`telemetry_sinks`]: the node's live OTLP destinations, from its environment and config.
 //! - [`request_record`]: what the request path hands to the log worker.
 //! - [`log_shipper`]: the bounded queue and the batching, at-least-once shipper.
 //! - [`gateway_error`]: every error a client can see, as OpenAI error JSON.
@@ -46,6 +47,7 @@ pub mod settings;
 pub mod snapshot;
 pub mod snapshot_store;
 pub mod sse_transcript;
+pub mod telemetry_sinks;
 pub mod trace_context;
 pub mod upstream;
 pub mod usage;
@@ -85,7 +87,7 @@ impl DataPlane {
         }
         let follower = tokio::spawn(config_stream::follow(settings.clone(), config.clone()));
         let tls = upstream::tls_config(settings.upstream_ca.as_deref())?;
-        let logs = log_shipper::start(settings.clone(), tls.clone());
+        let logs = log_shipper::start(settings.clone(), tls.clone(), config.clone());
         let gw = proxy::Gateway::new(
             config.clone(),
             tls.clone(),

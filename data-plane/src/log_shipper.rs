@@ -18,15 +18,10 @@ use weir_proto::logs::{BatchAck, LogBatch, RequestLog};
 
 use crate::config_stream::{connect, token_interceptor, Backoff};
 use crate::limits::SpendTicket;
-use crate::otlp_export::{ExportCounters, MetricsExporter, SpanExporter};
-
-fn unix_nanos() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
+use crate::otlp_export::ExportCounters;
 use crate::request_record::RequestRecord;
 use crate::settings::Settings;
+use crate::telemetry_sinks::Telemetry;
 
 /// Counters of the pipeline, read by `/readyz` and tests.
 #[derive(Debug, Default)]
@@ -150,14 +145,18 @@ impl LogQueue {
 }
 
 /// Creates the queue and starts its worker.
-pub fn start(settings: Arc<Settings>, tls: rustls::ClientConfig) -> LogQueue {
+pub fn start(
+    settings: Arc<Settings>,
+    tls: rustls::ClientConfig,
+    config: Arc<crate::config_stream::ConfigState>,
+) -> LogQueue {
     let inbox = Arc::new(Inbox::new(settings.log_queue_records.max(1)));
     let counters = Arc::new(LogCounters::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (done_tx, done_rx) = oneshot::channel();
     let spans = Arc::new(ExportCounters::default());
     let worker = Worker::new(settings, counters.clone());
-    let exporter_parts = (tls, spans.clone());
+    let exporter_parts = (tls, spans.clone(), config);
     let inbox_w = inbox.clone();
     // The worker parses, redacts and encodes every record: real CPU work. It runs on a thread
     // of its own, at a lower priority, so it never holds up a request-serving worker thread;
@@ -221,12 +220,10 @@ struct Worker {
     retry_at: Instant,
     /// Which control-plane replica the next connection tries.
     replica: usize,
-    /// Span export, when configured.
-    exporter: Option<SpanExporter>,
-    /// Metrics aggregation and export, when configured.
-    metrics: Option<(crate::genai_metrics::Meter, MetricsExporter)>,
-    /// The node's OTLP resource.
-    resource: Vec<opentelemetry_proto::tonic::common::v1::KeyValue>,
+    /// OTLP exporters (started on the worker's runtime in `run`).
+    telemetry: Option<Telemetry>,
+    /// The node's config, for the pushed telemetry sinks.
+    config: Option<Arc<crate::config_stream::ConfigState>>,
 }
 
 /// Batches in flight on a connection before waiting for acks.
@@ -249,9 +246,8 @@ impl Worker {
             backoff: Backoff::default(),
             retry_at: Instant::now(),
             replica: 0,
-            exporter: None,
-            metrics: None,
-            resource: Vec::new(),
+            telemetry: None,
+            config: None,
         }
     }
 
@@ -259,27 +255,29 @@ impl Worker {
         mut self,
         inbox: &Inbox<RequestRecord>,
         mut shutdown: watch::Receiver<bool>,
-        (tls, span_counters): (rustls::ClientConfig, Arc<ExportCounters>),
+        (tls, span_counters, config): (
+            rustls::ClientConfig,
+            Arc<ExportCounters>,
+            Arc<crate::config_stream::ConfigState>,
+        ),
     ) {
-        // The exporter's task lives on this thread's runtime, like the shipping.
-        if let Some(otel) = self.settings.otel.clone() {
-            self.resource = crate::genai_trace::resource(
-                &otel.service_name,
-                &self.settings.node_id,
-                &self.settings.group,
-            );
-            self.metrics = Some((
-                crate::genai_metrics::Meter::new(unix_nanos()),
-                MetricsExporter::start(otel.clone(), tls.clone(), span_counters.clone()),
-            ));
-            self.exporter = Some(SpanExporter::start(
-                otel,
-                self.resource.clone(),
-                tls,
-                span_counters.clone(),
-            ));
-        }
-        let metrics_every = self.settings.otel.as_ref().map(|o| o.metrics_interval);
+        // The exporters' tasks live on this thread's runtime, like the shipping.
+        let service = self
+            .settings
+            .otel
+            .as_ref()
+            .map_or("weir-data-plane", |o| o.service_name.as_str())
+            .to_string();
+        let resource =
+            crate::genai_trace::resource(&service, &self.settings.node_id, &self.settings.group);
+        self.telemetry = Some(Telemetry::new(
+            self.settings.otel.clone(),
+            resource,
+            tls,
+            span_counters,
+        ));
+        self.config = Some(config);
+        let metrics_every = self.telemetry.as_ref().map(|t| t.metrics_every);
         let mut next_metrics = metrics_every.map(|d| Instant::now() + d);
         let mut input_open = true;
         let mut drain_deadline: Option<Instant> = None;
@@ -329,7 +327,9 @@ impl Worker {
                 _ = inbox.wake.notified(), if input_open && next_take.is_none() => {}
                 _ = sleep_until(next_metrics) => {
                     next_metrics = metrics_every.map(|d| Instant::now() + d);
-                    self.export_metrics(&span_counters);
+                    if let Some(t) = &mut self.telemetry {
+                        t.export_metrics(&self.counters);
+                    }
                 }
                 _ = sleep_until(next_take), if input_open => {}
                 _ = sleep_until(seal_at) => self.seal(),
@@ -351,46 +351,11 @@ impl Worker {
         }
     }
 
-    /// Sends the current cumulative metrics, with the pipeline's own counters.
-    fn export_metrics(&mut self, spans: &ExportCounters) {
-        let Some((meter, exporter)) = &mut self.metrics else {
-            return;
-        };
-        let c = &self.counters;
-        for (state, v) in [
-            ("enqueued", &c.enqueued),
-            ("acked", &c.acked),
-            ("dropped_queue_full", &c.dropped_queue_full),
-            ("dropped_buffer_full", &c.dropped_buffer_full),
-            ("rejected", &c.rejected),
-        ] {
-            meter.set_total(
-                "weir.request_logs",
-                vec![("weir.state", state.to_string())],
-                v.load(Ordering::Relaxed),
-            );
-        }
-        for (state, v) in [
-            ("exported", &spans.exported),
-            ("dropped_queue_full", &spans.dropped_queue_full),
-            ("export_failed", &spans.failed),
-        ] {
-            meter.set_total(
-                "weir.spans",
-                vec![("weir.state", state.to_string())],
-                v.load(Ordering::Relaxed),
-            );
-        }
-        exporter.push(meter.export(&self.resource, unix_nanos()));
-    }
-
     fn add(&mut self, rec: RequestRecord) {
         let built = rec.into_log();
-        if let (Some(exporter), Some(parts)) = (&self.exporter, &built.trace) {
-            exporter.push(crate::genai_trace::spans(&built.log, parts));
-        }
-        if let Some((meter, _)) = &mut self.metrics {
-            meter.record(&built.log, built.metrics);
+        if let (Some(t), Some(config)) = (&mut self.telemetry, &self.config) {
+            t.sync(&config.current.load().sinks);
+            t.record(&built);
         }
         let (log, spend) = (built.log, built.spend);
         self.building.push(log);

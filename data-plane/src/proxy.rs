@@ -514,7 +514,17 @@ async fn proxy_operation(
         ),
         gw.logs.clone(),
     );
-    if let Some(otel) = &gw.settings.otel {
+    // The highest ratio of any exporter decides here; each sink applies its own on the worker
+    // (a trace kept at one ratio is kept at every higher one).
+    let ratio = gw
+        .settings
+        .otel
+        .as_ref()
+        .map(|o| o.sample_ratio)
+        .into_iter()
+        .chain(snap.sinks.iter().map(|s| s.settings.sample_ratio))
+        .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))));
+    if let Some(ratio) = ratio {
         let rec = guard.rec();
         // A caller's x-request-id that is 32 hex digits names the trace (see trace_context).
         let caller_id = rec
@@ -524,7 +534,7 @@ async fn proxy_operation(
         let ctx = trace_context::for_request(
             &rec.request_headers,
             caller_id,
-            otel.sample_ratio,
+            ratio,
             &mut rand::thread_rng(),
         );
         rec.trace = Some(ctx);

@@ -13,6 +13,8 @@ use weir_proto::pricing::Price;
 use weir_proto::validate::{self, Invalid};
 
 use crate::limits::SubjectLimits;
+use crate::otlp_export::{ExportSettings, Protocol};
+use crate::telemetry_sinks::SinkConfig;
 
 /// A provider ready to send to.
 #[derive(Debug)]
@@ -126,7 +128,21 @@ pub struct Snapshot {
     pub limits: HashMap<String, Arc<SubjectLimits>>,
     /// Prices in force by model key.
     pub prices: HashMap<String, Price>,
+    /// OTLP sinks pushed by the control plane.
+    pub sinks: Arc<Vec<SinkConfig>>,
 }
+
+/// Every resource type a node subscribes to: the required ones, then the optional telemetry
+/// sinks (a node serves before any sink arrives).
+pub const SUBSCRIBED: [ResourceType; 7] = [
+    ResourceType::Providers,
+    ResourceType::Routes,
+    ResourceType::ApiKeys,
+    ResourceType::PayloadPolicy,
+    ResourceType::Limits,
+    ResourceType::Pricing,
+    ResourceType::TelemetrySinks,
+];
 
 /// The resource types a node must hold before it serves.
 pub const REQUIRED: [ResourceType; 6] = [
@@ -168,6 +184,7 @@ impl Snapshot {
             policy: self.policy.clone(),
             limits: self.limits.clone(),
             prices: self.prices.clone(),
+            sinks: self.sinks.clone(),
         };
         let t = match resources {
             Resources::Providers(set) => {
@@ -269,6 +286,15 @@ impl Snapshot {
                     .collect();
                 ResourceType::Pricing
             }
+            Resources::TelemetrySinks(set) => {
+                let mut sinks = Vec::with_capacity(set.sinks.len());
+                for s in &set.sinks {
+                    validate::validate_telemetry_sink(s)?;
+                    sinks.push(compile_sink(s, env)?);
+                }
+                next.sinks = Arc::new(sinks);
+                ResourceType::TelemetrySinks
+            }
             Resources::PayloadPolicy(p) => {
                 validate::validate_payload_policy(p)?;
                 next.policy = Some(Arc::new(Policy {
@@ -336,6 +362,63 @@ fn apply_keys(
         );
     }
     Ok((keys, hashes))
+}
+
+fn compile_sink(
+    s: &weir_proto::config::TelemetrySink,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<SinkConfig, Invalid> {
+    let mut headers = Vec::new();
+    for (name, var) in &s.headers_from_env {
+        // Like a provider's secret: only this node knows its environment, so a missing value is
+        // a NACK, not a collector rejecting every export later.
+        let value = env(var).filter(|v| !v.is_empty()).ok_or_else(|| Invalid {
+            code: "missing_secret",
+            message: format!(
+                "telemetry sink {:?} needs environment variable {var} on this node, and it is not set",
+                s.name
+            ),
+        })?;
+        let mut v = HeaderValue::from_str(&value).map_err(|_| Invalid {
+            code: "invalid_secret",
+            message: format!(
+                "telemetry sink {:?}: the value of {var} is not a valid header value",
+                s.name
+            ),
+        })?;
+        v.set_sensitive(true);
+        let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| Invalid {
+            code: "invalid_header",
+            message: format!("telemetry sink {:?}: {name:?} is not a header name", s.name),
+        })?;
+        headers.push((n, v));
+    }
+    let protocol = if s.protocol == "http/protobuf" {
+        Protocol::HttpProtobuf
+    } else {
+        Protocol::Grpc
+    };
+    let metrics_endpoint = match protocol {
+        Protocol::Grpc => s.endpoint.clone(),
+        Protocol::HttpProtobuf => match s.endpoint.strip_suffix("/v1/traces") {
+            Some(base) => format!("{base}/v1/metrics"),
+            None => format!("{}/v1/metrics", s.endpoint.trim_end_matches('/')),
+        },
+    };
+    Ok(SinkConfig {
+        name: s.name.clone(),
+        metrics: s.metrics,
+        settings: ExportSettings {
+            endpoint: s.endpoint.clone(),
+            protocol,
+            headers,
+            sample_ratio: s.sample_ratio,
+            service_name: "weir-data-plane".into(),
+            timeout: std::time::Duration::from_secs(10),
+            metrics_endpoint,
+            metrics_interval: std::time::Duration::from_secs(60),
+        },
+    })
 }
 
 fn compile_provider(

@@ -149,7 +149,7 @@ pub fn for_request(
 
 /// The OpenTelemetry `TraceIdRatioBased` rule: keep when the trace id's low 8 bytes, read as a
 /// number, fall under `ratio` of the range.
-fn ratio_keeps(trace_id: &TraceId, ratio: f64) -> bool {
+pub fn ratio_keeps(trace_id: &TraceId, ratio: f64) -> bool {
     if ratio >= 1.0 {
         return true;
     }

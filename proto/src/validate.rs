@@ -247,6 +247,85 @@ pub fn validate_payload_policy(p: &PayloadPolicy) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// Telemetry sink kinds this build exports to.
+pub const SINK_KINDS: [&str; 1] = ["otlp"];
+/// Back-end presets named by the design but not built yet: refused with a clear message.
+pub const SINK_PRESETS_PLANNED: [&str; 5] =
+    ["langfuse", "phoenix", "datadog", "langsmith", "openlayer"];
+
+/// Checks one telemetry sink.
+pub fn validate_telemetry_sink(s: &crate::config::TelemetrySink) -> Result<(), Invalid> {
+    validate_key("telemetry sink", &s.name)?;
+    if SINK_PRESETS_PLANNED.contains(&s.kind.as_str()) {
+        return Err(invalid(
+            "sink_kind_not_built",
+            format!(
+                "telemetry sink {:?}: the {:?} preset is not built yet; use kind otlp with that back end's OTLP endpoint and headers",
+                s.name, s.kind
+            ),
+        ));
+    }
+    if !SINK_KINDS.contains(&s.kind.as_str()) {
+        return Err(invalid(
+            "unknown_sink_kind",
+            format!(
+                "telemetry sink {:?} has kind {:?}; this build knows otlp",
+                s.name, s.kind
+            ),
+        ));
+    }
+    let url_ok = (s.endpoint.starts_with("http://") || s.endpoint.starts_with("https://"))
+        && s.endpoint.parse::<http::Uri>().is_ok();
+    if !url_ok {
+        return Err(invalid(
+            "invalid_endpoint",
+            format!(
+                "telemetry sink {:?}: endpoint {:?} must be an absolute http(s) URL",
+                s.name, s.endpoint
+            ),
+        ));
+    }
+    if !matches!(s.protocol.as_str(), "grpc" | "http/protobuf") {
+        return Err(invalid(
+            "invalid_protocol",
+            format!(
+                "telemetry sink {:?}: protocol {:?} must be grpc or http/protobuf",
+                s.name, s.protocol
+            ),
+        ));
+    }
+    for (header, env) in &s.headers_from_env {
+        if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+            return Err(invalid(
+                "invalid_header",
+                format!(
+                    "telemetry sink {:?}: {header:?} is not a header name",
+                    s.name
+                ),
+            ));
+        }
+        if !is_env_name(env) {
+            return Err(invalid(
+                "invalid_header_env",
+                format!(
+                    "telemetry sink {:?}: header {header} must name an environment variable ([A-Za-z_][A-Za-z0-9_]*), not hold a value",
+                    s.name
+                ),
+            ));
+        }
+    }
+    if !(s.sample_ratio > 0.0 && s.sample_ratio <= 1.0) {
+        return Err(invalid(
+            "invalid_sample_ratio",
+            format!(
+                "telemetry sink {:?}: sample_ratio {} must be above 0 and at most 1",
+                s.name, s.sample_ratio
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn is_env_name(s: &str) -> bool {
     let mut b = s.bytes();
     matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
@@ -267,6 +346,43 @@ mod tests {
             extra_headers: Default::default(),
             auth_header: String::new(),
             api_key: String::new(),
+        }
+    }
+
+    #[test]
+    fn telemetry_sinks() {
+        let ok = crate::config::TelemetrySink {
+            name: "collector".into(),
+            kind: "otlp".into(),
+            endpoint: "http://otel:4317".into(),
+            protocol: "grpc".into(),
+            headers_from_env: [("authorization".to_string(), "OTLP_AUTH".to_string())].into(),
+            sample_ratio: 1.0,
+            metrics: true,
+        };
+        assert!(validate_telemetry_sink(&ok).is_ok());
+        type Change = fn(&mut crate::config::TelemetrySink);
+        let cases: Vec<(Change, &str)> = vec![
+            (|s| s.name = "has space".into(), "invalid_key"),
+            (|s| s.kind = "langfuse".into(), "sink_kind_not_built"),
+            (|s| s.kind = "zipkin".into(), "unknown_sink_kind"),
+            (|s| s.endpoint = "otel:4317".into(), "invalid_endpoint"),
+            (|s| s.protocol = "http/json".into(), "invalid_protocol"),
+            (
+                |s| s.headers_from_env = [("x".to_string(), "Bearer abc".to_string())].into(),
+                "invalid_header_env",
+            ),
+            (
+                |s| s.headers_from_env = [("bad header".to_string(), "E".to_string())].into(),
+                "invalid_header",
+            ),
+            (|s| s.sample_ratio = 0.0, "invalid_sample_ratio"),
+            (|s| s.sample_ratio = 1.5, "invalid_sample_ratio"),
+        ];
+        for (change, code) in cases {
+            let mut s = ok.clone();
+            change(&mut s);
+            assert_eq!(validate_telemetry_sink(&s).unwrap_err().code, code, "{s:?}");
         }
     }
 

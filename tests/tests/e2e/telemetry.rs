@@ -492,3 +492,107 @@ async fn spans_also_go_over_otlp_http_with_protobuf_bodies() {
     node.shutdown().await;
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_added_with_weirctl_reaches_running_nodes_and_leaves_with_its_removal() {
+    let stack = Stack::start().await;
+    let receiver = OtlpReceiver::start().await;
+    let key = stack.seed(&[("gpt", "up")]).await;
+    let client = reqwest::Client::new();
+    let gateway = stack.gateway_url();
+    let ask = |rid: String| {
+        let (client, gateway, key) = (client.clone(), gateway.clone(), key.clone());
+        async move {
+            let r = client
+                .post(format!("{gateway}/chat/completions"))
+                .bearer_auth(key)
+                .header("x-request-id", rid)
+                .json(&json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    };
+    ask("before-sink".into()).await;
+
+    let out = run(stack.weirctl(&[
+        "sinks",
+        "create",
+        "--name",
+        "local",
+        "--endpoint",
+        &receiver.url(),
+        "--metrics",
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let received = receiver.received.clone();
+    let mut n = 0;
+    let arrived = eventually(Duration::from_secs(15), || {
+        n += 1;
+        let received = received.clone();
+        async move {
+            ask(format!("with-sink-{n}")).await;
+            received
+                .spans()
+                .iter()
+                .any(|(_, s)| s.kind == 2)
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(
+        arrived.is_some(),
+        "the running node exports to the new sink"
+    );
+    assert!(
+        !received
+            .spans()
+            .iter()
+            .any(|(_, s)| attr(&s.attributes, "weir.request_id") == Some(json!("before-sink"))),
+        "nothing was exported before the sink existed"
+    );
+    let listed = run(stack.weirctl(&["sinks", "list", "-o", "json"])).await;
+    let v: Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(v[0]["name"], "local");
+    assert_eq!(v[0]["protocol"], "grpc");
+
+    // Presets that are not built are refused by name, not accepted and ignored.
+    let preset = run(stack.weirctl(&[
+        "sinks",
+        "create",
+        "--name",
+        "lf",
+        "--kind",
+        "langfuse",
+        "--endpoint",
+        "https://cloud.langfuse.com",
+    ]))
+    .await;
+    assert_eq!(preset.code, 7, "{}", preset.stderr);
+    assert!(preset.stderr.contains("not built yet"), "{}", preset.stderr);
+
+    let out = run(stack.weirctl(&["sinks", "delete", "--name", "local"])).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let cfg = stack.data_plane.config.clone();
+    eventually(Duration::from_secs(10), || {
+        let cfg = cfg.clone();
+        async move { cfg.current.load().sinks.is_empty().then_some(()) }
+    })
+    .await
+    .expect("the node dropped the sink");
+    // Let anything already queued before the removal flush, then nothing more arrives.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = received.spans().len();
+    for i in 0..5 {
+        ask(format!("after-sink-{i}")).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        received.spans().len(),
+        before,
+        "a removed sink gets nothing"
+    );
+    stack.shutdown().await;
+}

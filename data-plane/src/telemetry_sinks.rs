@@ -1,0 +1,178 @@
+//! The live OTLP destinations of a node: the one its environment names and those the control
+//! plane pushes (`TELEMETRY_SINKS`), rebuilt on the log worker whenever the pushed set changes,
+//! so sinks come and go on a running node.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+
+use crate::genai_metrics::Meter;
+use crate::log_shipper::LogCounters;
+use crate::otlp_export::{ExportCounters, ExportSettings, MetricsExporter, SpanExporter};
+use crate::request_record::Built;
+use crate::trace_context::ratio_keeps;
+
+/// A pushed sink, compiled on the node (header values read from its environment).
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// The sink's name.
+    pub name: String,
+    /// Where and how.
+    pub settings: ExportSettings,
+    /// Whether metrics go there too.
+    pub metrics: bool,
+}
+
+struct LiveSink {
+    ratio: f64,
+    spans: SpanExporter,
+    metrics: Option<MetricsExporter>,
+}
+
+/// Every exporter of the node, owned by the log worker.
+pub struct Telemetry {
+    env: Option<LiveSink>,
+    pushed: Vec<LiveSink>,
+    pushed_from: Option<Arc<Vec<SinkConfig>>>,
+    meter: Option<Meter>,
+    resource: Vec<KeyValue>,
+    tls: rustls::ClientConfig,
+    counters: Arc<ExportCounters>,
+    /// How often metrics go out.
+    pub metrics_every: Duration,
+}
+
+impl Telemetry {
+    /// Starts the environment's exporter, if any. Call on the runtime that will drive exports.
+    pub fn new(
+        env: Option<ExportSettings>,
+        resource: Vec<KeyValue>,
+        tls: rustls::ClientConfig,
+        counters: Arc<ExportCounters>,
+    ) -> Self {
+        let metrics_every = env
+            .as_ref()
+            .map_or(Duration::from_secs(60), |e| e.metrics_interval);
+        let mut t = Telemetry {
+            env: None,
+            pushed: Vec::new(),
+            pushed_from: None,
+            meter: None,
+            resource,
+            tls,
+            counters,
+            metrics_every,
+        };
+        t.env = env.map(|e| t.start(e, true));
+        t.ensure_meter();
+        t
+    }
+
+    fn start(&self, settings: ExportSettings, metrics: bool) -> LiveSink {
+        LiveSink {
+            ratio: settings.sample_ratio,
+            metrics: metrics.then(|| {
+                MetricsExporter::start(settings.clone(), self.tls.clone(), self.counters.clone())
+            }),
+            spans: SpanExporter::start(
+                settings,
+                self.resource.clone(),
+                self.tls.clone(),
+                self.counters.clone(),
+            ),
+        }
+    }
+
+    fn ensure_meter(&mut self) {
+        let wanted = self.all().any(|s| s.metrics.is_some());
+        if wanted && self.meter.is_none() {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            self.meter = Some(Meter::new(now));
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &LiveSink> {
+        self.env.iter().chain(self.pushed.iter())
+    }
+
+    /// Follows the pushed set: when it changed, the old exporters flush and stop, new ones
+    /// start.
+    pub fn sync(&mut self, pushed: &Arc<Vec<SinkConfig>>) {
+        if self
+            .pushed_from
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(p, pushed))
+        {
+            return;
+        }
+        self.pushed = pushed
+            .iter()
+            .map(|s| self.start(s.settings.clone(), s.metrics))
+            .collect();
+        self.pushed_from = Some(pushed.clone());
+        self.ensure_meter();
+    }
+
+    /// Exports one finished request: its spans to every sink whose ratio keeps its trace, and
+    /// its numbers into the meter.
+    pub fn record(&mut self, built: &Built) {
+        if let Some(parts) = &built.trace {
+            let mut spans = None;
+            let sinks: Vec<&LiveSink> = self.all().collect();
+            for sink in sinks {
+                if ratio_keeps(&parts.ctx.trace_id, sink.ratio) {
+                    let s =
+                        spans.get_or_insert_with(|| crate::genai_trace::spans(&built.log, parts));
+                    sink.spans.push(s.clone());
+                }
+            }
+        }
+        if let Some(meter) = &mut self.meter {
+            meter.record(&built.log, built.metrics);
+        }
+    }
+
+    /// Sends the cumulative metrics, with the pipelines' own counters, to every metrics sink.
+    pub fn export_metrics(&mut self, logs: &LogCounters) {
+        let Some(meter) = &mut self.meter else { return };
+        for (state, v) in [
+            ("enqueued", &logs.enqueued),
+            ("acked", &logs.acked),
+            ("dropped_queue_full", &logs.dropped_queue_full),
+            ("dropped_buffer_full", &logs.dropped_buffer_full),
+            ("rejected", &logs.rejected),
+        ] {
+            meter.set_total(
+                "weir.request_logs",
+                vec![("weir.state", state.to_string())],
+                v.load(Ordering::Relaxed),
+            );
+        }
+        let c = &self.counters;
+        for (state, v) in [
+            ("exported", &c.exported),
+            ("dropped_queue_full", &c.dropped_queue_full),
+            ("export_failed", &c.failed),
+        ] {
+            meter.set_total(
+                "weir.spans",
+                vec![("weir.state", state.to_string())],
+                v.load(Ordering::Relaxed),
+            );
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let snapshot = meter.export(&self.resource, now);
+        let sinks: Vec<&LiveSink> = self.env.iter().chain(self.pushed.iter()).collect();
+        for sink in sinks {
+            if let Some(m) = &sink.metrics {
+                m.push(snapshot.clone());
+            }
+        }
+    }
+}
