@@ -180,11 +180,7 @@ impl ExportSettings {
             protocol,
         ) {
             (Some(e), _) => e.trim().to_string(),
-            (None, Protocol::Grpc) => endpoint.clone(),
-            (None, Protocol::HttpProtobuf) => match endpoint.strip_suffix("/v1/traces") {
-                Some(base) => format!("{base}/v1/metrics"),
-                None => format!("{}/v1/metrics", endpoint.trim_end_matches('/')),
-            },
+            (None, p) => metrics_endpoint_for(&endpoint, p),
         };
         let metrics_interval = match (
             get("WEIR_OTEL_EXPORT_INTERVAL_SECS"),
@@ -222,6 +218,18 @@ impl ExportSettings {
             service_name: get("OTEL_SERVICE_NAME").unwrap_or_else(|| "weir-data-plane".into()),
             timeout: Duration::from_secs(10),
         }))
+    }
+}
+
+/// The metrics endpoint beside a traces endpoint: the same gRPC base, or for HTTP the traces
+/// URL with `/v1/metrics` in place of `/v1/traces`.
+pub fn metrics_endpoint_for(traces_endpoint: &str, protocol: Protocol) -> String {
+    match protocol {
+        Protocol::Grpc => traces_endpoint.to_string(),
+        Protocol::HttpProtobuf => match traces_endpoint.strip_suffix("/v1/traces") {
+            Some(base) => format!("{base}/v1/metrics"),
+            None => format!("{}/v1/metrics", traces_endpoint.trim_end_matches('/')),
+        },
     }
 }
 

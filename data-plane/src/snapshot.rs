@@ -398,13 +398,7 @@ fn compile_sink(
     } else {
         Protocol::Grpc
     };
-    let metrics_endpoint = match protocol {
-        Protocol::Grpc => s.endpoint.clone(),
-        Protocol::HttpProtobuf => match s.endpoint.strip_suffix("/v1/traces") {
-            Some(base) => format!("{base}/v1/metrics"),
-            None => format!("{}/v1/metrics", s.endpoint.trim_end_matches('/')),
-        },
-    };
+    let metrics_endpoint = crate::otlp_export::metrics_endpoint_for(&s.endpoint, protocol);
     Ok(SinkConfig {
         name: s.name.clone(),
         metrics: s.metrics,
