@@ -104,6 +104,9 @@ enum SinksCmd {
         /// Export metrics there too.
         #[arg(long)]
         metrics: bool,
+        /// Put message content on spans (from the redacted request-log payload).
+        #[arg(long)]
+        capture_content: bool,
     },
     /// Remove a sink; nodes stop exporting to it.
     Delete {
@@ -755,6 +758,7 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
             headers_from_env,
             sample_ratio,
             metrics,
+            capture_content,
         }) => {
             let r = c
                 .create_telemetry_sink(TelemetrySink {
@@ -766,6 +770,7 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
                     sample_ratio,
                     metrics,
                     created_at: String::new(),
+                    capture_content,
                 })
                 .await?
                 .into_inner();

@@ -78,6 +78,7 @@ impl Printer {
             "HEADERS FROM ENV",
             "RATIO",
             "METRICS",
+            "CONTENT",
         ]);
         for s in ss {
             let headers: Vec<String> = s
@@ -97,6 +98,7 @@ impl Printer {
                 },
                 s.sample_ratio.to_string(),
                 s.metrics.to_string(),
+                s.capture_content.to_string(),
             ]);
         }
         println!("{t}");

@@ -185,6 +185,7 @@ fn admin_sink(s: cfg::TelemetrySink, created: DateTime<Utc>) -> TelemetrySink {
         sample_ratio: s.sample_ratio,
         metrics: s.metrics,
         created_at: ts(created),
+        capture_content: s.capture_content,
     }
 }
 
@@ -275,12 +276,13 @@ impl Admin for AdminService {
                 r.sample_ratio
             },
             metrics: r.metrics,
+            capture_content: r.capture_content,
         };
         validate::validate_telemetry_sink(&sink).map_err(AdminError::from)?;
         let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
         let created: DateTime<Utc> = sqlx::query_scalar(
-            "INSERT INTO telemetry_sinks (name, kind, endpoint, protocol, headers_from_env, sample_ratio, metrics)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING created_at",
+            "INSERT INTO telemetry_sinks (name, kind, endpoint, protocol, headers_from_env, sample_ratio, metrics, capture_content)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING created_at",
         )
         .bind(&sink.name)
         .bind(&sink.kind)
@@ -289,6 +291,7 @@ impl Admin for AdminService {
         .bind(serde_json::to_value(&sink.headers_from_env).unwrap_or_default())
         .bind(sink.sample_ratio)
         .bind(sink.metrics)
+        .bind(sink.capture_content)
         .fetch_one(&mut *tx)
         .await
         .map_err(unique(format!("telemetry sink {:?}", sink.name)))?;

@@ -461,7 +461,8 @@ async fn read_providers(
 
 async fn read_telemetry_sinks(tx: &mut Tx<'_>) -> Result<TelemetrySinkSet, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT name, kind, endpoint, protocol, headers_from_env, sample_ratio, metrics
+        "SELECT name, kind, endpoint, protocol, headers_from_env, sample_ratio, metrics,
+                capture_content
          FROM telemetry_sinks ORDER BY name",
     )
     .fetch_all(&mut **tx)
@@ -481,6 +482,7 @@ pub fn sink_from_row(r: &sqlx::postgres::PgRow) -> TelemetrySink {
         headers_from_env: serde_json::from_value(r.get("headers_from_env")).unwrap_or_default(),
         sample_ratio: r.get("sample_ratio"),
         metrics: r.get("metrics"),
+        capture_content: r.get("capture_content"),
     }
 }
 

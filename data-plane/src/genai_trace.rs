@@ -374,6 +374,36 @@ pub fn spans(log: &RequestLog, t: &TraceParts) -> Vec<Span> {
     out
 }
 
+/// Puts message content on the client span of the answering attempt (the last client span
+/// when none answered; the server span when there was no attempt).
+pub fn add_content(spans: &mut [Span], c: &crate::genai_content::Content) {
+    let answered = |s: &Span| {
+        s.attributes.iter().any(|kv| {
+            kv.key == "weir.attempt.produced_response"
+                && kv.value.as_ref().and_then(|v| v.value.as_ref())
+                    == Some(&AnyValueKind::BoolValue(true))
+        })
+    };
+    let client = SpanKind::Client as i32;
+    let target = spans
+        .iter()
+        .rposition(|s| s.kind == client && answered(s))
+        .or_else(|| spans.iter().rposition(|s| s.kind == client))
+        .unwrap_or(0);
+    let Some(span) = spans.get_mut(target) else {
+        return;
+    };
+    for (key, v) in [
+        ("gen_ai.system_instructions", &c.system),
+        ("gen_ai.input.messages", &c.input),
+        ("gen_ai.output.messages", &c.output),
+    ] {
+        if let Some(v) = v {
+            span.attributes.push(kv_str(key, v));
+        }
+    }
+}
+
 /// Wraps spans with the node's resource and Weir's instrumentation scope.
 pub fn resource_spans(resource: &[KeyValue], spans: Vec<Span>) -> ResourceSpans {
     ResourceSpans {

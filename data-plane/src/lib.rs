@@ -19,6 +19,7 @@
 //! - [`trace_context`]: W3C trace context in and out.
 //! - [`genai_trace`]: a finished request as GenAI-convention spans.
 //! - [`genai_metrics`]: request metrics, aggregated for OTLP.
+//! - [`genai_content`]: message content for spans, from the redacted payload.
 //! - [`otlp_export`]: batched, bounded OTLP span export.
 //! - [`telemetry_sinks`]: the node's live OTLP destinations, from its environment and config.
 //! - [`request_record`]: what the request path hands to the log worker.
@@ -31,6 +32,7 @@ pub mod body;
 pub mod caller_tags;
 pub mod config_stream;
 pub mod gateway_error;
+pub mod genai_content;
 pub mod genai_metrics;
 pub mod genai_trace;
 pub mod harness;

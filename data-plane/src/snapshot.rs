@@ -402,6 +402,7 @@ fn compile_sink(
     Ok(SinkConfig {
         name: s.name.clone(),
         metrics: s.metrics,
+        capture_content: s.capture_content,
         settings: ExportSettings {
             endpoint: s.endpoint.clone(),
             protocol,

@@ -23,10 +23,13 @@ pub struct SinkConfig {
     pub settings: ExportSettings,
     /// Whether metrics go there too.
     pub metrics: bool,
+    /// Whether spans carry message content.
+    pub capture_content: bool,
 }
 
 struct LiveSink {
     ratio: f64,
+    content: bool,
     spans: SpanExporter,
     metrics: Option<MetricsExporter>,
 }
@@ -65,14 +68,15 @@ impl Telemetry {
             counters,
             metrics_every,
         };
-        t.env = env.map(|e| t.start(e, true));
+        t.env = env.map(|e| t.start(e, true, false));
         t.ensure_meter();
         t
     }
 
-    fn start(&self, settings: ExportSettings, metrics: bool) -> LiveSink {
+    fn start(&self, settings: ExportSettings, metrics: bool, content: bool) -> LiveSink {
         LiveSink {
             ratio: settings.sample_ratio,
+            content,
             metrics: metrics.then(|| {
                 MetricsExporter::start(settings.clone(), self.tls.clone(), self.counters.clone())
             }),
@@ -111,7 +115,7 @@ impl Telemetry {
         }
         self.pushed = pushed
             .iter()
-            .map(|s| self.start(s.settings.clone(), s.metrics))
+            .map(|s| self.start(s.settings.clone(), s.metrics, s.capture_content))
             .collect();
         self.pushed_from = Some(pushed.clone());
         self.ensure_meter();
@@ -121,14 +125,28 @@ impl Telemetry {
     /// its numbers into the meter.
     pub fn record(&mut self, built: &Built) {
         if let Some(parts) = &built.trace {
-            let mut spans = None;
+            // Built once without content and once with, each only if some sink wants it.
+            let (mut plain, mut with_content) = (None, None);
             let sinks: Vec<&LiveSink> = self.all().collect();
             for sink in sinks {
-                if ratio_keeps(&parts.ctx.trace_id, sink.ratio) {
-                    let s =
-                        spans.get_or_insert_with(|| crate::genai_trace::spans(&built.log, parts));
-                    sink.spans.push(s.clone());
+                if !ratio_keeps(&parts.ctx.trace_id, sink.ratio) {
+                    continue;
                 }
+                let spans = if sink.content {
+                    with_content.get_or_insert_with(|| {
+                        let mut s = crate::genai_trace::spans(&built.log, parts);
+                        let c = crate::genai_content::from_payloads(
+                            &built.log.operation,
+                            &built.log.request_payload,
+                            &built.log.response_payload,
+                        );
+                        crate::genai_trace::add_content(&mut s, &c);
+                        s
+                    })
+                } else {
+                    plain.get_or_insert_with(|| crate::genai_trace::spans(&built.log, parts))
+                };
+                sink.spans.push(spans.clone());
             }
         }
         if let Some(meter) = &mut self.meter {

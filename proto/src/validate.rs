@@ -359,6 +359,7 @@ mod tests {
             headers_from_env: [("authorization".to_string(), "OTLP_AUTH".to_string())].into(),
             sample_ratio: 1.0,
             metrics: true,
+            capture_content: false,
         };
         assert!(validate_telemetry_sink(&ok).is_ok());
         type Change = fn(&mut crate::config::TelemetrySink);

@@ -596,3 +596,97 @@ async fn a_sink_added_with_weirctl_reaches_running_nodes_and_leaves_with_its_rem
     );
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_capture_is_per_sink_and_comes_from_the_redacted_payload() {
+    let stack = Stack::start().await;
+    let with = OtlpReceiver::start().await;
+    let without = OtlpReceiver::start().await;
+    let key = stack.seed(&[("gpt", "up")]).await;
+    for args in [
+        vec![
+            "sinks",
+            "create",
+            "--name",
+            "with",
+            "--endpoint",
+            &with.url(),
+            "--capture-content",
+        ],
+        vec![
+            "sinks",
+            "create",
+            "--name",
+            "without",
+            "--endpoint",
+            &without.url(),
+        ],
+        vec!["policy", "set", "--redact", "body.messages.*.content"],
+    ] {
+        let out = run(stack.weirctl(&args)).await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let client = reqwest::Client::new();
+    let gateway = stack.gateway_url();
+    let received = with.received.clone();
+    let mut n = 0;
+    // Until both sinks and the redaction path are on the node.
+    let span = eventually(Duration::from_secs(15), || {
+        n += 1;
+        let (client, gateway, key, received) = (
+            client.clone(),
+            gateway.clone(),
+            key.clone(),
+            received.clone(),
+        );
+        async move {
+            let rid = format!("content-{n}");
+            let r = client
+                .post(format!("{gateway}/chat/completions"))
+                .bearer_auth(key)
+                .header("x-request-id", &rid)
+                .json(&json!({"model": "gpt", "messages": [
+                    {"role": "system", "content": "be brief"},
+                    {"role": "user", "content": "the secret plan is 42"}]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            received.spans().into_iter().map(|(_, s)| s).find(|s| {
+                s.kind == 3
+                    && attr(&s.attributes, "gen_ai.input.messages")
+                        .is_some_and(|v| v.as_str().unwrap().contains("REDACTED"))
+            })
+        }
+    })
+    .await
+    .expect("a client span with redacted content");
+    let input = attr(&span.attributes, "gen_ai.input.messages").unwrap();
+    let input: Value = serde_json::from_str(input.as_str().unwrap()).unwrap();
+    assert_eq!(input[0]["role"], "user");
+    let text = input.to_string();
+    assert!(!text.contains("secret plan"), "{text}");
+    let output = attr(&span.attributes, "gen_ai.output.messages").unwrap();
+    assert!(
+        output.as_str().unwrap().contains("mock upstream"),
+        "{output}"
+    );
+    assert!(attr(&span.attributes, "gen_ai.system_instructions").is_some());
+    // The other sink got the same traces without any content.
+    let plain = without.received.spans();
+    assert!(!plain.is_empty());
+    for (_, s) in &plain {
+        for k in [
+            "gen_ai.input.messages",
+            "gen_ai.output.messages",
+            "gen_ai.system_instructions",
+        ] {
+            assert!(
+                attr(&s.attributes, k).is_none(),
+                "{k} leaked to a sink without content"
+            );
+        }
+    }
+    stack.shutdown().await;
+}
