@@ -107,6 +107,12 @@ enum SinksCmd {
         /// Put message content on spans (from the redacted request-log payload).
         #[arg(long)]
         capture_content: bool,
+        /// With --capture-content: also gen_ai.prompt.{i}.* / gen_ai.completion.{i}.*.
+        #[arg(long)]
+        legacy_attributes: bool,
+        /// Start each request's server span as a new root linked to the caller's span.
+        #[arg(long)]
+        new_root: bool,
     },
     /// Remove a sink; nodes stop exporting to it.
     Delete {
@@ -759,6 +765,8 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
             sample_ratio,
             metrics,
             capture_content,
+            legacy_attributes,
+            new_root,
         }) => {
             let r = c
                 .create_telemetry_sink(TelemetrySink {
@@ -771,6 +779,8 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
                     metrics,
                     created_at: String::new(),
                     capture_content,
+                    legacy_attributes,
+                    new_root,
                 })
                 .await?
                 .into_inner();

@@ -186,6 +186,8 @@ fn admin_sink(s: cfg::TelemetrySink, created: DateTime<Utc>) -> TelemetrySink {
         metrics: s.metrics,
         created_at: ts(created),
         capture_content: s.capture_content,
+        legacy_attributes: s.legacy_attributes,
+        new_root: s.new_root,
     }
 }
 
@@ -277,12 +279,14 @@ impl Admin for AdminService {
             },
             metrics: r.metrics,
             capture_content: r.capture_content,
+            legacy_attributes: r.legacy_attributes,
+            new_root: r.new_root,
         };
         validate::validate_telemetry_sink(&sink).map_err(AdminError::from)?;
         let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
         let created: DateTime<Utc> = sqlx::query_scalar(
-            "INSERT INTO telemetry_sinks (name, kind, endpoint, protocol, headers_from_env, sample_ratio, metrics, capture_content)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING created_at",
+            "INSERT INTO telemetry_sinks (name, kind, endpoint, protocol, headers_from_env, sample_ratio, metrics, capture_content, legacy_attributes, new_root)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING created_at",
         )
         .bind(&sink.name)
         .bind(&sink.kind)
@@ -292,6 +296,8 @@ impl Admin for AdminService {
         .bind(sink.sample_ratio)
         .bind(sink.metrics)
         .bind(sink.capture_content)
+        .bind(sink.legacy_attributes)
+        .bind(sink.new_root)
         .fetch_one(&mut *tx)
         .await
         .map_err(unique(format!("telemetry sink {:?}", sink.name)))?;

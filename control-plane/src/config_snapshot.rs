@@ -462,7 +462,7 @@ async fn read_providers(
 async fn read_telemetry_sinks(tx: &mut Tx<'_>) -> Result<TelemetrySinkSet, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT name, kind, endpoint, protocol, headers_from_env, sample_ratio, metrics,
-                capture_content
+                capture_content, legacy_attributes, new_root
          FROM telemetry_sinks ORDER BY name",
     )
     .fetch_all(&mut **tx)
@@ -483,6 +483,8 @@ pub fn sink_from_row(r: &sqlx::postgres::PgRow) -> TelemetrySink {
         sample_ratio: r.get("sample_ratio"),
         metrics: r.get("metrics"),
         capture_content: r.get("capture_content"),
+        legacy_attributes: r.get("legacy_attributes"),
+        new_root: r.get("new_root"),
     }
 }
 

@@ -241,6 +241,65 @@ fn stream_output(operation: &str, events: &[Value]) -> Vec<Value> {
     vec![Value::Object(m)]
 }
 
+/// The older indexed attributes (`gen_ai.prompt.{i}.role/content`,
+/// `gen_ai.completion.{i}.role/content/finish_reason`): system instructions first, then the
+/// input messages; text parts joined, other parts as their JSON.
+pub fn legacy_attributes(c: &Content) -> Vec<(String, String)> {
+    let parse = |s: &Option<String>| -> Vec<Value> {
+        s.as_deref()
+            .and_then(|t| serde_json::from_str::<Vec<Value>>(t).ok())
+            .unwrap_or_default()
+    };
+    let flatten = |parts: &Value| -> String {
+        parts
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| match p["content"].as_str() {
+                Some(t) if p["type"] == "text" => t.to_string(),
+                _ => p.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    let system = parse(&c.system);
+    if !system.is_empty() {
+        out.push((format!("gen_ai.prompt.{i}.role"), "system".to_string()));
+        out.push((
+            format!("gen_ai.prompt.{i}.content"),
+            flatten(&Value::Array(system)),
+        ));
+        i += 1;
+    }
+    for m in parse(&c.input) {
+        out.push((
+            format!("gen_ai.prompt.{i}.role"),
+            m["role"].as_str().unwrap_or("user").to_string(),
+        ));
+        out.push((format!("gen_ai.prompt.{i}.content"), flatten(&m["parts"])));
+        i += 1;
+    }
+    for (j, m) in parse(&c.output).into_iter().enumerate() {
+        out.push((
+            format!("gen_ai.completion.{j}.role"),
+            m["role"].as_str().unwrap_or("assistant").to_string(),
+        ));
+        out.push((
+            format!("gen_ai.completion.{j}.content"),
+            flatten(&m["parts"]),
+        ));
+        if let Some(f) = m["finish_reason"].as_str() {
+            out.push((
+                format!("gen_ai.completion.{j}.finish_reason"),
+                f.to_string(),
+            ));
+        }
+    }
+    out
+}
+
 /// Tool-call arguments arrive as a JSON string; keep them as JSON when they parse.
 fn parse_json_string(v: &Value) -> Value {
     v.as_str()
@@ -305,6 +364,31 @@ mod tests {
         let c = from_payloads("responses", &req, &resp);
         assert!(c.input.unwrap().contains("hello"));
         assert!(c.output.unwrap().contains("\"Hi\""));
+    }
+
+    #[test]
+    fn legacy_indexed_attributes() {
+        let req = bytes(json!({"body": {"messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "hi"}]}}));
+        let resp = bytes(
+            json!({"body": {"choices": [{"message": {"content": "Hello"}, "finish_reason": "stop"}]}}),
+        );
+        let got = legacy_attributes(&from_payloads("chat_completions", &req, &resp));
+        let want: Vec<(String, String)> = [
+            ("gen_ai.prompt.0.role", "system"),
+            ("gen_ai.prompt.0.content", "be brief"),
+            ("gen_ai.prompt.1.role", "user"),
+            ("gen_ai.prompt.1.content", "hi"),
+            ("gen_ai.completion.0.role", "assistant"),
+            ("gen_ai.completion.0.content", "Hello"),
+            ("gen_ai.completion.0.finish_reason", "stop"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(got, want);
+        assert!(legacy_attributes(&Content::default()).is_empty());
     }
 
     #[test]

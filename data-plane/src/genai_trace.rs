@@ -376,7 +376,7 @@ pub fn spans(log: &RequestLog, t: &TraceParts) -> Vec<Span> {
 
 /// Puts message content on the client span of the answering attempt (the last client span
 /// when none answered; the server span when there was no attempt).
-pub fn add_content(spans: &mut [Span], c: &crate::genai_content::Content) {
+pub fn add_content(spans: &mut [Span], c: &crate::genai_content::Content, legacy: bool) {
     let answered = |s: &Span| {
         s.attributes.iter().any(|kv| {
             kv.key == "weir.attempt.produced_response"
@@ -402,6 +402,35 @@ pub fn add_content(spans: &mut [Span], c: &crate::genai_content::Content) {
             span.attributes.push(kv_str(key, v));
         }
     }
+    if legacy {
+        for (key, value) in crate::genai_content::legacy_attributes(c) {
+            span.attributes.push(kv_str(&key, &value));
+        }
+    }
+}
+
+/// Makes the server span a root (same trace, no parent) with a link to the caller's span, for
+/// back ends that hide spans whose parent they never received.
+pub fn make_new_root(spans: &mut [Span]) {
+    let Some(server) = spans.first_mut() else {
+        return;
+    };
+    if server.parent_span_id.is_empty() {
+        return;
+    }
+    let parent = std::mem::take(&mut server.parent_span_id);
+    server
+        .links
+        .push(opentelemetry_proto::tonic::trace::v1::span::Link {
+            trace_id: server.trace_id.clone(),
+            span_id: parent,
+            trace_state: server.trace_state.clone(),
+            attributes: vec![kv_str("weir.link", "caller")],
+            dropped_attributes_count: 0,
+            flags: 0x300 | (server.flags & 0xff),
+        });
+    // No parent now, so "parent is remote" no longer applies.
+    server.flags &= !0x200;
 }
 
 /// Wraps spans with the node's resource and Weir's instrumentation scope.
@@ -685,6 +714,26 @@ mod tests {
             matches!(attr(second, "gen_ai.request.stop_sequences"), Some(AnyValueKind::ArrayValue(a)) if a.values.len() == 1)
         );
         assert_eq!(second.start_time_unix_nano, 1_002_200_000);
+    }
+
+    #[test]
+    fn a_new_root_drops_the_remote_parent_for_a_link() {
+        let (log, parts) = fallback_log();
+        let mut s = spans(&log, &parts);
+        make_new_root(&mut s);
+        assert!(s[0].parent_span_id.is_empty());
+        assert_eq!(s[0].links.len(), 1);
+        assert_eq!(s[0].links[0].span_id, vec![2; 8], "the caller's span");
+        assert_eq!(s[0].links[0].trace_id, vec![1; 16]);
+        assert_eq!(s[0].flags & 0x200, 0);
+        // Children keep the gateway's server span as parent.
+        assert!(s[1..].iter().all(|c| c.parent_span_id == vec![3; 8]));
+        // Without a caller there is nothing to link.
+        let (log, mut parts) = fallback_log();
+        parts.ctx.parent_span_id = None;
+        let mut s = spans(&log, &parts);
+        make_new_root(&mut s);
+        assert!(s[0].links.is_empty());
     }
 
     #[test]

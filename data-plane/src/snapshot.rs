@@ -403,6 +403,8 @@ fn compile_sink(
         name: s.name.clone(),
         metrics: s.metrics,
         capture_content: s.capture_content,
+        legacy_attributes: s.legacy_attributes,
+        new_root: s.new_root,
         settings: ExportSettings {
             endpoint: s.endpoint.clone(),
             protocol,

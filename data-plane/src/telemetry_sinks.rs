@@ -25,11 +25,23 @@ pub struct SinkConfig {
     pub metrics: bool,
     /// Whether spans carry message content.
     pub capture_content: bool,
+    /// Also the indexed legacy content attributes.
+    pub legacy_attributes: bool,
+    /// Server spans as new roots linked to the caller's span.
+    pub new_root: bool,
+}
+
+/// How one sink wants its spans shaped; sinks with the same shape share one build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Shape {
+    content: bool,
+    legacy: bool,
+    new_root: bool,
 }
 
 struct LiveSink {
     ratio: f64,
-    content: bool,
+    shape: Shape,
     spans: SpanExporter,
     metrics: Option<MetricsExporter>,
 }
@@ -68,15 +80,15 @@ impl Telemetry {
             counters,
             metrics_every,
         };
-        t.env = env.map(|e| t.start(e, true, false));
+        t.env = env.map(|e| t.start(e, true, Shape::default()));
         t.ensure_meter();
         t
     }
 
-    fn start(&self, settings: ExportSettings, metrics: bool, content: bool) -> LiveSink {
+    fn start(&self, settings: ExportSettings, metrics: bool, shape: Shape) -> LiveSink {
         LiveSink {
             ratio: settings.sample_ratio,
-            content,
+            shape,
             metrics: metrics.then(|| {
                 MetricsExporter::start(settings.clone(), self.tls.clone(), self.counters.clone())
             }),
@@ -115,7 +127,14 @@ impl Telemetry {
         }
         self.pushed = pushed
             .iter()
-            .map(|s| self.start(s.settings.clone(), s.metrics, s.capture_content))
+            .map(|s| {
+                let shape = Shape {
+                    content: s.capture_content,
+                    legacy: s.legacy_attributes,
+                    new_root: s.new_root,
+                };
+                self.start(s.settings.clone(), s.metrics, shape)
+            })
             .collect();
         self.pushed_from = Some(pushed.clone());
         self.ensure_meter();
@@ -125,26 +144,36 @@ impl Telemetry {
     /// its numbers into the meter.
     pub fn record(&mut self, built: &Built) {
         if let Some(parts) = &built.trace {
-            // Built once without content and once with, each only if some sink wants it.
-            let (mut plain, mut with_content) = (None, None);
+            // One build per distinct shape among the sinks that keep this trace.
+            let mut built_shapes: Vec<(Shape, Vec<opentelemetry_proto::tonic::trace::v1::Span>)> =
+                Vec::new();
+            let mut content = None;
             let sinks: Vec<&LiveSink> = self.all().collect();
             for sink in sinks {
                 if !ratio_keeps(&parts.ctx.trace_id, sink.ratio) {
                     continue;
                 }
-                let spans = if sink.content {
-                    with_content.get_or_insert_with(|| {
-                        let mut s = crate::genai_trace::spans(&built.log, parts);
-                        let c = crate::genai_content::from_payloads(
-                            &built.log.operation,
-                            &built.log.request_payload,
-                            &built.log.response_payload,
-                        );
-                        crate::genai_trace::add_content(&mut s, &c);
-                        s
-                    })
-                } else {
-                    plain.get_or_insert_with(|| crate::genai_trace::spans(&built.log, parts))
+                let shape = sink.shape;
+                let spans = match built_shapes.iter().position(|(s, _)| *s == shape) {
+                    Some(i) => &built_shapes[i].1,
+                    None => {
+                        let mut spans = crate::genai_trace::spans(&built.log, parts);
+                        if shape.new_root {
+                            crate::genai_trace::make_new_root(&mut spans);
+                        }
+                        if shape.content {
+                            let c = content.get_or_insert_with(|| {
+                                crate::genai_content::from_payloads(
+                                    &built.log.operation,
+                                    &built.log.request_payload,
+                                    &built.log.response_payload,
+                                )
+                            });
+                            crate::genai_trace::add_content(&mut spans, c, shape.legacy);
+                        }
+                        built_shapes.push((shape, spans));
+                        &built_shapes.last().expect("just pushed").1
+                    }
                 };
                 sink.spans.push(spans.clone());
             }

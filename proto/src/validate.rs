@@ -314,6 +314,15 @@ pub fn validate_telemetry_sink(s: &crate::config::TelemetrySink) -> Result<(), I
             ));
         }
     }
+    if s.legacy_attributes && !s.capture_content {
+        return Err(invalid(
+            "legacy_attributes_need_content",
+            format!(
+                "telemetry sink {:?}: legacy_attributes carry message content; set capture_content too",
+                s.name
+            ),
+        ));
+    }
     if !(s.sample_ratio > 0.0 && s.sample_ratio <= 1.0) {
         return Err(invalid(
             "invalid_sample_ratio",
@@ -360,6 +369,8 @@ mod tests {
             sample_ratio: 1.0,
             metrics: true,
             capture_content: false,
+            legacy_attributes: false,
+            new_root: false,
         };
         assert!(validate_telemetry_sink(&ok).is_ok());
         type Change = fn(&mut crate::config::TelemetrySink);
@@ -378,6 +389,10 @@ mod tests {
                 "invalid_header",
             ),
             (|s| s.sample_ratio = 0.0, "invalid_sample_ratio"),
+            (
+                |s| s.legacy_attributes = true,
+                "legacy_attributes_need_content",
+            ),
             (|s| s.sample_ratio = 1.5, "invalid_sample_ratio"),
         ];
         for (change, code) in cases {

@@ -602,8 +602,21 @@ async fn content_capture_is_per_sink_and_comes_from_the_redacted_payload() {
     let stack = Stack::start().await;
     let with = OtlpReceiver::start().await;
     let without = OtlpReceiver::start().await;
+    let legacy = OtlpReceiver::start().await;
     let key = stack.seed(&[("gpt", "up")]).await;
+    let legacy_url = legacy.url();
     for args in [
+        vec![
+            "sinks",
+            "create",
+            "--name",
+            "legacy",
+            "--endpoint",
+            &legacy_url,
+            "--capture-content",
+            "--legacy-attributes",
+            "--new-root",
+        ],
         vec![
             "sinks",
             "create",
@@ -645,6 +658,10 @@ async fn content_capture_is_per_sink_and_comes_from_the_redacted_payload() {
                 .post(format!("{gateway}/chat/completions"))
                 .bearer_auth(key)
                 .header("x-request-id", &rid)
+                .header(
+                    "traceparent",
+                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                )
                 .json(&json!({"model": "gpt", "messages": [
                     {"role": "system", "content": "be brief"},
                     {"role": "user", "content": "the secret plan is 42"}]}))
@@ -673,6 +690,37 @@ async fn content_capture_is_per_sink_and_comes_from_the_redacted_payload() {
         "{output}"
     );
     assert!(attr(&span.attributes, "gen_ai.system_instructions").is_some());
+    // The legacy sink: indexed attributes, and a new root linked to the caller's span.
+    let spans = legacy.received.spans();
+    let client_span = spans
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| s.kind == 3 && attr(&s.attributes, "gen_ai.prompt.0.role").is_some())
+        .expect("indexed attributes");
+    assert_eq!(
+        attr(&client_span.attributes, "gen_ai.prompt.0.role"),
+        Some(json!("system"))
+    );
+    assert_eq!(
+        attr(&client_span.attributes, "gen_ai.completion.0.role"),
+        Some(json!("assistant"))
+    );
+    let root = spans
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| s.kind == 2 && s.span_id == client_span.parent_span_id)
+        .expect("its server span");
+    assert!(root.parent_span_id.is_empty(), "a new root");
+    assert_eq!(hex(&root.links[0].span_id), "b7ad6b7169203331");
+    // The content sink kept the caller as parent.
+    let with_spans = with.received.spans();
+    let with_root = with_spans
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| s.kind == 2 && s.span_id == span.parent_span_id)
+        .expect("server span");
+    assert_eq!(hex(&with_root.parent_span_id), "b7ad6b7169203331");
+
     // The other sink got the same traces without any content.
     let plain = without.received.spans();
     assert!(!plain.is_empty());
