@@ -86,15 +86,23 @@ enum SinksCmd {
     Create {
         #[arg(long)]
         name: String,
-        /// For grpc the collector's base URL; for http/protobuf the full traces URL.
-        #[arg(long)]
+        /// For otlp: for grpc the collector's base URL, for http/protobuf the full traces URL.
+        /// Presets derive it (point them elsewhere with --option base_url=URL).
+        #[arg(long, default_value = "")]
         endpoint: String,
-        /// grpc or http/protobuf.
-        #[arg(long, default_value = "grpc")]
+        /// grpc or http/protobuf (default: grpc for otlp; presets use http/protobuf).
+        #[arg(long, default_value = "")]
         protocol: String,
-        /// otlp (back-end presets are not built yet).
+        /// otlp, or a preset: langfuse, phoenix, datadog, langsmith, openlayer.
         #[arg(long, default_value = "otlp")]
         kind: String,
+        /// Preset option KEY=VALUE (repeatable): base_url, site, project, ml_app, pipeline_id.
+        #[arg(long = "option", value_parser = parse_kv)]
+        options: Vec<(String, String)>,
+        /// Preset secret NAME=ENV_VAR (repeatable): api_key, public_key, secret_key; the value
+        /// is read from ENV_VAR on each node.
+        #[arg(long = "secret-from-env", value_parser = parse_kv)]
+        secrets_from_env: Vec<(String, String)>,
         /// HEADER=ENV_VAR: the header's value is read from ENV_VAR on each node (repeatable).
         #[arg(long = "header-from-env", value_parser = parse_kv)]
         headers_from_env: Vec<(String, String)>,
@@ -767,6 +775,8 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
             capture_content,
             legacy_attributes,
             new_root,
+            options,
+            secrets_from_env,
         }) => {
             let r = c
                 .create_telemetry_sink(TelemetrySink {
@@ -781,6 +791,8 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
                     capture_content,
                     legacy_attributes,
                     new_root,
+                    options: options.into_iter().collect(),
+                    secrets_from_env: secrets_from_env.into_iter().collect(),
                 })
                 .await?
                 .into_inner();

@@ -188,6 +188,8 @@ fn admin_sink(s: cfg::TelemetrySink, created: DateTime<Utc>) -> TelemetrySink {
         capture_content: s.capture_content,
         legacy_attributes: s.legacy_attributes,
         new_root: s.new_root,
+        options: s.options,
+        secrets_from_env: s.secrets_from_env,
     }
 }
 
@@ -254,19 +256,22 @@ impl Admin for AdminService {
     ) -> Result<Response<TelemetrySink>, Status> {
         self.admin(&req).await?;
         let r = req.into_inner();
+        let kind = if r.kind.is_empty() {
+            "otlp".to_string()
+        } else {
+            r.kind
+        };
+        // Presets speak OTLP over HTTP; a plain sink defaults to gRPC.
+        let protocol = match (r.protocol.is_empty(), kind.as_str()) {
+            (false, _) => r.protocol,
+            (true, "otlp") => "grpc".into(),
+            (true, _) => "http/protobuf".into(),
+        };
         let sink = cfg::TelemetrySink {
             name: r.name,
-            kind: if r.kind.is_empty() {
-                "otlp".into()
-            } else {
-                r.kind
-            },
+            kind,
             endpoint: r.endpoint.trim().to_string(),
-            protocol: if r.protocol.is_empty() {
-                "grpc".into()
-            } else {
-                r.protocol
-            },
+            protocol,
             headers_from_env: r
                 .headers_from_env
                 .into_iter()
@@ -281,12 +286,15 @@ impl Admin for AdminService {
             capture_content: r.capture_content,
             legacy_attributes: r.legacy_attributes,
             new_root: r.new_root,
+            options: r.options,
+            secrets_from_env: r.secrets_from_env,
         };
         validate::validate_telemetry_sink(&sink).map_err(AdminError::from)?;
         let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
         let created: DateTime<Utc> = sqlx::query_scalar(
-            "INSERT INTO telemetry_sinks (name, kind, endpoint, protocol, headers_from_env, sample_ratio, metrics, capture_content, legacy_attributes, new_root)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING created_at",
+            "INSERT INTO telemetry_sinks (name, kind, endpoint, protocol, headers_from_env, sample_ratio,
+                 metrics, capture_content, legacy_attributes, new_root, options, secrets_from_env)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING created_at",
         )
         .bind(&sink.name)
         .bind(&sink.kind)
@@ -298,6 +306,8 @@ impl Admin for AdminService {
         .bind(sink.capture_content)
         .bind(sink.legacy_attributes)
         .bind(sink.new_root)
+        .bind(serde_json::to_value(&sink.options).unwrap_or_default())
+        .bind(serde_json::to_value(&sink.secrets_from_env).unwrap_or_default())
         .fetch_one(&mut *tx)
         .await
         .map_err(unique(format!("telemetry sink {:?}", sink.name)))?;

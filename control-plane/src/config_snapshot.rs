@@ -462,7 +462,7 @@ async fn read_providers(
 async fn read_telemetry_sinks(tx: &mut Tx<'_>) -> Result<TelemetrySinkSet, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT name, kind, endpoint, protocol, headers_from_env, sample_ratio, metrics,
-                capture_content, legacy_attributes, new_root
+                capture_content, legacy_attributes, new_root, options, secrets_from_env
          FROM telemetry_sinks ORDER BY name",
     )
     .fetch_all(&mut **tx)
@@ -485,6 +485,8 @@ pub fn sink_from_row(r: &sqlx::postgres::PgRow) -> TelemetrySink {
         capture_content: r.get("capture_content"),
         legacy_attributes: r.get("legacy_attributes"),
         new_root: r.get("new_root"),
+        options: serde_json::from_value(r.get("options")).unwrap_or_default(),
+        secrets_from_env: serde_json::from_value(r.get("secrets_from_env")).unwrap_or_default(),
     }
 }
 

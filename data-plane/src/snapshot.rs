@@ -393,20 +393,48 @@ fn compile_sink(
         })?;
         headers.push((n, v));
     }
-    let protocol = if s.protocol == "http/protobuf" {
-        Protocol::HttpProtobuf
-    } else {
-        Protocol::Grpc
-    };
-    let metrics_endpoint = crate::otlp_export::metrics_endpoint_for(&s.endpoint, protocol);
+    let (mut endpoint, mut protocol) = (
+        s.endpoint.clone(),
+        if s.protocol == "http/protobuf" {
+            Protocol::HttpProtobuf
+        } else {
+            Protocol::Grpc
+        },
+    );
+    let (mut new_root, mut resource) = (s.new_root, Vec::new());
+    if s.kind != "otlp" {
+        // A back-end preset: endpoint, headers and resource attributes from its definition.
+        let e = weir_proto::sink_presets::expand(s, env)?;
+        endpoint = e.endpoint;
+        protocol = Protocol::HttpProtobuf;
+        new_root |= e.new_root;
+        resource = e.resource;
+        for (name, value) in e.headers {
+            let mut v = HeaderValue::from_str(&value).map_err(|_| Invalid {
+                code: "invalid_secret",
+                message: format!(
+                    "telemetry sink {:?}: header {name} would not be a valid header value",
+                    s.name
+                ),
+            })?;
+            v.set_sensitive(true);
+            let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| Invalid {
+                code: "invalid_header",
+                message: format!("telemetry sink {:?}: {name:?} is not a header name", s.name),
+            })?;
+            headers.push((n, v));
+        }
+    }
+    let metrics_endpoint = crate::otlp_export::metrics_endpoint_for(&endpoint, protocol);
     Ok(SinkConfig {
         name: s.name.clone(),
         metrics: s.metrics,
         capture_content: s.capture_content,
         legacy_attributes: s.legacy_attributes,
-        new_root: s.new_root,
+        new_root,
+        resource,
         settings: ExportSettings {
-            endpoint: s.endpoint.clone(),
+            endpoint,
             protocol,
             headers,
             sample_ratio: s.sample_ratio,

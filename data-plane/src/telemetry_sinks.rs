@@ -29,6 +29,8 @@ pub struct SinkConfig {
     pub legacy_attributes: bool,
     /// Server spans as new roots linked to the caller's span.
     pub new_root: bool,
+    /// Resource attributes this sink adds (e.g. Phoenix's project).
+    pub resource: Vec<(String, String)>,
 }
 
 /// How one sink wants its spans shaped; sinks with the same shape share one build.
@@ -80,24 +82,36 @@ impl Telemetry {
             counters,
             metrics_every,
         };
-        t.env = env.map(|e| t.start(e, true, Shape::default()));
+        t.env = env.map(|e| t.start(e, true, Shape::default(), &[]));
         t.ensure_meter();
         t
     }
 
-    fn start(&self, settings: ExportSettings, metrics: bool, shape: Shape) -> LiveSink {
+    fn start(
+        &self,
+        settings: ExportSettings,
+        metrics: bool,
+        shape: Shape,
+        extra_resource: &[(String, String)],
+    ) -> LiveSink {
+        let mut resource = self.resource.clone();
+        resource.extend(extra_resource.iter().map(|(k, v)| KeyValue {
+            key: k.clone(),
+            value: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                value: Some(
+                    opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                        v.clone(),
+                    ),
+                ),
+            }),
+        }));
         LiveSink {
             ratio: settings.sample_ratio,
             shape,
             metrics: metrics.then(|| {
                 MetricsExporter::start(settings.clone(), self.tls.clone(), self.counters.clone())
             }),
-            spans: SpanExporter::start(
-                settings,
-                self.resource.clone(),
-                self.tls.clone(),
-                self.counters.clone(),
-            ),
+            spans: SpanExporter::start(settings, resource, self.tls.clone(), self.counters.clone()),
         }
     }
 
@@ -133,7 +147,7 @@ impl Telemetry {
                     legacy: s.legacy_attributes,
                     new_root: s.new_root,
                 };
-                self.start(s.settings.clone(), s.metrics, shape)
+                self.start(s.settings.clone(), s.metrics, shape, &s.resource)
             })
             .collect();
         self.pushed_from = Some(pushed.clone());

@@ -14,6 +14,7 @@ pub mod grpc_tls;
 pub mod pricing;
 pub mod redaction_path;
 pub mod request_id;
+pub mod sink_presets;
 pub mod validate;
 
 /// The config stream (`weir.config.v1`).

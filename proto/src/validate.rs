@@ -247,52 +247,52 @@ pub fn validate_payload_policy(p: &PayloadPolicy) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// Telemetry sink kinds this build exports to.
-pub const SINK_KINDS: [&str; 1] = ["otlp"];
-/// Back-end presets named by the design but not built yet: refused with a clear message.
-pub const SINK_PRESETS_PLANNED: [&str; 5] =
-    ["langfuse", "phoenix", "datadog", "langsmith", "openlayer"];
-
-/// Checks one telemetry sink.
+/// Checks one telemetry sink: a plain OTLP one here, a preset in [`crate::sink_presets`].
 pub fn validate_telemetry_sink(s: &crate::config::TelemetrySink) -> Result<(), Invalid> {
     validate_key("telemetry sink", &s.name)?;
-    if SINK_PRESETS_PLANNED.contains(&s.kind.as_str()) {
-        return Err(invalid(
-            "sink_kind_not_built",
-            format!(
-                "telemetry sink {:?}: the {:?} preset is not built yet; use kind otlp with that back end's OTLP endpoint and headers",
-                s.name, s.kind
-            ),
-        ));
-    }
-    if !SINK_KINDS.contains(&s.kind.as_str()) {
-        return Err(invalid(
-            "unknown_sink_kind",
-            format!(
-                "telemetry sink {:?} has kind {:?}; this build knows otlp",
-                s.name, s.kind
-            ),
-        ));
-    }
-    let url_ok = (s.endpoint.starts_with("http://") || s.endpoint.starts_with("https://"))
-        && s.endpoint.parse::<http::Uri>().is_ok();
-    if !url_ok {
-        return Err(invalid(
-            "invalid_endpoint",
-            format!(
-                "telemetry sink {:?}: endpoint {:?} must be an absolute http(s) URL",
-                s.name, s.endpoint
-            ),
-        ));
-    }
-    if !matches!(s.protocol.as_str(), "grpc" | "http/protobuf") {
-        return Err(invalid(
-            "invalid_protocol",
-            format!(
-                "telemetry sink {:?}: protocol {:?} must be grpc or http/protobuf",
-                s.name, s.protocol
-            ),
-        ));
+    if s.kind != "otlp" {
+        if !crate::sink_presets::kinds().any(|k| k == s.kind) {
+            return Err(invalid(
+                "unknown_sink_kind",
+                format!(
+                    "telemetry sink {:?} has kind {:?}; this build knows otlp, {}",
+                    s.name,
+                    s.kind,
+                    crate::sink_presets::kinds().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        crate::sink_presets::validate(s)?;
+    } else {
+        if !s.options.is_empty() || !s.secrets_from_env.is_empty() {
+            return Err(invalid(
+                "preset_fields",
+                format!(
+                    "telemetry sink {:?}: options and secrets belong to presets; an otlp sink takes headers from environment variables",
+                    s.name
+                ),
+            ));
+        }
+        let url_ok = (s.endpoint.starts_with("http://") || s.endpoint.starts_with("https://"))
+            && s.endpoint.parse::<http::Uri>().is_ok();
+        if !url_ok {
+            return Err(invalid(
+                "invalid_endpoint",
+                format!(
+                    "telemetry sink {:?}: endpoint {:?} must be an absolute http(s) URL",
+                    s.name, s.endpoint
+                ),
+            ));
+        }
+        if !matches!(s.protocol.as_str(), "grpc" | "http/protobuf") {
+            return Err(invalid(
+                "invalid_protocol",
+                format!(
+                    "telemetry sink {:?}: protocol {:?} must be grpc or http/protobuf",
+                    s.name, s.protocol
+                ),
+            ));
+        }
     }
     for (header, env) in &s.headers_from_env {
         if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
@@ -335,7 +335,8 @@ pub fn validate_telemetry_sink(s: &crate::config::TelemetrySink) -> Result<(), I
     Ok(())
 }
 
-fn is_env_name(s: &str) -> bool {
+/// Whether `s` is an environment variable name (`[A-Za-z_][A-Za-z0-9_]*`).
+pub fn is_env_name(s: &str) -> bool {
     let mut b = s.bytes();
     matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
         && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
@@ -371,12 +372,14 @@ mod tests {
             capture_content: false,
             legacy_attributes: false,
             new_root: false,
+            options: Default::default(),
+            secrets_from_env: Default::default(),
         };
         assert!(validate_telemetry_sink(&ok).is_ok());
         type Change = fn(&mut crate::config::TelemetrySink);
         let cases: Vec<(Change, &str)> = vec![
             (|s| s.name = "has space".into(), "invalid_key"),
-            (|s| s.kind = "langfuse".into(), "sink_kind_not_built"),
+            (|s| s.kind = "langfuse".into(), "preset_endpoint"),
             (|s| s.kind = "zipkin".into(), "unknown_sink_kind"),
             (|s| s.endpoint = "otel:4317".into(), "invalid_endpoint"),
             (|s| s.protocol = "http/json".into(), "invalid_protocol"),

@@ -29,6 +29,8 @@ pub struct Received {
     pub authorizations: Mutex<Vec<String>>,
     /// The latest metrics export (points are cumulative).
     pub metrics: Mutex<Option<ExportMetricsServiceRequest>>,
+    /// Path and headers of every HTTP export.
+    pub http_requests: Mutex<Vec<(String, http::HeaderMap)>>,
 }
 
 impl Received {
@@ -141,11 +143,15 @@ impl OtlpReceiver {
                         move |req: http::Request<hyper::body::Incoming>| {
                             let rec = rec.clone();
                             async move {
-                                let ok = req.uri().path() == "/v1/traces"
+                                let ok = req.uri().path().ends_with("/v1/traces")
                                     && req
                                         .headers()
                                         .get("content-type")
                                         .is_some_and(|v| v == "application/x-protobuf");
+                                rec.http_requests
+                                    .lock()
+                                    .expect("lock")
+                                    .push((req.uri().path().to_string(), req.headers().clone()));
                                 let auth = req
                                     .headers()
                                     .get("authorization")

@@ -558,7 +558,7 @@ async fn a_sink_added_with_weirctl_reaches_running_nodes_and_leaves_with_its_rem
     assert_eq!(v[0]["name"], "local");
     assert_eq!(v[0]["protocol"], "grpc");
 
-    // Presets that are not built are refused by name, not accepted and ignored.
+    // A preset with an endpoint of its own, or without its secrets, is refused by name.
     let preset = run(stack.weirctl(&[
         "sinks",
         "create",
@@ -571,7 +571,19 @@ async fn a_sink_added_with_weirctl_reaches_running_nodes_and_leaves_with_its_rem
     ]))
     .await;
     assert_eq!(preset.code, 7, "{}", preset.stderr);
-    assert!(preset.stderr.contains("not built yet"), "{}", preset.stderr);
+    assert!(
+        preset.stderr.contains("derives its endpoint"),
+        "{}",
+        preset.stderr
+    );
+    let preset =
+        run(stack.weirctl(&["sinks", "create", "--name", "lf", "--kind", "langfuse"])).await;
+    assert_eq!(preset.code, 7, "{}", preset.stderr);
+    assert!(
+        preset.stderr.contains("needs the secret public_key"),
+        "{}",
+        preset.stderr
+    );
 
     let out = run(stack.weirctl(&["sinks", "delete", "--name", "local"])).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -736,5 +748,201 @@ async fn content_capture_is_per_sink_and_comes_from_the_redacted_payload() {
             );
         }
     }
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_preset_sends_its_back_ends_transport_path_headers_and_shape() {
+    // The node reads preset secrets from its environment (this process, in-process nodes).
+    for (k, v) in [
+        ("WEIR_E2E_LF_PK", "pk-lf-1"),
+        ("WEIR_E2E_LF_SK", "sk-lf-2"),
+        ("WEIR_E2E_PX_KEY", "px-key"),
+        ("WEIR_E2E_DD_KEY", "dd-key"),
+        ("WEIR_E2E_LS_KEY", "ls-key"),
+        ("WEIR_E2E_OL_KEY", "ol-key"),
+    ] {
+        // SAFETY: set once, before any node reads them; names unique to this test.
+        unsafe { std::env::set_var(k, v) };
+    }
+    let stack = Stack::start().await;
+    let receiver = OtlpReceiver::start_http().await;
+    let key = stack.seed(&[("gpt", "up")]).await;
+    let base = receiver.url();
+    let presets: Vec<Vec<String>> = vec![
+        vec![
+            "langfuse",
+            "--option",
+            &format!("base_url={base}/lf"),
+            "--secret-from-env",
+            "public_key=WEIR_E2E_LF_PK",
+            "--secret-from-env",
+            "secret_key=WEIR_E2E_LF_SK",
+            "--capture-content",
+            "--legacy-attributes",
+        ],
+        vec![
+            "phoenix",
+            "--option",
+            &format!("base_url={base}/px"),
+            "--option",
+            "project=weir-e2e",
+            "--secret-from-env",
+            "api_key=WEIR_E2E_PX_KEY",
+        ],
+        vec![
+            "datadog",
+            "--option",
+            &format!("base_url={base}/dd"),
+            "--option",
+            "ml_app=gateway",
+            "--secret-from-env",
+            "api_key=WEIR_E2E_DD_KEY",
+            "--capture-content",
+        ],
+        vec![
+            "langsmith",
+            "--option",
+            &format!("base_url={base}/ls"),
+            "--option",
+            "project=prod",
+            "--secret-from-env",
+            "api_key=WEIR_E2E_LS_KEY",
+        ],
+        vec![
+            "openlayer",
+            "--option",
+            &format!("base_url={base}/ol"),
+            "--option",
+            "pipeline_id=pl-1",
+            "--secret-from-env",
+            "api_key=WEIR_E2E_OL_KEY",
+        ],
+    ]
+    .into_iter()
+    .map(|v| v.into_iter().map(String::from).collect())
+    .collect();
+    for p in &presets {
+        let mut args = vec![
+            "sinks",
+            "create",
+            "--name",
+            p[0].as_str(),
+            "--kind",
+            p[0].as_str(),
+        ];
+        args.extend(p[1..].iter().map(String::as_str));
+        let out = run(stack.weirctl(&args)).await;
+        assert_eq!(out.code, 0, "{}: {}", p[0], out.stderr);
+    }
+    let cfg = stack.data_plane.config.clone();
+    eventually(Duration::from_secs(10), || {
+        let cfg = cfg.clone();
+        async move { (cfg.current.load().sinks.len() == 5).then_some(()) }
+    })
+    .await
+    .expect("the node took all five presets");
+    let r = reqwest::Client::new()
+        .post(format!("{}/chat/completions", stack.gateway_url()))
+        .bearer_auth(&key)
+        .header("x-request-id", "preset-1")
+        .header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+        .json(&json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let received = receiver.received.clone();
+    eventually(Duration::from_secs(15), || {
+        let received = received.clone();
+        async move { (received.http_requests.lock().unwrap().len() >= 5).then_some(()) }
+    })
+    .await
+    .expect("every preset exported");
+
+    let requests = received.http_requests.lock().unwrap().clone();
+    let headers_at = |path: &str| {
+        requests
+            .iter()
+            .find(|(p, _)| p == path)
+            .unwrap_or_else(|| {
+                panic!(
+                    "nothing POSTed to {path}: {:?}",
+                    requests.iter().map(|r| &r.0).collect::<Vec<_>>()
+                )
+            })
+            .1
+            .clone()
+    };
+    let h = headers_at("/lf/api/public/otel/v1/traces");
+    assert_eq!(
+        h["authorization"], "Basic cGstbGYtMTpzay1sZi0y",
+        "base64(pk-lf-1:sk-lf-2)"
+    );
+    assert_eq!(h["x-langfuse-ingestion-version"], "4");
+    assert_eq!(h["content-type"], "application/x-protobuf");
+    let h = headers_at("/px/v1/traces");
+    assert_eq!(h["authorization"], "Bearer px-key");
+    let h = headers_at("/dd/v1/traces");
+    assert_eq!(h["dd-api-key"], "dd-key");
+    assert_eq!(h["dd-otlp-source"], "llmobs");
+    assert_eq!(h["dd-ml-app"], "gateway");
+    let h = headers_at("/ls/v1/traces");
+    assert_eq!(h["x-api-key"], "ls-key");
+    assert_eq!(h["langsmith-project"], "prod");
+    let h = headers_at("/ol/v1/traces");
+    assert_eq!(h["authorization"], "Bearer ol-key");
+    assert_eq!(h["x-bt-parent"], "pipeline_id:pl-1");
+
+    // Shapes: Phoenix's project as a resource attribute; LangSmith's server span a new root
+    // linked to the caller; Langfuse with indexed content, Datadog with the message arrays.
+    let batches = received.batches.lock().unwrap().clone();
+    assert!(batches
+        .iter()
+        .any(|rs| rs
+            .resource
+            .as_ref()
+            .is_some_and(
+                |r| attr(&r.attributes, "openinference.project.name") == Some(json!("weir-e2e"))
+            )));
+    let servers: Vec<_> = batches
+        .iter()
+        .flat_map(|rs| rs.scope_spans.iter().flat_map(|ss| ss.spans.iter()))
+        .filter(|s| s.kind == 2)
+        .collect();
+    assert_eq!(servers.len(), 5, "one server span per sink");
+    assert_eq!(
+        servers
+            .iter()
+            .filter(|s| s.parent_span_id.is_empty())
+            .count(),
+        1,
+        "only LangSmith's is a new root"
+    );
+    assert!(servers
+        .iter()
+        .any(|s| s.parent_span_id.is_empty() && s.links.len() == 1));
+    let clients: Vec<_> = batches
+        .iter()
+        .flat_map(|rs| rs.scope_spans.iter().flat_map(|ss| ss.spans.iter()))
+        .filter(|s| s.kind == 3)
+        .collect();
+    assert_eq!(
+        clients
+            .iter()
+            .filter(|s| attr(&s.attributes, "gen_ai.prompt.0.content").is_some())
+            .count(),
+        1
+    );
+    assert_eq!(
+        clients
+            .iter()
+            .filter(|s| attr(&s.attributes, "gen_ai.input.messages").is_some())
+            .count(),
+        2
+    );
     stack.shutdown().await;
 }
