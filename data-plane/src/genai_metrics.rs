@@ -12,8 +12,8 @@ use opentelemetry_proto::tonic::common::v1::{
     any_value::Value as AnyValueKind, AnyValue, InstrumentationScope, KeyValue,
 };
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric::Data, number_data_point, AggregationTemporality, Histogram, HistogramDataPoint, Metric,
-    NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+    metric::Data, number_data_point, AggregationTemporality, Gauge, Histogram, HistogramDataPoint,
+    Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use weir_proto::logs::RequestLog;
@@ -37,6 +37,7 @@ enum Kind {
     Histogram(&'static [f64]),
     IntSum,
     DoubleSum,
+    IntGauge,
 }
 
 struct Def {
@@ -118,6 +119,24 @@ const DEFS: &[Def] = &[
         unit: "{span}",
         description: "Spans of this node's exporter, by state.",
         kind: Kind::IntSum,
+    },
+    Def {
+        name: "weir.config.nacks",
+        unit: "{response}",
+        description: "Config responses this node refused.",
+        kind: Kind::IntSum,
+    },
+    Def {
+        name: "weir.config.version",
+        unit: "1",
+        description: "The config version this node holds, per resource type (the counter part).",
+        kind: Kind::IntGauge,
+    },
+    Def {
+        name: "weir.config.stream_connected",
+        unit: "1",
+        description: "1 while the config stream is open.",
+        kind: Kind::IntGauge,
     },
 ];
 
@@ -314,6 +333,17 @@ impl Meter {
                             sum: Some(p.sum),
                             bucket_counts: p.buckets.clone(),
                             explicit_bounds: bounds.to_vec(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+                Kind::IntGauge => Data::Gauge(Gauge {
+                    data_points: points
+                        .iter()
+                        .map(|(a, p)| NumberDataPoint {
+                            attributes: attrs(a),
+                            time_unix_nano: now_ns,
+                            value: Some(number_data_point::Value::AsInt(p.sum as i64)),
                             ..Default::default()
                         })
                         .collect(),

@@ -328,7 +328,7 @@ impl Worker {
                 _ = sleep_until(next_metrics) => {
                     next_metrics = metrics_every.map(|d| Instant::now() + d);
                     if let Some(t) = &mut self.telemetry {
-                        t.export_metrics(&self.counters);
+                        t.export_metrics(&self.counters, self.config.as_deref());
                     }
                 }
                 _ = sleep_until(next_take), if input_open => {}

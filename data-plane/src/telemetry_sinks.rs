@@ -198,8 +198,41 @@ impl Telemetry {
     }
 
     /// Sends the cumulative metrics, with the pipelines' own counters, to every metrics sink.
-    pub fn export_metrics(&mut self, logs: &LogCounters) {
+    pub fn export_metrics(
+        &mut self,
+        logs: &LogCounters,
+        config: Option<&crate::config_stream::ConfigState>,
+    ) {
         let Some(meter) = &mut self.meter else { return };
+        if let Some(config) = config {
+            meter.set_total(
+                "weir.config.nacks",
+                Vec::new(),
+                config.nacks.load(Ordering::Relaxed),
+            );
+            meter.set_total(
+                "weir.config.stream_connected",
+                Vec::new(),
+                config.connected.load(Ordering::Relaxed) as u64,
+            );
+            let snap = config.current.load();
+            for t in crate::snapshot::SUBSCRIBED {
+                // Versions are "<counter>" or "<counter>.<as-of>" (limits): the counter is what
+                // moves with each change.
+                let counter = snap
+                    .version(t)
+                    .split('.')
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok());
+                if let Some(v) = counter {
+                    let name = t
+                        .as_str_name()
+                        .trim_start_matches("RESOURCE_TYPE_")
+                        .to_ascii_lowercase();
+                    meter.set_total("weir.config.version", vec![("weir.config.type", name)], v);
+                }
+            }
+        }
         for (state, v) in [
             ("enqueued", &logs.enqueued),
             ("acked", &logs.acked),

@@ -379,6 +379,9 @@ async fn requests_become_genai_traces_joined_to_the_callers_trace() {
         "weir.tokens",
         "weir.usage_records",
         "weir.request_logs",
+        "weir.config.version",
+        "weir.config.nacks",
+        "weir.config.stream_connected",
     ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
