@@ -76,6 +76,57 @@ enum Command {
     /// OTLP destinations every data plane exports spans (and metrics) to.
     #[command(subcommand)]
     Sinks(SinksCmd),
+    /// Teams and their members.
+    #[command(subcommand)]
+    Teams(TeamsCmd),
+    /// Service accounts: non-human callers owned by a team.
+    #[command(subcommand, name = "service-accounts")]
+    ServiceAccounts(ServiceAccountsCmd),
+}
+
+#[derive(Subcommand)]
+enum TeamsCmd {
+    /// Every team with its members.
+    List,
+    /// Add a team.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// Add a user to a team; their keys without a team are attributed to it.
+    AddMember {
+        /// Team id or name.
+        #[arg(long)]
+        team: String,
+        /// User id or name.
+        #[arg(long)]
+        user: String,
+    },
+    /// Remove a user from a team.
+    RemoveMember {
+        #[arg(long)]
+        team: String,
+        #[arg(long)]
+        user: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ServiceAccountsCmd {
+    /// Service accounts, of one team or all.
+    List {
+        /// Team id or name.
+        #[arg(long, default_value = "")]
+        team: String,
+    },
+    /// Add a service account to a team; give it keys with `keys create --service-account`.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Owning team, id or name.
+        #[arg(long)]
+        team: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -340,9 +391,12 @@ enum KeysCmd {
 
 #[derive(Args)]
 struct KeyCreate {
-    /// Owning user (id or name).
+    /// Owning user (id or name); with --service-account, the user its traffic is attributed to.
     #[arg(long)]
-    user: String,
+    user: Option<String>,
+    /// Owning service account (id or team/name), for non-human callers.
+    #[arg(long)]
+    service_account: Option<String>,
     #[arg(long)]
     name: String,
     /// Allowed model (repeatable); none means every model.
@@ -651,12 +705,24 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
         }
         Command::Keys(KeysCmd::Create(k)) => {
             let r = c
-                .create_api_key(CreateApiKeyRequest {
-                    name: k.name,
-                    owner_user: k.user,
-                    allowed_models: k.models,
-                    expires_at: k.expires_at,
-                    fleet_groups: k.groups,
+                .create_api_key(match k.service_account {
+                    Some(sa) => CreateApiKeyRequest {
+                        name: k.name,
+                        owner_service_account: sa,
+                        user: k.user.unwrap_or_default(),
+                        allowed_models: k.models,
+                        expires_at: k.expires_at,
+                        fleet_groups: k.groups,
+                        ..Default::default()
+                    },
+                    None => CreateApiKeyRequest {
+                        name: k.name,
+                        owner_user: k.user.unwrap_or_default(),
+                        allowed_models: k.models,
+                        expires_at: k.expires_at,
+                        fleet_groups: k.groups,
+                        ..Default::default()
+                    },
                 })
                 .await?
                 .into_inner();
@@ -756,6 +822,45 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
                 .await?
                 .into_inner();
             p.limits(&[r]);
+        }
+        Command::Teams(TeamsCmd::List) => {
+            let r = c.list_teams(ListTeamsRequest {}).await?.into_inner();
+            p.teams(&r.teams);
+        }
+        Command::Teams(TeamsCmd::Create { name }) => {
+            let r = c
+                .create_team(CreateTeamRequest { name })
+                .await?
+                .into_inner();
+            p.teams(&[r]);
+        }
+        Command::Teams(TeamsCmd::AddMember { team, user }) => {
+            let r = c
+                .add_team_member(TeamMemberRequest { team, user })
+                .await?
+                .into_inner();
+            p.teams(&[r]);
+        }
+        Command::Teams(TeamsCmd::RemoveMember { team, user }) => {
+            let r = c
+                .remove_team_member(TeamMemberRequest { team, user })
+                .await?
+                .into_inner();
+            p.teams(&[r]);
+        }
+        Command::ServiceAccounts(ServiceAccountsCmd::List { team }) => {
+            let r = c
+                .list_service_accounts(ListServiceAccountsRequest { team })
+                .await?
+                .into_inner();
+            p.service_accounts(&r.service_accounts);
+        }
+        Command::ServiceAccounts(ServiceAccountsCmd::Create { name, team }) => {
+            let r = c
+                .create_service_account(CreateServiceAccountRequest { name, team })
+                .await?
+                .into_inner();
+            p.service_accounts(&[r]);
         }
         Command::Sinks(SinksCmd::List) => {
             let r = c

@@ -65,6 +65,44 @@ impl Printer {
         println!("{t}");
     }
 
+    /// Teams.
+    pub fn teams(&self, ts: &[Team]) {
+        if let Format::Json = self.format {
+            return self.json(ts);
+        }
+        let mut t = table(&["NAME", "ID", "MEMBERS", "CREATED"]);
+        for team in ts {
+            let members = if team.members.is_empty() {
+                "-".to_string()
+            } else {
+                team.members.join(", ")
+            };
+            t.add_row(vec![
+                team.name.clone(),
+                team.id.clone(),
+                members,
+                team.created_at.clone(),
+            ]);
+        }
+        println!("{t}");
+    }
+
+    /// Service accounts.
+    pub fn service_accounts(&self, ss: &[ServiceAccount]) {
+        if let Format::Json = self.format {
+            return self.json(ss);
+        }
+        let mut t = table(&["TEAM/NAME", "ID", "CREATED"]);
+        for s in ss {
+            t.add_row(vec![
+                format!("{}/{}", s.team_name, s.name),
+                s.id.clone(),
+                s.created_at.clone(),
+            ]);
+        }
+        println!("{t}");
+    }
+
     /// Telemetry sinks.
     pub fn sinks(&self, ss: &[TelemetrySink]) {
         if let Format::Json = self.format {

@@ -95,6 +95,27 @@ impl AdminService {
         AdminService { pool, secrets }
     }
 
+    /// A service account by id or `team/name`: (id, `team/name`, team id).
+    async fn find_service_account(&self, sa: &str) -> Result<(Uuid, String, Uuid), AdminError> {
+        let (team, name) = sa.split_once('/').unwrap_or(("", sa));
+        sqlx::query_as(
+            "SELECT sa.id, t.name || '/' || sa.name, sa.team_id
+             FROM service_accounts sa JOIN teams t ON t.id = sa.team_id
+             WHERE sa.id::text = $1 OR (sa.name = $3 AND (t.name = $2 OR t.id::text = $2))
+             ORDER BY (sa.id::text = $1) DESC LIMIT 1",
+        )
+        .bind(sa)
+        .bind(team)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| {
+            AdminError::NotFound(format!(
+                "service account {sa:?} not found (give its id or team/name)"
+            ))
+        })
+    }
+
     fn seal(&self, provider_id: Uuid, secret: &str) -> Result<Option<Vec<u8>>, AdminError> {
         if secret.is_empty() {
             return Ok(None);
@@ -648,6 +669,159 @@ impl Admin for AdminService {
         Ok(Response::new(ListUsersResponse { users }))
     }
 
+    async fn create_team(&self, req: Request<CreateTeamRequest>) -> Result<Response<Team>, Status> {
+        self.admin(&req).await?;
+        let name = req.into_inner().name;
+        validate::validate_key("team", &name).map_err(AdminError::from)?;
+        let id = Uuid::now_v7();
+        sqlx::query("INSERT INTO teams (id, name) VALUES ($1, $2)")
+            .bind(id)
+            .bind(&name)
+            .execute(&self.pool)
+            .await
+            .map_err(unique(format!("team {name:?}")))?;
+        Ok(Response::new(team_view(&self.pool, id).await?))
+    }
+
+    async fn list_teams(
+        &self,
+        req: Request<ListTeamsRequest>,
+    ) -> Result<Response<ListTeamsResponse>, Status> {
+        self.admin(&req).await?;
+        let rows = sqlx::query(
+            "SELECT t.id, t.name, t.created_at,
+                    coalesce(array_agg(u.name ORDER BY u.name) FILTER (WHERE u.name IS NOT NULL), '{}') AS members
+             FROM teams t LEFT JOIN team_members m ON m.team_id = t.id LEFT JOIN users u ON u.id = m.user_id
+             GROUP BY t.id ORDER BY t.name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(AdminError::from)?;
+        Ok(Response::new(ListTeamsResponse {
+            teams: rows.iter().map(team_from_row).collect(),
+        }))
+    }
+
+    async fn add_team_member(
+        &self,
+        req: Request<TeamMemberRequest>,
+    ) -> Result<Response<Team>, Status> {
+        self.admin(&req).await?;
+        let r = req.into_inner();
+        let (team_id, _) = find_team(&self.pool, &r.team).await?;
+        let (user_id, _) = find_user(&self.pool, &r.user).await?;
+        let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
+        lock_keys(&mut tx).await?;
+        sqlx::query(
+            "INSERT INTO team_members (team_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(team_id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(AdminError::from)?;
+        // The user's keys without a team are attributed to this one from now on.
+        let moved = sqlx::query(
+            "UPDATE api_keys SET team_id = $1 WHERE owner_user_id = $2 AND team_id IS NULL",
+        )
+        .bind(team_id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(AdminError::from)?
+        .rows_affected();
+        if moved > 0 {
+            bump(&mut tx, ResourceType::ApiKeys)
+                .await
+                .map_err(AdminError::from)?;
+        }
+        tx.commit().await.map_err(AdminError::from)?;
+        Ok(Response::new(team_view(&self.pool, team_id).await?))
+    }
+
+    async fn remove_team_member(
+        &self,
+        req: Request<TeamMemberRequest>,
+    ) -> Result<Response<Team>, Status> {
+        self.admin(&req).await?;
+        let r = req.into_inner();
+        let (team_id, team_name) = find_team(&self.pool, &r.team).await?;
+        let (user_id, user_name) = find_user(&self.pool, &r.user).await?;
+        let gone = sqlx::query("DELETE FROM team_members WHERE team_id = $1 AND user_id = $2")
+            .bind(team_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(AdminError::from)?
+            .rows_affected();
+        if gone == 0 {
+            return Err(AdminError::NotFound(format!(
+                "{user_name:?} is not a member of team {team_name:?}"
+            ))
+            .into());
+        }
+        Ok(Response::new(team_view(&self.pool, team_id).await?))
+    }
+
+    async fn create_service_account(
+        &self,
+        req: Request<CreateServiceAccountRequest>,
+    ) -> Result<Response<ServiceAccount>, Status> {
+        self.admin(&req).await?;
+        let r = req.into_inner();
+        validate::validate_key("service account", &r.name).map_err(AdminError::from)?;
+        if r.name.contains('/') {
+            return Err(AdminError::Invalid(format!(
+                "service account name {:?} must not contain '/' (keys name it as team/name)",
+                r.name
+            ))
+            .into());
+        }
+        let (team_id, _) = find_team(&self.pool, &r.team).await?;
+        let id = Uuid::now_v7();
+        sqlx::query("INSERT INTO service_accounts (id, name, team_id) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(&r.name)
+            .bind(team_id)
+            .execute(&self.pool)
+            .await
+            .map_err(unique(format!("service account {:?} in that team", r.name)))?;
+        let row = sqlx::query(
+            "SELECT sa.id, sa.name, sa.team_id, t.name AS team_name, sa.created_at
+             FROM service_accounts sa JOIN teams t ON t.id = sa.team_id WHERE sa.id = $1",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(AdminError::from)?;
+        Ok(Response::new(service_account_from_row(&row)))
+    }
+
+    async fn list_service_accounts(
+        &self,
+        req: Request<ListServiceAccountsRequest>,
+    ) -> Result<Response<ListServiceAccountsResponse>, Status> {
+        self.admin(&req).await?;
+        let team = req.into_inner().team;
+        let team_id = if team.is_empty() {
+            None
+        } else {
+            Some(find_team(&self.pool, &team).await?.0)
+        };
+        let rows = sqlx::query(
+            "SELECT sa.id, sa.name, sa.team_id, t.name AS team_name, sa.created_at
+             FROM service_accounts sa JOIN teams t ON t.id = sa.team_id
+             WHERE $1::uuid IS NULL OR sa.team_id = $1 ORDER BY t.name, sa.name",
+        )
+        .bind(team_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(AdminError::from)?;
+        Ok(Response::new(ListServiceAccountsResponse {
+            service_accounts: rows.iter().map(service_account_from_row).collect(),
+        }))
+    }
+
     async fn create_api_key(
         &self,
         req: Request<CreateApiKeyRequest>,
@@ -677,39 +851,74 @@ impl Admin for AdminService {
         for g in &r.fleet_groups {
             validate::validate_group(g).map_err(AdminError::from)?;
         }
-        let (user_id, user_name): (Uuid, String) = sqlx::query_as(
-            "SELECT id, name FROM users WHERE id::text = $1 OR name = $1 ORDER BY (id::text = $1) DESC LIMIT 1",
-        )
-        .bind(&r.owner_user)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(AdminError::from)?
-        .ok_or_else(|| AdminError::NotFound(format!("user {:?} not found", r.owner_user)))?;
-        let team_id: Option<Uuid> = sqlx::query_scalar(
-            "SELECT team_id FROM team_members WHERE user_id = $1 ORDER BY team_id LIMIT 1",
-        )
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(AdminError::from)?;
+        // The owner: a user (attributed to themselves, in their first team), or a service
+        // account (in its team, attributed to an optional user).
+        let owner = match (r.owner_user.is_empty(), r.owner_service_account.is_empty()) {
+            (false, true) => {
+                let (user_id, user_name) = find_user(&self.pool, &r.owner_user).await?;
+                let team_id: Option<Uuid> = sqlx::query_scalar(
+                    "SELECT team_id FROM team_members WHERE user_id = $1 ORDER BY team_id LIMIT 1",
+                )
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(AdminError::from)?;
+                KeyOwner {
+                    user: Some((user_id, user_name)),
+                    service_account: None,
+                    attributed_user: Some(user_id),
+                    team_id,
+                }
+            }
+            (true, false) => {
+                let (sa_id, sa_name, team_id) =
+                    self.find_service_account(&r.owner_service_account).await?;
+                let attributed_user = if r.user.is_empty() {
+                    None
+                } else {
+                    Some(find_user(&self.pool, &r.user).await?.0)
+                };
+                KeyOwner {
+                    user: None,
+                    service_account: Some((sa_id, sa_name)),
+                    attributed_user,
+                    team_id: Some(team_id),
+                }
+            }
+            _ => {
+                return Err(AdminError::Invalid(
+                    "a key needs exactly one owner: owner_user or owner_service_account".into(),
+                )
+                .into())
+            }
+        };
+        if owner.user.is_some() && !r.user.is_empty() {
+            return Err(AdminError::Invalid(
+                "user attribution is for service-account keys; a user's key is attributed to its owner".into(),
+            )
+            .into());
+        }
         let minted = weir_proto::api_key::mint();
         let id = Uuid::now_v7();
         let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
         lock_keys(&mut tx).await?;
         let created: DateTime<Utc> = sqlx::query_scalar(
             "INSERT INTO api_keys (id, name, key_hash, display_prefix, owner_user_id, user_id,
-                                   team_id, allowed_models, expires_at, fleet_groups)
-             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9) RETURNING created_at",
+                                   team_id, allowed_models, expires_at, fleet_groups,
+                                   owner_service_account_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING created_at",
         )
         .bind(id)
         .bind(&r.name)
         .bind(&minted.hash[..])
         .bind(&minted.display_prefix)
-        .bind(user_id)
-        .bind(team_id)
+        .bind(owner.user.as_ref().map(|u| u.0))
+        .bind(owner.attributed_user)
+        .bind(owner.team_id)
         .bind(&r.allowed_models)
         .bind(expires_at)
         .bind(&r.fleet_groups)
+        .bind(owner.service_account.as_ref().map(|s| s.0))
         .fetch_one(&mut *tx)
         .await
         .map_err(AdminError::from)?;
@@ -722,9 +931,27 @@ impl Admin for AdminService {
                 id: id.to_string(),
                 name: r.name,
                 display_prefix: minted.display_prefix,
-                owner_user_id: user_id.to_string(),
-                owner_user_name: user_name,
-                user_id: user_id.to_string(),
+                owner_user_id: owner
+                    .user
+                    .as_ref()
+                    .map(|u| u.0.to_string())
+                    .unwrap_or_default(),
+                owner_user_name: owner.user.as_ref().map(|u| u.1.clone()).unwrap_or_default(),
+                user_id: owner
+                    .attributed_user
+                    .map(|u| u.to_string())
+                    .unwrap_or_default(),
+                owner_service_account_id: owner
+                    .service_account
+                    .as_ref()
+                    .map(|s| s.0.to_string())
+                    .unwrap_or_default(),
+                owner_service_account_name: owner
+                    .service_account
+                    .as_ref()
+                    .map(|s| s.1.clone())
+                    .unwrap_or_default(),
+                team_id: owner.team_id.map(|t| t.to_string()).unwrap_or_default(),
                 allowed_models: r.allowed_models,
                 expires_at: opt_ts(expires_at),
                 revoked_at: String::new(),
@@ -1333,8 +1560,12 @@ async fn read_policy(
 
 const KEY_SELECT: &str =
     "SELECT k.id, k.name, k.display_prefix, k.owner_user_id, u.name AS owner_user_name,
-        k.user_id, k.allowed_models, k.expires_at, k.revoked_at, k.created_at, k.fleet_groups
- FROM api_keys k LEFT JOIN users u ON u.id = k.owner_user_id";
+        k.user_id, k.allowed_models, k.expires_at, k.revoked_at, k.created_at, k.fleet_groups,
+        k.owner_service_account_id, st.name || '/' || sa.name AS owner_service_account_name,
+        k.team_id
+ FROM api_keys k LEFT JOIN users u ON u.id = k.owner_user_id
+      LEFT JOIN service_accounts sa ON sa.id = k.owner_service_account_id
+      LEFT JOIN teams st ON st.id = sa.team_id";
 
 fn key_from_row(r: &sqlx::postgres::PgRow) -> ApiKey {
     let id = |c: &str| {
@@ -1356,6 +1587,74 @@ fn key_from_row(r: &sqlx::postgres::PgRow) -> ApiKey {
         revoked_at: opt_ts(r.get("revoked_at")),
         created_at: ts(r.get("created_at")),
         fleet_groups: r.get("fleet_groups"),
+        owner_service_account_id: id("owner_service_account_id"),
+        owner_service_account_name: r
+            .get::<Option<String>, _>("owner_service_account_name")
+            .unwrap_or_default(),
+        team_id: id("team_id"),
+    }
+}
+
+/// Who owns a new key and whom its traffic is attributed to.
+struct KeyOwner {
+    user: Option<(Uuid, String)>,
+    service_account: Option<(Uuid, String)>,
+    attributed_user: Option<Uuid>,
+    team_id: Option<Uuid>,
+}
+
+/// A team by id or name.
+async fn find_team(pool: &PgPool, team: &str) -> Result<(Uuid, String), AdminError> {
+    sqlx::query_as(
+        "SELECT id, name FROM teams WHERE id::text = $1 OR name = $1 ORDER BY (id::text = $1) DESC LIMIT 1",
+    )
+    .bind(team)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| AdminError::NotFound(format!("team {team:?} not found")))
+}
+
+/// A user by id or name.
+async fn find_user(pool: &PgPool, user: &str) -> Result<(Uuid, String), AdminError> {
+    sqlx::query_as(
+        "SELECT id, name FROM users WHERE id::text = $1 OR name = $1 ORDER BY (id::text = $1) DESC LIMIT 1",
+    )
+    .bind(user)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| AdminError::NotFound(format!("user {user:?} not found")))
+}
+
+/// A team with its members, by id.
+async fn team_view(pool: &PgPool, id: Uuid) -> Result<Team, AdminError> {
+    let row = sqlx::query(
+        "SELECT t.id, t.name, t.created_at,
+                coalesce(array_agg(u.name ORDER BY u.name) FILTER (WHERE u.name IS NOT NULL), '{}') AS members
+         FROM teams t LEFT JOIN team_members m ON m.team_id = t.id LEFT JOIN users u ON u.id = m.user_id
+         WHERE t.id = $1 GROUP BY t.id",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await?;
+    Ok(team_from_row(&row))
+}
+
+fn team_from_row(r: &sqlx::postgres::PgRow) -> Team {
+    Team {
+        id: r.get::<Uuid, _>("id").to_string(),
+        name: r.get("name"),
+        created_at: ts(r.get("created_at")),
+        members: r.get("members"),
+    }
+}
+
+fn service_account_from_row(r: &sqlx::postgres::PgRow) -> ServiceAccount {
+    ServiceAccount {
+        id: r.get::<Uuid, _>("id").to_string(),
+        name: r.get("name"),
+        team_id: r.get::<Uuid, _>("team_id").to_string(),
+        team_name: r.get("team_name"),
+        created_at: ts(r.get("created_at")),
     }
 }
 

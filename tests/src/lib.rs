@@ -480,6 +480,7 @@ impl Stack {
                 allowed_models: vec![],
                 expires_at: String::new(),
                 fleet_groups: vec![],
+                ..Default::default()
             })
             .await
             .expect("create key")

@@ -6,6 +6,7 @@ mod embedded_pg;
 mod fleet;
 mod foundation;
 mod gateway;
+mod identities;
 mod ingest;
 mod limits;
 mod loss;

@@ -1,0 +1,237 @@
+//! Teams, service accounts and their keys through weirctl, and what their traffic records: a
+//! service account's request keeps its summary row even when capture is disabled, attributed to
+//! its team and the user it was created for; a user's request then leaves only the ledger.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use weir_e2e::{eventually, run, Stack};
+
+async fn json_of(stack: &Stack, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    let out = run(stack.weirctl(&all)).await;
+    assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_account_keys_keep_summaries_and_attribute_to_team_and_user() {
+    let stack = Stack::start().await;
+    let alice_key = stack.seed(&[("gpt", "up")]).await;
+
+    let team = json_of(&stack, &["teams", "create", "--name", "search"]).await;
+    let team_id = team[0]["id"].as_str().unwrap().to_string();
+    let team = json_of(
+        &stack,
+        &["teams", "add-member", "--team", "search", "--user", "alice"],
+    )
+    .await;
+    assert_eq!(team[0]["members"], json!(["alice"]));
+    // Alice's key had no team: it is attributed to her new one.
+    let keys = json_of(&stack, &["keys", "list"]).await;
+    assert_eq!(keys[0]["team_id"], team_id.as_str());
+
+    let sa = json_of(
+        &stack,
+        &[
+            "service-accounts",
+            "create",
+            "--name",
+            "indexer",
+            "--team",
+            "search",
+        ],
+    )
+    .await;
+    let sa_id = sa[0]["id"].as_str().unwrap().to_string();
+    let listed = json_of(&stack, &["service-accounts", "list", "--team", "search"]).await;
+    assert_eq!(listed[0]["name"], "indexer");
+    let out = run(stack.weirctl(&[
+        "keys",
+        "create",
+        "--service-account",
+        "search/indexer",
+        "--user",
+        "alice",
+        "--name",
+        "svc",
+        "--secret-only",
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let sa_key = out.stdout.trim().to_string();
+    stack.wait_for_key(&sa_key).await;
+    let keys = json_of(&stack, &["keys", "list"]).await;
+    let svc = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "svc")
+        .unwrap()
+        .clone();
+    assert_eq!(svc["owner_service_account_name"], "search/indexer");
+    assert_eq!(
+        svc["owner_user_id"], "",
+        "owned by the service account, not a user"
+    );
+
+    // Capture disabled: users' traffic keeps only the ledger, service accounts' their summary.
+    let out = run(stack.weirctl(&["policy", "set", "--capture-mode", "disabled"])).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let cfg = stack.data_plane.config.clone();
+    eventually(Duration::from_secs(10), || {
+        let cfg = cfg.clone();
+        async move {
+            let s = cfg.current.load();
+            s.policy
+                .as_ref()
+                .filter(|p| p.capture_mode == "disabled")
+                .map(|_| ())
+        }
+    })
+    .await
+    .expect("the node has the disabled policy");
+    // And the node has the key's team (its config is refreshed with the key changes).
+    let client = reqwest::Client::new();
+    for (key, rid) in [(&sa_key, "sa-1"), (&alice_key, "user-1")] {
+        let r = client
+            .post(format!("{}/chat/completions", stack.gateway_url()))
+            .bearer_auth(key)
+            .header("x-request-id", rid)
+            .json(&json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{rid}");
+    }
+    let pool = stack.control_plane.pool.clone();
+    let ledger = eventually(Duration::from_secs(10), || {
+        let pool = pool.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_cost_events")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            (n >= 2).then_some(n)
+        }
+    })
+    .await;
+    assert_eq!(ledger, Some(2), "both requests are in the spend ledger");
+    type Row = (
+        String,
+        Option<uuid::Uuid>,
+        Option<uuid::Uuid>,
+        Option<uuid::Uuid>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT request_id, service_account_id, team_id, user_id FROM request_logs ORDER BY request_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows.len(),
+        1,
+        "only the service account's summary row: {rows:?}"
+    );
+    let (rid, sa, team, user) = &rows[0];
+    assert_eq!(rid, "sa-1");
+    assert_eq!(sa.unwrap().to_string(), sa_id);
+    assert_eq!(team.unwrap().to_string(), team_id);
+    assert!(user.is_some(), "attributed to alice");
+    let payloads: i64 = sqlx::query_scalar("SELECT count(*) FROM request_log_payloads")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(payloads, 0, "no payloads under disabled capture");
+
+    // Mistakes get precise errors and exit codes.
+    for (args, code, says) in [
+        (
+            vec!["keys", "create", "--name", "x"],
+            7,
+            "exactly one owner",
+        ),
+        (
+            vec![
+                "keys",
+                "create",
+                "--name",
+                "x",
+                "--service-account",
+                "search/ghost",
+            ],
+            3,
+            "not found",
+        ),
+        (
+            vec![
+                "keys",
+                "create",
+                "--name",
+                "x",
+                "--service-account",
+                "search/indexer",
+                "--user",
+                "ghost",
+            ],
+            3,
+            "not found",
+        ),
+        (
+            vec![
+                "service-accounts",
+                "create",
+                "--name",
+                "bot",
+                "--team",
+                "nobody",
+            ],
+            3,
+            "not found",
+        ),
+        (
+            vec![
+                "service-accounts",
+                "create",
+                "--name",
+                "indexer",
+                "--team",
+                "search",
+            ],
+            4,
+            "already exists",
+        ),
+        (
+            vec![
+                "teams",
+                "remove-member",
+                "--team",
+                "search",
+                "--user",
+                "bob",
+            ],
+            3,
+            "not found",
+        ),
+    ] {
+        let out = run(stack.weirctl(&args)).await;
+        assert_eq!(out.code, code, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
+    }
+    let team = json_of(
+        &stack,
+        &[
+            "teams",
+            "remove-member",
+            "--team",
+            "search",
+            "--user",
+            "alice",
+        ],
+    )
+    .await;
+    assert_eq!(team[0]["members"], json!([]));
+    stack.shutdown().await;
+}
