@@ -79,9 +79,38 @@ enum Command {
     /// Teams and their members.
     #[command(subcommand)]
     Teams(TeamsCmd),
+    /// Admin tokens and their roles.
+    #[command(subcommand, name = "admin-tokens")]
+    AdminTokens(AdminTokensCmd),
     /// Service accounts: non-human callers owned by a team.
     #[command(subcommand, name = "service-accounts")]
     ServiceAccounts(ServiceAccountsCmd),
+}
+
+#[derive(Subcommand)]
+enum AdminTokensCmd {
+    /// Admin tokens (never their secrets).
+    List {
+        /// Include revoked tokens.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Create a token; it is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// platform_admin (everything) or team_viewer (one team's request logs).
+        #[arg(long)]
+        role: String,
+        /// For team_viewer: the team, id or name.
+        #[arg(long, default_value = "")]
+        team: String,
+        /// Print only the token (for scripts).
+        #[arg(long)]
+        secret_only: bool,
+    },
+    /// Revoke a token by id; it stops working at once.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -822,6 +851,41 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
                 .await?
                 .into_inner();
             p.limits(&[r]);
+        }
+        Command::AdminTokens(AdminTokensCmd::List { all }) => {
+            let r = c
+                .list_admin_tokens(ListAdminTokensRequest {
+                    include_revoked: all,
+                })
+                .await?
+                .into_inner();
+            p.admin_tokens(&r.tokens);
+        }
+        Command::AdminTokens(AdminTokensCmd::Create {
+            name,
+            role,
+            team,
+            secret_only,
+        }) => {
+            let r = c
+                .create_admin_token(CreateAdminTokenRequest { name, role, team })
+                .await?
+                .into_inner();
+            if secret_only {
+                println!("{}", r.secret);
+            } else {
+                if let Some(t) = &r.token {
+                    p.admin_tokens(std::slice::from_ref(t));
+                }
+                eprintln!("token (shown once): {}", r.secret);
+            }
+        }
+        Command::AdminTokens(AdminTokensCmd::Revoke { id }) => {
+            let r = c
+                .revoke_admin_token(RevokeAdminTokenRequest { id })
+                .await?
+                .into_inner();
+            p.admin_tokens(&[r]);
         }
         Command::Teams(TeamsCmd::List) => {
             let r = c.list_teams(ListTeamsRequest {}).await?.into_inner();

@@ -65,6 +65,33 @@ impl Printer {
         println!("{t}");
     }
 
+    /// Admin tokens.
+    pub fn admin_tokens(&self, ts: &[AdminToken]) {
+        if let Format::Json = self.format {
+            return self.json(ts);
+        }
+        let mut t = table(&["NAME", "ID", "ROLE", "TEAM", "CREATED", "REVOKED"]);
+        for a in ts {
+            t.add_row(vec![
+                a.name.clone(),
+                a.id.clone(),
+                a.role.clone(),
+                if a.team_name.is_empty() {
+                    "-".into()
+                } else {
+                    a.team_name.clone()
+                },
+                a.created_at.clone(),
+                if a.revoked_at.is_empty() {
+                    "-".into()
+                } else {
+                    a.revoked_at.clone()
+                },
+            ]);
+        }
+        println!("{t}");
+    }
+
     /// Teams.
     pub fn teams(&self, ts: &[Team]) {
         if let Format::Json = self.format {

@@ -95,6 +95,14 @@ impl AdminService {
         AdminService { pool, secrets }
     }
 
+    async fn admin_token(&self, id: Uuid) -> Result<AdminToken, AdminError> {
+        let row = sqlx::query(&format!("{ADMIN_TOKEN_SELECT} WHERE a.id = $1"))
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(admin_token_from_row(&row))
+    }
+
     /// A service account by id or `team/name`: (id, `team/name`, team id).
     async fn find_service_account(&self, sa: &str) -> Result<(Uuid, String, Uuid), AdminError> {
         let (team, name) = sa.split_once('/').unwrap_or(("", sa));
@@ -667,6 +675,92 @@ impl Admin for AdminService {
             })
             .collect();
         Ok(Response::new(ListUsersResponse { users }))
+    }
+
+    async fn create_admin_token(
+        &self,
+        req: Request<CreateAdminTokenRequest>,
+    ) -> Result<Response<CreateAdminTokenResponse>, Status> {
+        self.admin(&req).await?;
+        let r = req.into_inner();
+        if r.name.trim().is_empty() || r.name.len() > 128 {
+            return Err(AdminError::Invalid("token name must be 1-128 characters".into()).into());
+        }
+        let team_id = match (r.role.as_str(), r.team.is_empty()) {
+            ("platform_admin", true) => None,
+            ("platform_admin", false) => {
+                return Err(AdminError::Invalid(
+                    "a platform_admin token sees every team; it takes no team".into(),
+                )
+                .into())
+            }
+            ("team_viewer", false) => Some(find_team(&self.pool, &r.team).await?.0),
+            ("team_viewer", true) => {
+                return Err(AdminError::Invalid("a team_viewer token needs a team".into()).into())
+            }
+            (other, _) => {
+                return Err(AdminError::Invalid(format!(
+                    "role {other:?} must be platform_admin or team_viewer"
+                ))
+                .into())
+            }
+        };
+        let secret = new_admin_secret();
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO admin_tokens (id, name, token_hash, role, team_id) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(&r.name)
+        .bind(&weir_proto::api_key::hash(&secret)[..])
+        .bind(&r.role)
+        .bind(team_id)
+        .execute(&self.pool)
+        .await
+        .map_err(AdminError::from)?;
+        let token = self.admin_token(id).await?;
+        Ok(Response::new(CreateAdminTokenResponse {
+            token: Some(token),
+            secret,
+        }))
+    }
+
+    async fn list_admin_tokens(
+        &self,
+        req: Request<ListAdminTokensRequest>,
+    ) -> Result<Response<ListAdminTokensResponse>, Status> {
+        self.admin(&req).await?;
+        let all = req.into_inner().include_revoked;
+        let rows = sqlx::query(&format!(
+            "{ADMIN_TOKEN_SELECT} WHERE $1 OR a.revoked_at IS NULL ORDER BY a.created_at"
+        ))
+        .bind(all)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(AdminError::from)?;
+        Ok(Response::new(ListAdminTokensResponse {
+            tokens: rows.iter().map(admin_token_from_row).collect(),
+        }))
+    }
+
+    async fn revoke_admin_token(
+        &self,
+        req: Request<RevokeAdminTokenRequest>,
+    ) -> Result<Response<AdminToken>, Status> {
+        self.admin(&req).await?;
+        let id = parse_id("token id", &req.into_inner().id)?;
+        let n = sqlx::query(
+            "UPDATE admin_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(AdminError::from)?
+        .rows_affected();
+        if n == 0 {
+            return Err(AdminError::NotFound(format!("no admin token {id}")).into());
+        }
+        Ok(Response::new(self.admin_token(id).await?))
     }
 
     async fn create_team(&self, req: Request<CreateTeamRequest>) -> Result<Response<Team>, Status> {
@@ -1593,6 +1687,32 @@ fn key_from_row(r: &sqlx::postgres::PgRow) -> ApiKey {
             .unwrap_or_default(),
         team_id: id("team_id"),
     }
+}
+
+const ADMIN_TOKEN_SELECT: &str =
+    "SELECT a.id, a.name, a.role, a.team_id, t.name AS team_name, a.created_at, a.revoked_at
+     FROM admin_tokens a LEFT JOIN teams t ON t.id = a.team_id";
+
+fn admin_token_from_row(r: &sqlx::postgres::PgRow) -> AdminToken {
+    AdminToken {
+        id: r.get::<Uuid, _>("id").to_string(),
+        name: r.get("name"),
+        role: r.get("role"),
+        team_id: r
+            .get::<Option<Uuid>, _>("team_id")
+            .map(|u| u.to_string())
+            .unwrap_or_default(),
+        team_name: r.get::<Option<String>, _>("team_name").unwrap_or_default(),
+        created_at: ts(r.get("created_at")),
+        revoked_at: opt_ts(r.get("revoked_at")),
+    }
+}
+
+/// A new admin token: 32 random bytes, hex, with a prefix that says what it is.
+fn new_admin_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("weir-admin-{hex}")
 }
 
 /// Who owns a new key and whom its traffic is attributed to.

@@ -235,3 +235,163 @@ async fn service_account_keys_keep_summaries_and_attribute_to_team_and_user() {
     assert_eq!(team[0]["members"], json!([]));
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_team_viewer_sees_only_its_teams_logs_and_nothing_else() {
+    let stack = Stack::start().await;
+    let alice_key = stack.seed(&[("gpt", "up")]).await;
+    for args in [
+        vec!["teams", "create", "--name", "search"],
+        vec!["teams", "create", "--name", "ads"],
+        vec!["users", "create", "--name", "bob"],
+        vec!["teams", "add-member", "--team", "search", "--user", "alice"],
+        vec!["teams", "add-member", "--team", "ads", "--user", "bob"],
+    ] {
+        let out = run(stack.weirctl(&args)).await;
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+    }
+    let out = run(stack.weirctl(&[
+        "keys",
+        "create",
+        "--user",
+        "bob",
+        "--name",
+        "b",
+        "--secret-only",
+    ]))
+    .await;
+    let bob_key = out.stdout.trim().to_string();
+    stack.wait_for_key(&bob_key).await;
+    let client = reqwest::Client::new();
+    for (key, rid) in [(&alice_key, "al-1"), (&bob_key, "bob-1")] {
+        let r = client
+            .post(format!("{}/chat/completions", stack.gateway_url()))
+            .bearer_auth(key)
+            .header("x-request-id", rid)
+            .json(&json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let pool = stack.control_plane.pool.clone();
+    let bob_log: uuid::Uuid = eventually(Duration::from_secs(10), || {
+        let pool = pool.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM request_logs")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            if n < 2 {
+                return None;
+            }
+            sqlx::query_scalar("SELECT log_id FROM request_logs WHERE request_id = 'bob-1'")
+                .fetch_optional(&pool)
+                .await
+                .unwrap()
+        }
+    })
+    .await
+    .expect("both logs written");
+
+    let out = run(stack.weirctl(&[
+        "admin-tokens",
+        "create",
+        "--name",
+        "search-viewer",
+        "--role",
+        "team_viewer",
+        "--team",
+        "search",
+        "--secret-only",
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let viewer = out.stdout.trim().to_string();
+    assert!(viewer.starts_with("weir-admin-"));
+    let as_viewer = |args: &[&str]| {
+        let mut c = stack.weirctl(args);
+        c.env("WEIR_ADMIN_TOKEN", &viewer);
+        c
+    };
+    // By list: only the team's rows.
+    let out = run(as_viewer(&["logs", "list", "-o", "json"])).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    let ids: Vec<&str> = v["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["request_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["al-1"]);
+    // By id or request id: another team's log does not exist for the viewer (strict 404).
+    for id in ["bob-1".to_string(), bob_log.to_string()] {
+        let out = run(as_viewer(&["logs", "show", &id])).await;
+        assert_eq!(out.code, 3, "{id}: {}", out.stderr);
+        assert!(!out.stdout.contains("bob"), "{}", out.stdout);
+    }
+    let out = run(as_viewer(&["logs", "show", "al-1", "-o", "json"])).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // Nothing but logs: admin operations are refused.
+    for args in [
+        vec!["users", "list"],
+        vec!["admin-tokens", "list"],
+        vec!["teams", "create", "--name", "x"],
+    ] {
+        let out = run(as_viewer(&args)).await;
+        assert_eq!(out.code, 5, "{args:?}: {}", out.stderr);
+    }
+    // Revoked: refused at once; the list shows it revoked, never a secret.
+    let tokens = json_of(&stack, &["admin-tokens", "list"]).await;
+    let id = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "search-viewer")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!tokens.to_string().contains(&viewer));
+    let out = run(stack.weirctl(&["admin-tokens", "revoke", &id])).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = run(as_viewer(&["logs", "list"])).await;
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    // Bad roles are refused by name.
+    for (args, says) in [
+        (
+            vec![
+                "admin-tokens",
+                "create",
+                "--name",
+                "v",
+                "--role",
+                "team_viewer",
+            ],
+            "needs a team",
+        ),
+        (
+            vec!["admin-tokens", "create", "--name", "v", "--role", "root"],
+            "platform_admin or team_viewer",
+        ),
+        (
+            vec![
+                "admin-tokens",
+                "create",
+                "--name",
+                "v",
+                "--role",
+                "team_viewer",
+                "--team",
+                "nope",
+            ],
+            "not found",
+        ),
+    ] {
+        let out = run(stack.weirctl(&args)).await;
+        assert_ne!(out.code, 0, "{args:?}");
+        assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
+    }
+    stack.shutdown().await;
+}
