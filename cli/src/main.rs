@@ -442,6 +442,8 @@ struct KeyCreate {
     secret_only: bool,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum LogsCmd {
     /// List request logs, newest first.
@@ -471,6 +473,24 @@ enum LogsCmd {
         /// Continue from a previous page's cursor.
         #[arg(long, default_value = "")]
         cursor: String,
+        /// Provider key.
+        #[arg(long, default_value = "")]
+        provider: String,
+        /// Team id.
+        #[arg(long, default_value = "")]
+        team: String,
+        /// Harness key (e.g. claude_code, codex).
+        #[arg(long, default_value = "")]
+        harness: String,
+        /// chat_completions, responses, embeddings or messages.
+        #[arg(long, default_value = "")]
+        operation: String,
+        /// From this time on (RFC 3339).
+        #[arg(long, default_value = "")]
+        since: String,
+        /// Before this time (RFC 3339).
+        #[arg(long, default_value = "")]
+        until: String,
     },
     /// Show one request log by log id or request id.
     Show { id: String },
@@ -779,6 +799,12 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
             tag,
             limit,
             cursor,
+            provider,
+            team,
+            harness,
+            operation,
+            since,
+            until,
         }) => {
             let (tag_key, tag_value) = match tag.split_once('=') {
                 Some((k, v)) => (k.to_string(), v.to_string()),
@@ -797,6 +823,12 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
                     env,
                     tag_key,
                     tag_value,
+                    provider_key: provider,
+                    team_id: team,
+                    harness,
+                    operation,
+                    since,
+                    until,
                 })
                 .await?
                 .into_inner();

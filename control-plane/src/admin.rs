@@ -1353,6 +1353,21 @@ impl Admin for AdminService {
             Caller::PlatformAdmin => None,
             Caller::TeamViewer(t) => Some(t),
         };
+        // A team viewer's own team is always applied ($5); this is the admin's optional filter.
+        let team_filter = if r.team_id.is_empty() {
+            None
+        } else {
+            Some(parse_id("team_id", &r.team_id)?)
+        };
+        let time = |what: &str, v: &str| -> Result<Option<DateTime<Utc>>, AdminError> {
+            if v.is_empty() {
+                return Ok(None);
+            }
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| Some(t.with_timezone(&Utc)))
+                .map_err(|e| AdminError::Invalid(format!("{what} {v:?} is not RFC 3339: {e}")))
+        };
+        let (since, until) = (time("since", &r.since)?, time("until", &r.until)?);
         let rows = sqlx::query(&format!(
             "SELECT {SUMMARY_COLUMNS} FROM request_logs l
              WHERE ($1::text IS NULL OR l.request_id = $1)
@@ -1364,6 +1379,12 @@ impl Admin for AdminService {
                AND ($9::text IS NULL OR l.service = $9)
                AND ($10::text IS NULL OR l.component = $10)
                AND ($11::text IS NULL OR l.env = $11)
+               AND ($14::text IS NULL OR l.provider_key = $14)
+               AND ($15::uuid IS NULL OR l.team_id = $15)
+               AND ($16::text IS NULL OR l.harness_key = $16)
+               AND ($17::text IS NULL OR l.operation = $17)
+               AND ($18::timestamptz IS NULL OR l.created_at >= $18)
+               AND ($19::timestamptz IS NULL OR l.created_at < $19)
                AND ($12::text IS NULL OR EXISTS (
                      SELECT 1 FROM request_log_tags t
                      WHERE t.log_id = l.log_id AND t.created_at = l.created_at
@@ -1384,6 +1405,12 @@ impl Admin for AdminService {
         .bind(nonempty(&r.env))
         .bind(nonempty(&r.tag_key))
         .bind(nonempty(&r.tag_value))
+        .bind(nonempty(&r.provider_key))
+        .bind(team_filter)
+        .bind(nonempty(&r.harness))
+        .bind(nonempty(&r.operation))
+        .bind(since)
+        .bind(until)
         .fetch_all(&self.pool)
         .await
         .map_err(AdminError::from)?;

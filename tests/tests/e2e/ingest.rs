@@ -272,3 +272,152 @@ async fn listings_page_newest_first_across_days_without_gaps() {
     assert_eq!(seen, want, "newest first, every log once");
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_list_filter_selects_exactly_its_rows() {
+    let stack = weir_e2e::Stack::start().await;
+    let writer = LogWriter::new(
+        stack.control_plane.pool.clone(),
+        Arc::new(Partitions::default()),
+    );
+    let team_a = Uuid::now_v7().to_string();
+    let now = chrono::Utc::now().timestamp_millis() as u64;
+    let at = |ms: u64| {
+        let ts = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            ms / 1000,
+            ((ms % 1000) * 1_000_000) as u32,
+        );
+        Uuid::new_v7(ts).as_bytes().to_vec()
+    };
+    // (request id, provider, team a?, harness, operation, status, minutes ago)
+    let rows = [
+        (
+            "f-1",
+            "openai",
+            true,
+            "claude_code",
+            "chat_completions",
+            200,
+            1,
+        ),
+        ("f-2", "anthropic", true, "codex", "messages", 200, 2),
+        ("f-3", "openai", false, "unknown", "embeddings", 502, 3),
+        ("f-4", "openai", false, "codex", "responses", 200, 90),
+    ];
+    let mut batch = Vec::new();
+    for (rid, provider, in_a, harness, op, status, ago) in rows {
+        let mut r = record(rid, "m", 1, 0, 1);
+        r.log_id = at(now - ago * 60_000);
+        r.provider_key = provider.into();
+        r.operation = op.into();
+        r.status_code = status;
+        r.harness = Some(weir_proto::logs::Harness {
+            key: harness.into(),
+            ..Default::default()
+        });
+        if in_a {
+            r.caller.as_mut().unwrap().team_id = team_a.clone();
+        }
+        batch.push(r);
+    }
+    assert_eq!(writer.write(&batch).await.unwrap().inserted, 4);
+    let since = (chrono::Utc::now() - chrono::Duration::minutes(30)).to_rfc3339();
+    let until = (chrono::Utc::now() - chrono::Duration::seconds(150)).to_rfc3339();
+    let mut admin = stack.admin().await;
+    use weir_proto::admin::ListRequestLogsRequest as L;
+    let cases: Vec<(L, Vec<&str>)> = vec![
+        (
+            L {
+                provider_key: "openai".into(),
+                ..Default::default()
+            },
+            vec!["f-1", "f-3", "f-4"],
+        ),
+        (
+            L {
+                team_id: team_a.clone(),
+                ..Default::default()
+            },
+            vec!["f-1", "f-2"],
+        ),
+        (
+            L {
+                harness: "codex".into(),
+                ..Default::default()
+            },
+            vec!["f-2", "f-4"],
+        ),
+        (
+            L {
+                operation: "embeddings".into(),
+                ..Default::default()
+            },
+            vec!["f-3"],
+        ),
+        (
+            L {
+                status_code: 502,
+                ..Default::default()
+            },
+            vec!["f-3"],
+        ),
+        (
+            L {
+                since: since.clone(),
+                ..Default::default()
+            },
+            vec!["f-1", "f-2", "f-3"],
+        ),
+        (
+            L {
+                since: since.clone(),
+                until: until.clone(),
+                ..Default::default()
+            },
+            vec!["f-3"],
+        ),
+        (
+            L {
+                provider_key: "openai".into(),
+                harness: "codex".into(),
+                ..Default::default()
+            },
+            vec!["f-4"],
+        ),
+    ];
+    for (filter, want) in cases {
+        let got: Vec<String> = admin
+            .list_request_logs(filter.clone())
+            .await
+            .expect("list")
+            .into_inner()
+            .logs
+            .into_iter()
+            .map(|l| l.request_id)
+            .collect();
+        assert_eq!(got, want, "{filter:?}");
+    }
+    // Malformed filters are refused by name.
+    for (filter, says) in [
+        (
+            L {
+                since: "yesterday".into(),
+                ..Default::default()
+            },
+            "since",
+        ),
+        (
+            L {
+                team_id: "not-a-uuid".into(),
+                ..Default::default()
+            },
+            "team_id",
+        ),
+    ] {
+        let err = admin.list_request_logs(filter).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(err.message().contains(says), "{}", err.message());
+    }
+    stack.shutdown().await;
+}
