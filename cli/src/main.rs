@@ -82,6 +82,9 @@ enum Command {
     /// Admin tokens and their roles.
     #[command(subcommand, name = "admin-tokens")]
     AdminTokens(AdminTokensCmd),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell), e.g.
+    /// `weirctl completions bash > /etc/bash_completion.d/weirctl`.
+    Completions { shell: clap_complete::Shell },
     /// Service accounts: non-human callers owned by a team.
     #[command(subcommand, name = "service-accounts")]
     ServiceAccounts(ServiceAccountsCmd),
@@ -525,6 +528,17 @@ fn parse_target(s: &str) -> Result<Target, String> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Needs no control plane and no token.
+    if let Command::Completions { shell } = cli.command {
+        use clap::CommandFactory;
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "weirctl",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
     let printer = Printer::new(match cli.output {
         OutputArg::Table => Format::Table,
         OutputArg::Json => Format::Json,
@@ -631,6 +645,8 @@ async fn connect(cli: &Cli) -> Result<Client, Failure> {
 async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
     let mut c = connect(&cli).await?;
     match cli.command {
+        // Answered in main, before connecting.
+        Command::Completions { .. } => {}
         Command::Providers(ProvidersCmd::List) => {
             let r = c
                 .list_providers(ListProvidersRequest {})

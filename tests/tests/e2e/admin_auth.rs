@@ -133,3 +133,26 @@ async fn a_node_with_the_wrong_token_gets_no_config() {
     assert!(bin("weir-control-plane").exists());
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weirctl_prints_shell_completions_without_a_control_plane() {
+    for shell in ["bash", "zsh", "fish"] {
+        let mut c = std::process::Command::new(weir_e2e::bin("weirctl"));
+        c.args(["completions", shell])
+            .env_remove("WEIR_ADMIN_TOKEN")
+            .env("WEIR_CONTROL_PLANE", "http://127.0.0.1:1");
+        let out = weir_e2e::run(c).await;
+        assert_eq!(out.code, 0, "{shell}: {}", out.stderr);
+        for word in ["weirctl", "service-accounts", "admin-tokens", "sinks"] {
+            assert!(out.stdout.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let mut c = std::process::Command::new(weir_e2e::bin("weirctl"));
+    c.args(["completions", "tcsh"]);
+    let out = weir_e2e::run(c).await;
+    assert_eq!(
+        out.code, 2,
+        "an unknown shell is a usage error: {}",
+        out.stderr
+    );
+}
