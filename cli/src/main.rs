@@ -494,9 +494,24 @@ enum LogsCmd {
         /// Before this time (RFC 3339).
         #[arg(long, default_value = "")]
         until: String,
+        /// Only logs whose feedback has this label.
+        #[arg(long, default_value = "")]
+        feedback_label: String,
     },
     /// Show one request log by log id or request id.
     Show { id: String },
+    /// Attach feedback to a request (log id or request id); repeated calls merge.
+    Feedback {
+        id: String,
+        /// NAME=NUMBER (repeatable); a later score of the same name replaces it.
+        #[arg(long = "score", value_parser = parse_kv)]
+        scores: Vec<(String, String)>,
+        /// A label (repeatable); labels accumulate.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -821,6 +836,7 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
             operation,
             since,
             until,
+            feedback_label,
         }) => {
             let (tag_key, tag_value) = match tag.split_once('=') {
                 Some((k, v)) => (k.to_string(), v.to_string()),
@@ -845,10 +861,36 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
                     operation,
                     since,
                     until,
+                    feedback_label,
                 })
                 .await?
                 .into_inner();
             p.logs(&r);
+        }
+        Command::Logs(LogsCmd::Feedback {
+            id,
+            scores,
+            labels,
+            comment,
+        }) => {
+            let mut parsed = std::collections::HashMap::new();
+            for (name, v) in scores {
+                let n: f64 = v.parse().map_err(|_| Failure {
+                    code: 2,
+                    message: format!("score {name}={v:?}: not a number"),
+                })?;
+                parsed.insert(name, n);
+            }
+            let r = c
+                .set_request_log_feedback(SetRequestLogFeedbackRequest {
+                    id,
+                    scores: parsed,
+                    labels,
+                    comment,
+                })
+                .await?
+                .into_inner();
+            p.feedback(&r);
         }
         Command::Dataplanes(DataplanesCmd::List) => {
             let r = c

@@ -92,6 +92,14 @@ impl Printer {
         println!("{t}");
     }
 
+    /// Feedback after a change.
+    pub fn feedback(&self, f: &Feedback) {
+        if let Format::Json = self.format {
+            return self.json(f);
+        }
+        println!("{}", feedback_line(f));
+    }
+
     /// Teams.
     pub fn teams(&self, ts: &[Team]) {
         if let Format::Json = self.format {
@@ -553,6 +561,10 @@ impl Printer {
                 ),
             ),
             (
+                "feedback",
+                d.feedback.as_ref().map_or("-".to_string(), feedback_line),
+            ),
+            (
                 "tools offered / invoked",
                 format!(
                     "{} / {}",
@@ -618,5 +630,26 @@ impl Printer {
                 pretty(&d.response_payload)
             }
         );
+    }
+}
+
+/// Feedback on one line: scores sorted by name, labels, comment.
+fn feedback_line(f: &Feedback) -> String {
+    let mut scores: Vec<String> = f.scores.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    scores.sort();
+    let mut parts = Vec::new();
+    if !scores.is_empty() {
+        parts.push(scores.join(" "));
+    }
+    if !f.labels.is_empty() {
+        parts.push(format!("[{}]", f.labels.join(", ")));
+    }
+    if !f.comment.is_empty() {
+        parts.push(format!("{:?}", f.comment));
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(" ")
     }
 }

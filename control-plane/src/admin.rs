@@ -1385,6 +1385,7 @@ impl Admin for AdminService {
                AND ($17::text IS NULL OR l.operation = $17)
                AND ($18::timestamptz IS NULL OR l.created_at >= $18)
                AND ($19::timestamptz IS NULL OR l.created_at < $19)
+               AND ($20::text IS NULL OR l.feedback->'labels' ? $20)
                AND ($12::text IS NULL OR EXISTS (
                      SELECT 1 FROM request_log_tags t
                      WHERE t.log_id = l.log_id AND t.created_at = l.created_at
@@ -1411,6 +1412,7 @@ impl Admin for AdminService {
         .bind(nonempty(&r.operation))
         .bind(since)
         .bind(until)
+        .bind(nonempty(&r.feedback_label))
         .fetch_all(&self.pool)
         .await
         .map_err(AdminError::from)?;
@@ -1448,7 +1450,7 @@ impl Admin for AdminService {
                     l.cached_input_tokens, l.reasoning_tokens, l.node_id, l.fleet_group, l.user_agent,
                     l.request_payload_truncated, l.response_payload_truncated, l.policy,
                     l.harness_label, l.harness_version, l.session_id, l.session_source,
-                    l.turn_kind, l.exposed_tool_count, l.invoked_tool_count,
+                    l.turn_kind, l.exposed_tool_count, l.invoked_tool_count, l.feedback,
                     (SELECT count(*) FROM request_logs s WHERE s.request_id = l.request_id) AS same_count
              FROM request_logs l
              WHERE (l.log_id = $1 OR ($1 IS NULL AND l.request_id = $2))
@@ -1554,8 +1556,67 @@ impl Admin for AdminService {
             invoked_tool_count: row
                 .get::<Option<i32>, _>("invoked_tool_count")
                 .map(|n| n.max(0) as u32),
+            feedback: row
+                .get::<Option<serde_json::Value>, _>("feedback")
+                .map(|f| feedback_from_json(&f)),
         };
         Ok(Response::new(detail))
+    }
+
+    async fn set_request_log_feedback(
+        &self,
+        req: Request<SetRequestLogFeedbackRequest>,
+    ) -> Result<Response<Feedback>, Status> {
+        self.admin(&req).await?;
+        let r = req.into_inner();
+        if r.scores.is_empty() && r.labels.is_empty() && r.comment.is_empty() {
+            return Err(
+                AdminError::Invalid("feedback needs a score, a label or a comment".into()).into(),
+            );
+        }
+        for (name, v) in &r.scores {
+            validate::validate_key("score", name).map_err(AdminError::from)?;
+            if !v.is_finite() {
+                return Err(
+                    AdminError::Invalid(format!("score {name:?} must be a finite number")).into(),
+                );
+            }
+        }
+        for l in &r.labels {
+            validate::validate_key("label", l).map_err(AdminError::from)?;
+        }
+        if r.comment.len() > 4096 {
+            return Err(AdminError::Invalid("comment must be at most 4096 bytes".into()).into());
+        }
+        let by_log_id = Uuid::parse_str(&r.id).ok();
+        // Merge in one statement, so concurrent calls do not lose each other's scores or labels.
+        let merged: Option<serde_json::Value> = sqlx::query_scalar(
+            "WITH target AS (
+                 SELECT log_id, created_at FROM request_logs
+                 WHERE log_id = $1 OR ($1 IS NULL AND request_id = $2)
+                 ORDER BY log_id DESC LIMIT 1
+             )
+             UPDATE request_logs l SET feedback = jsonb_build_object(
+                 'scores', coalesce(l.feedback->'scores', '{}') || $3::jsonb,
+                 'labels', (SELECT coalesce(jsonb_agg(DISTINCT x ORDER BY x), '[]')
+                            FROM jsonb_array_elements_text(coalesce(l.feedback->'labels', '[]') || $4::jsonb) x),
+                 'comment', CASE WHEN $5 = '' THEN coalesce(l.feedback->'comment', '\"\"') ELSE to_jsonb($5::text) END,
+                 'updated_at', to_jsonb(now()))
+             FROM target WHERE l.log_id = target.log_id AND l.created_at = target.created_at
+             RETURNING l.feedback",
+        )
+        .bind(by_log_id)
+        .bind(&r.id)
+        .bind(serde_json::to_value(&r.scores).unwrap_or_default())
+        .bind(serde_json::to_value(&r.labels).unwrap_or_default())
+        .bind(&r.comment)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(AdminError::from)?;
+        match merged {
+            Some(f) => Ok(Response::new(feedback_from_json(&f))),
+            None => Err(AdminError::NotFound(format!("no request log {:?}", r.id)).into()),
+        }
     }
 }
 
@@ -1713,6 +1774,29 @@ fn key_from_row(r: &sqlx::postgres::PgRow) -> ApiKey {
             .get::<Option<String>, _>("owner_service_account_name")
             .unwrap_or_default(),
         team_id: id("team_id"),
+    }
+}
+
+fn feedback_from_json(f: &serde_json::Value) -> Feedback {
+    Feedback {
+        scores: f
+            .get("scores")
+            .and_then(|s| serde_json::from_value(s.clone()).ok())
+            .unwrap_or_default(),
+        labels: f
+            .get("labels")
+            .and_then(|s| serde_json::from_value(s.clone()).ok())
+            .unwrap_or_default(),
+        comment: f
+            .get("comment")
+            .and_then(|c| c.as_str())
+            .unwrap_or_default()
+            .to_string(),
+        updated_at: f
+            .get("updated_at")
+            .and_then(|c| c.as_str())
+            .unwrap_or_default()
+            .to_string(),
     }
 }
 

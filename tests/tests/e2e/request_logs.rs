@@ -425,3 +425,97 @@ async fn a_5_mb_base64_image_is_stored_truncated_with_its_shape() {
     );
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_merges_shows_in_detail_and_filters_the_list() {
+    let stack = Stack::start().await;
+    let key = stack.seed(&[("gpt", "mock-model")]).await;
+    for rid in ["fb-1", "fb-2"] {
+        post(
+            &stack,
+            &key,
+            rid,
+            json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    }
+    let n = eventually(Duration::from_secs(10), || async {
+        let n = count(&stack, "SELECT count(*) FROM request_logs").await;
+        (n >= 2).then_some(n)
+    })
+    .await;
+    assert_eq!(n, Some(2));
+    for args in [
+        vec![
+            "logs",
+            "feedback",
+            "fb-1",
+            "--score",
+            "helpful=1",
+            "--label",
+            "good",
+        ],
+        vec![
+            "logs",
+            "feedback",
+            "fb-1",
+            "--score",
+            "accuracy=0.5",
+            "--score",
+            "helpful=0",
+            "--label",
+            "reviewed",
+            "--label",
+            "good",
+            "--comment",
+            "fine",
+        ],
+    ] {
+        let out = run(stack.weirctl(&args)).await;
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+    }
+    let out = run(stack.weirctl(&["logs", "show", "fb-1", "-o", "json"])).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let f = &v["feedback"];
+    assert_eq!(f["scores"]["helpful"], 0.0, "a later score replaces: {f}");
+    assert_eq!(f["scores"]["accuracy"], 0.5);
+    assert_eq!(
+        f["labels"],
+        json!(["good", "reviewed"]),
+        "labels merge without duplicates"
+    );
+    assert_eq!(f["comment"], "fine");
+    let table = run(stack.weirctl(&["logs", "show", "fb-1"])).await;
+    assert!(table.stdout.contains("accuracy=0.5"), "{}", table.stdout);
+    let out =
+        run(stack.weirctl(&["logs", "list", "--feedback-label", "reviewed", "-o", "json"])).await;
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let ids: Vec<&str> = v["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["request_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["fb-1"]);
+    let out = run(stack.weirctl(&["logs", "show", "fb-2", "-o", "json"])).await;
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(
+        v["feedback"].is_null(),
+        "untouched logs have none: {}",
+        v["feedback"]
+    );
+    for (args, code) in [
+        (vec!["logs", "feedback", "nope", "--label", "x"], 3),
+        (vec!["logs", "feedback", "fb-1"], 7),
+        (
+            vec!["logs", "feedback", "fb-1", "--score", "helpful=very"],
+            2,
+        ),
+        (vec!["logs", "feedback", "fb-1", "--label", "has space"], 7),
+    ] {
+        let out = run(stack.weirctl(&args)).await;
+        assert_eq!(out.code, code, "{args:?}: {}", out.stderr);
+    }
+    stack.shutdown().await;
+}
