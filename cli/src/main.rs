@@ -82,6 +82,18 @@ enum Command {
     /// Admin tokens and their roles.
     #[command(subcommand, name = "admin-tokens")]
     AdminTokens(AdminTokensCmd),
+    /// Spend from the ledger, grouped, with counts by pricing status.
+    Spend {
+        /// user, team, service_account, model or provider.
+        #[arg(long, default_value = "user")]
+        by: String,
+        /// From (RFC 3339; default 30 days ago).
+        #[arg(long, default_value = "")]
+        since: String,
+        /// Until (RFC 3339, exclusive; default now).
+        #[arg(long, default_value = "")]
+        until: String,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell), e.g.
     /// `weirctl completions bash > /etc/bash_completion.d/weirctl`.
     Completions { shell: clap_complete::Shell },
@@ -891,6 +903,17 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
                 .await?
                 .into_inner();
             p.feedback(&r);
+        }
+        Command::Spend { by, since, until } => {
+            let r = c
+                .get_spend(GetSpendRequest {
+                    group_by: by,
+                    since,
+                    until,
+                })
+                .await?
+                .into_inner();
+            p.spend(&r);
         }
         Command::Dataplanes(DataplanesCmd::List) => {
             let r = c

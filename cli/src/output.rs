@@ -100,6 +100,47 @@ impl Printer {
         println!("{}", feedback_line(f));
     }
 
+    /// A spend report.
+    pub fn spend(&self, r: &GetSpendResponse) {
+        if let Format::Json = self.format {
+            return self.json(r);
+        }
+        let mut t = table(&[
+            "NAME",
+            "KEY",
+            "USD",
+            "REQUESTS",
+            "PRICED",
+            "UNPRICED",
+            "NO USAGE",
+            "IN TOKENS",
+            "OUT TOKENS",
+        ]);
+        for row in r.rows.iter().chain(r.total.iter()) {
+            t.add_row(vec![
+                if row.name.is_empty() {
+                    "-".to_string()
+                } else {
+                    row.name.clone()
+                },
+                if row.key.is_empty() {
+                    "-".to_string()
+                } else {
+                    row.key.clone()
+                },
+                row.cost_usd.clone(),
+                row.requests.to_string(),
+                row.priced.to_string(),
+                row.unpriced.to_string(),
+                row.usage_missing.to_string(),
+                row.input_tokens.to_string(),
+                row.output_tokens.to_string(),
+            ]);
+        }
+        println!("{t}");
+        println!("{} to {}", r.since, r.until);
+    }
+
     /// Teams.
     pub fn teams(&self, ts: &[Team]) {
         if let Format::Json = self.format {

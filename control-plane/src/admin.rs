@@ -1563,6 +1563,107 @@ impl Admin for AdminService {
         Ok(Response::new(detail))
     }
 
+    async fn get_spend(
+        &self,
+        req: Request<GetSpendRequest>,
+    ) -> Result<Response<GetSpendResponse>, Status> {
+        let caller = self.caller(&req).await?;
+        let r = req.into_inner();
+        // Grouping column and the name beside it; only these fixed fragments enter the SQL.
+        let (key, name) = match r.group_by.as_str() {
+            "user" => ("e.user_id::text", "(SELECT name FROM users WHERE id = e.user_id)"),
+            "team" => ("e.team_id::text", "(SELECT name FROM teams WHERE id = e.team_id)"),
+            "service_account" => (
+                "e.service_account_id::text",
+                "(SELECT t.name || '/' || sa.name FROM service_accounts sa JOIN teams t ON t.id = sa.team_id WHERE sa.id = e.service_account_id)",
+            ),
+            "model" => ("e.model_key", "NULL::text"),
+            "provider" => ("e.provider_key", "NULL::text"),
+            other => {
+                return Err(AdminError::Invalid(format!(
+                    "group_by {other:?} must be user, team, service_account, model or provider"
+                ))
+                .into())
+            }
+        };
+        let parse = |what: &str, v: &str| -> Result<Option<DateTime<Utc>>, AdminError> {
+            if v.is_empty() {
+                return Ok(None);
+            }
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| Some(t.with_timezone(&Utc)))
+                .map_err(|e| AdminError::Invalid(format!("{what} {v:?} is not RFC 3339: {e}")))
+        };
+        let until = parse("until", &r.until)?.unwrap_or_else(Utc::now);
+        let since = parse("since", &r.since)?.unwrap_or(until - chrono::Duration::days(30));
+        if since >= until {
+            return Err(AdminError::Invalid("since must be before until".into()).into());
+        }
+        let team = match caller {
+            Caller::PlatformAdmin => None,
+            Caller::TeamViewer(t) => Some(t),
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {key} AS key, {name} AS name,
+                    coalesce(sum(e.cost_pusd), 0)::bigint AS cost,
+                    count(*) AS requests,
+                    count(*) FILTER (WHERE e.pricing_status = 'priced') AS priced,
+                    count(*) FILTER (WHERE e.pricing_status = 'unpriced') AS unpriced,
+                    count(*) FILTER (WHERE e.pricing_status = 'usage_missing') AS usage_missing,
+                    count(*) FILTER (WHERE e.pricing_status = 'estimated') AS estimated,
+                    coalesce(sum(e.input_tokens), 0)::bigint AS input_tokens,
+                    coalesce(sum(e.output_tokens), 0)::bigint AS output_tokens
+             FROM usage_cost_events e
+             WHERE e.created_at >= $1 AND e.created_at < $2 AND ($3::uuid IS NULL OR e.team_id = $3)
+             GROUP BY 1, 2
+             ORDER BY cost DESC, requests DESC, key NULLS LAST"
+        ))
+        .bind(since)
+        .bind(until)
+        .bind(team)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(AdminError::from)?;
+        let mut total = SpendRow::default();
+        let rows: Vec<SpendRow> = rows
+            .iter()
+            .map(|row| {
+                let n = |c: &str| row.get::<i64, _>(c).max(0) as u64;
+                let cost: i64 = row.get("cost");
+                let out = SpendRow {
+                    key: row.get::<Option<String>, _>("key").unwrap_or_default(),
+                    name: row.get::<Option<String>, _>("name").unwrap_or_default(),
+                    cost_usd: pricing::format_usd(cost),
+                    cost_pusd: cost,
+                    requests: n("requests"),
+                    priced: n("priced"),
+                    unpriced: n("unpriced"),
+                    usage_missing: n("usage_missing"),
+                    estimated: n("estimated"),
+                    input_tokens: n("input_tokens"),
+                    output_tokens: n("output_tokens"),
+                };
+                total.cost_pusd += out.cost_pusd;
+                total.requests += out.requests;
+                total.priced += out.priced;
+                total.unpriced += out.unpriced;
+                total.usage_missing += out.usage_missing;
+                total.estimated += out.estimated;
+                total.input_tokens += out.input_tokens;
+                total.output_tokens += out.output_tokens;
+                out
+            })
+            .collect();
+        total.cost_usd = pricing::format_usd(total.cost_pusd);
+        total.name = "total".into();
+        Ok(Response::new(GetSpendResponse {
+            rows,
+            total: Some(total),
+            since: ts(since),
+            until: ts(until),
+        }))
+    }
+
     async fn set_request_log_feedback(
         &self,
         req: Request<SetRequestLogFeedbackRequest>,

@@ -519,3 +519,112 @@ async fn feedback_merges_shows_in_detail_and_filters_the_list() {
     }
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spend_reports_group_the_ledger_and_show_unpriced_usage() {
+    let stack = Stack::start().await;
+    let key = stack
+        .seed(&[("gpt", "mock-model"), ("free", "mock-model")])
+        .await;
+    let out = run(stack.weirctl(&[
+        "models",
+        "price",
+        "--model",
+        "gpt",
+        "--input-price",
+        "1",
+        "--output-price",
+        "2",
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for (model, rid) in [("gpt", "sp-1"), ("gpt", "sp-2"), ("free", "sp-3")] {
+        post(
+            &stack,
+            &key,
+            rid,
+            json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    }
+    let n = eventually(Duration::from_secs(10), || async {
+        let n = count(&stack, "SELECT count(*) FROM usage_cost_events").await;
+        (n >= 3).then_some(n)
+    })
+    .await;
+    assert_eq!(n, Some(3));
+    let ledger_gpt: i64 = sqlx::query_scalar(
+        "SELECT sum(cost_pusd)::bigint FROM usage_cost_events WHERE model_key = 'gpt'",
+    )
+    .fetch_one(&stack.control_plane.pool)
+    .await
+    .unwrap();
+    assert!(ledger_gpt > 0);
+
+    let spend = |by: &'static str| {
+        let cmd = stack.weirctl(&["spend", "--by", by, "-o", "json"]);
+        async move {
+            let out = run(cmd).await;
+            assert_eq!(out.code, 0, "{}", out.stderr);
+            serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()
+        }
+    };
+    let by_model = spend("model").await;
+    let rows = by_model["rows"].as_array().unwrap();
+    assert_eq!(rows[0]["key"], "gpt", "highest spend first");
+    assert_eq!(rows[0]["cost_pusd"], ledger_gpt);
+    assert_eq!(
+        (rows[0]["priced"].as_u64(), rows[0]["requests"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(rows[1]["key"], "free");
+    assert_eq!(
+        rows[1]["unpriced"], 1,
+        "unpriced usage is counted, not a silent zero"
+    );
+    assert_eq!(rows[1]["cost_usd"], "0.00");
+    assert_eq!(by_model["total"]["requests"], 3);
+    let by_user = spend("user").await;
+    let rows = by_user["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["name"], "alice");
+    assert_eq!(
+        (rows[0]["priced"].as_u64(), rows[0]["unpriced"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let table = run(stack.weirctl(&["spend", "--by", "provider"])).await;
+    assert!(
+        table.stdout.contains("mock") && table.stdout.contains("total"),
+        "{}",
+        table.stdout
+    );
+    // A range that holds nothing, and malformed requests.
+    let out = run(stack.weirctl(&[
+        "spend",
+        "--by",
+        "model",
+        "--since",
+        "2020-01-01T00:00:00Z",
+        "--until",
+        "2020-02-01T00:00:00Z",
+        "-o",
+        "json",
+    ]))
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(v["rows"].as_array().unwrap().is_empty());
+    for args in [
+        vec!["spend", "--by", "colour"],
+        vec![
+            "spend",
+            "--since",
+            "2026-02-01T00:00:00Z",
+            "--until",
+            "2026-01-01T00:00:00Z",
+        ],
+    ] {
+        let out = run(stack.weirctl(&args)).await;
+        assert_eq!(out.code, 7, "{args:?}: {}", out.stderr);
+    }
+    stack.shutdown().await;
+}
