@@ -782,15 +782,10 @@ impl Admin for AdminService {
         req: Request<ListTeamsRequest>,
     ) -> Result<Response<ListTeamsResponse>, Status> {
         self.admin(&req).await?;
-        let rows = sqlx::query(
-            "SELECT t.id, t.name, t.created_at,
-                    coalesce(array_agg(u.name ORDER BY u.name) FILTER (WHERE u.name IS NOT NULL), '{}') AS members
-             FROM teams t LEFT JOIN team_members m ON m.team_id = t.id LEFT JOIN users u ON u.id = m.user_id
-             GROUP BY t.id ORDER BY t.name",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(AdminError::from)?;
+        let rows = sqlx::query(&format!("{TEAM_SELECT} GROUP BY t.id ORDER BY t.name"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(AdminError::from)?;
         Ok(Response::new(ListTeamsResponse {
             teams: rows.iter().map(team_from_row).collect(),
         }))
@@ -1359,15 +1354,10 @@ impl Admin for AdminService {
         } else {
             Some(parse_id("team_id", &r.team_id)?)
         };
-        let time = |what: &str, v: &str| -> Result<Option<DateTime<Utc>>, AdminError> {
-            if v.is_empty() {
-                return Ok(None);
-            }
-            DateTime::parse_from_rfc3339(v)
-                .map(|t| Some(t.with_timezone(&Utc)))
-                .map_err(|e| AdminError::Invalid(format!("{what} {v:?} is not RFC 3339: {e}")))
-        };
-        let (since, until) = (time("since", &r.since)?, time("until", &r.until)?);
+        let (since, until) = (
+            optional_time("since", &r.since)?,
+            optional_time("until", &r.until)?,
+        );
         let rows = sqlx::query(&format!(
             "SELECT {SUMMARY_COLUMNS} FROM request_logs l
              WHERE ($1::text IS NULL OR l.request_id = $1)
@@ -1586,16 +1576,8 @@ impl Admin for AdminService {
                 .into())
             }
         };
-        let parse = |what: &str, v: &str| -> Result<Option<DateTime<Utc>>, AdminError> {
-            if v.is_empty() {
-                return Ok(None);
-            }
-            DateTime::parse_from_rfc3339(v)
-                .map(|t| Some(t.with_timezone(&Utc)))
-                .map_err(|e| AdminError::Invalid(format!("{what} {v:?} is not RFC 3339: {e}")))
-        };
-        let until = parse("until", &r.until)?.unwrap_or_else(Utc::now);
-        let since = parse("since", &r.since)?.unwrap_or(until - chrono::Duration::days(30));
+        let until = optional_time("until", &r.until)?.unwrap_or_else(Utc::now);
+        let since = optional_time("since", &r.since)?.unwrap_or(until - chrono::Duration::days(30));
         if since >= until {
             return Err(AdminError::Invalid("since must be before until".into()).into());
         }
@@ -1957,17 +1939,27 @@ async fn find_user(pool: &PgPool, user: &str) -> Result<(Uuid, String), AdminErr
     .ok_or_else(|| AdminError::NotFound(format!("user {user:?} not found")))
 }
 
+/// Teams with their member names; callers add WHERE and GROUP BY t.id.
+const TEAM_SELECT: &str = "SELECT t.id, t.name, t.created_at,
+        coalesce(array_agg(u.name ORDER BY u.name) FILTER (WHERE u.name IS NOT NULL), '{}') AS members
+ FROM teams t LEFT JOIN team_members m ON m.team_id = t.id LEFT JOIN users u ON u.id = m.user_id";
+
+/// An optional RFC 3339 time from a request field named `what`.
+fn optional_time(what: &str, v: &str) -> Result<Option<DateTime<Utc>>, AdminError> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    DateTime::parse_from_rfc3339(v)
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .map_err(|e| AdminError::Invalid(format!("{what} {v:?} is not RFC 3339: {e}")))
+}
+
 /// A team with its members, by id.
 async fn team_view(pool: &PgPool, id: Uuid) -> Result<Team, AdminError> {
-    let row = sqlx::query(
-        "SELECT t.id, t.name, t.created_at,
-                coalesce(array_agg(u.name ORDER BY u.name) FILTER (WHERE u.name IS NOT NULL), '{}') AS members
-         FROM teams t LEFT JOIN team_members m ON m.team_id = t.id LEFT JOIN users u ON u.id = m.user_id
-         WHERE t.id = $1 GROUP BY t.id",
-    )
-    .bind(id)
-    .fetch_one(pool)
-    .await?;
+    let row = sqlx::query(&format!("{TEAM_SELECT} WHERE t.id = $1 GROUP BY t.id"))
+        .bind(id)
+        .fetch_one(pool)
+        .await?;
     Ok(team_from_row(&row))
 }
 
