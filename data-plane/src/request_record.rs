@@ -317,16 +317,12 @@ impl RequestRecord {
             .rev()
             .find(|a| a.produced_response)
             .or(self.attempts.last());
-        let spend = self.count_against_limits(usage.as_ref());
+        // Priced once for budgets, metrics and the span.
+        let cost_pusd = self.cost(usage.as_ref());
+        let spend = self.count_against_limits(usage.as_ref(), cost_pusd);
         let metrics = crate::genai_metrics::Extra {
-            provider: self
-                .attempts
-                .iter()
-                .rev()
-                .find(|a| a.produced_response)
-                .or(self.attempts.last())
-                .map(|a| a.provider_name),
-            cost_pusd: self.cost(usage.as_ref()),
+            provider: produced.map(|a| a.provider_name),
+            cost_pusd,
         };
         let trace = match self.trace.take() {
             Some(ctx) if traced => Some(crate::genai_trace::TraceParts {
@@ -335,7 +331,7 @@ impl RequestRecord {
                 attempts: attempt_traces,
                 request_params,
                 response: response_facts,
-                cost_pusd: self.cost(usage.as_ref()),
+                cost_pusd,
             }),
             _ => None,
         };
@@ -452,6 +448,7 @@ impl RequestRecord {
     fn count_against_limits(
         &self,
         usage: Option<&pb::Usage>,
+        cost: Option<i64>,
     ) -> Option<crate::limits::SpendTicket> {
         let limiter = self.limiter.as_ref()?;
         if self.limits.is_empty() {
@@ -464,7 +461,6 @@ impl RequestRecord {
                 ))
             })
             .unwrap_or(0);
-        let cost = self.cost(usage);
         let subjects: Vec<(&str, &crate::limits::SubjectLimits)> = self
             .limits
             .iter()

@@ -162,8 +162,7 @@ impl Telemetry {
             let mut built_shapes: Vec<(Shape, Vec<opentelemetry_proto::tonic::trace::v1::Span>)> =
                 Vec::new();
             let mut content = None;
-            let sinks: Vec<&LiveSink> = self.all().collect();
-            for sink in sinks {
+            for sink in self.env.iter().chain(self.pushed.iter()) {
                 if !ratio_keeps(&parts.ctx.trace_id, sink.ratio) {
                     continue;
                 }
@@ -262,8 +261,7 @@ impl Telemetry {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let snapshot = meter.export(&self.resource, now);
-        let sinks: Vec<&LiveSink> = self.env.iter().chain(self.pushed.iter()).collect();
-        for sink in sinks {
+        for sink in self.env.iter().chain(self.pushed.iter()) {
             if let Some(m) = &sink.metrics {
                 m.push(snapshot.clone());
             }

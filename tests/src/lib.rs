@@ -407,6 +407,21 @@ impl Stack {
         })
     }
 
+    /// One small chat completion through the stack's data plane with gateway key `key` and
+    /// request id `rid`; returns the status.
+    pub async fn chat(&self, key: &str, model: &str, rid: &str) -> u16 {
+        reqwest::Client::new()
+            .post(format!("{}/chat/completions", self.gateway_url()))
+            .bearer_auth(key)
+            .header("x-request-id", rid)
+            .json(&serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .expect("gateway answers")
+            .status()
+            .as_u16()
+    }
+
     /// A `weirctl` command pointed at this stack.
     pub fn weirctl(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin("weirctl"));

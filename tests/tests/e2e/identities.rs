@@ -93,17 +93,8 @@ async fn service_account_keys_keep_summaries_and_attribute_to_team_and_user() {
     .await
     .expect("the node has the disabled policy");
     // And the node has the key's team (its config is refreshed with the key changes).
-    let client = reqwest::Client::new();
     for (key, rid) in [(&sa_key, "sa-1"), (&alice_key, "user-1")] {
-        let r = client
-            .post(format!("{}/chat/completions", stack.gateway_url()))
-            .bearer_auth(key)
-            .header("x-request-id", rid)
-            .json(&json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "{rid}");
+        assert_eq!(stack.chat(key, "gpt", rid).await, 200, "{rid}");
     }
     let pool = stack.control_plane.pool.clone();
     let ledger = eventually(Duration::from_secs(10), || {
@@ -262,17 +253,8 @@ async fn a_team_viewer_sees_only_its_teams_logs_and_nothing_else() {
     .await;
     let bob_key = out.stdout.trim().to_string();
     stack.wait_for_key(&bob_key).await;
-    let client = reqwest::Client::new();
     for (key, rid) in [(&alice_key, "al-1"), (&bob_key, "bob-1")] {
-        let r = client
-            .post(format!("{}/chat/completions", stack.gateway_url()))
-            .bearer_auth(key)
-            .header("x-request-id", rid)
-            .json(&json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        assert_eq!(stack.chat(key, "gpt", rid).await, 200, "{rid}");
     }
     let pool = stack.control_plane.pool.clone();
     let bob_log: uuid::Uuid = eventually(Duration::from_secs(10), || {

@@ -501,21 +501,9 @@ async fn a_sink_added_with_weirctl_reaches_running_nodes_and_leaves_with_its_rem
     let stack = Stack::start().await;
     let receiver = OtlpReceiver::start().await;
     let key = stack.seed(&[("gpt", "up")]).await;
-    let client = reqwest::Client::new();
-    let gateway = stack.gateway_url();
-    let ask = |rid: String| {
-        let (client, gateway, key) = (client.clone(), gateway.clone(), key.clone());
-        async move {
-            let r = client
-                .post(format!("{gateway}/chat/completions"))
-                .bearer_auth(key)
-                .header("x-request-id", rid)
-                .json(&json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-        }
+    let (stack_ref, key_ref) = (&stack, &key);
+    let ask = |rid: String| async move {
+        assert_eq!(stack_ref.chat(key_ref, "gpt", &rid).await, 200);
     };
     ask("before-sink".into()).await;
 
