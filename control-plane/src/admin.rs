@@ -1,6 +1,7 @@
 //! The admin service (`weir.admin.v1.Admin`): every operator operation, authenticated by admin
 //! token, with one error type mapped once to gRPC status codes.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -15,7 +16,9 @@ use weir_proto::validate;
 use crate::config_snapshot::{
     bump, fleet_spend, policy_from_json, policy_to_json, sink_from_row, StoredLimits,
 };
+use crate::leaderboard::{self, Range};
 use crate::provider_secrets::{SecretBox, SecretError};
+use crate::usage_rollup;
 use weir_proto::pricing;
 
 /// Everything an admin call can fail with.
@@ -81,6 +84,14 @@ pub enum Caller {
     PlatformAdmin,
     /// Reads only its team's logs.
     TeamViewer(Uuid),
+}
+
+/// Whose request logs a feedback call may touch.
+enum FeedbackScope {
+    Any,
+    /// A user's own keys' logs (not those of service accounts attributed to the user).
+    User(Uuid),
+    ServiceAccount(Uuid),
 }
 
 /// Serves `weir.admin.v1.Admin`.
@@ -151,6 +162,35 @@ impl AdminService {
         match (role.as_str(), row.get::<Option<Uuid>, _>("team_id")) {
             ("platform_admin", _) => Ok(Caller::PlatformAdmin),
             ("team_viewer", Some(team)) => Ok(Caller::TeamViewer(team)),
+            _ => Err(AdminError::Unauthenticated),
+        }
+    }
+
+    /// Whose request logs the caller may attach feedback to: a platform admin any, a gateway
+    /// key only those of its own owner (so a product can rate its own answers).
+    async fn feedback_scope<T>(&self, req: &Request<T>) -> Result<FeedbackScope, AdminError> {
+        let token = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or(AdminError::Unauthenticated)?;
+        if !weir_proto::api_key::looks_like_key(token) {
+            self.admin(req).await?;
+            return Ok(FeedbackScope::Any);
+        }
+        let hash = weir_proto::api_key::hash(token);
+        let row: Option<(Option<Uuid>, Option<Uuid>)> = sqlx::query_as(
+            "SELECT owner_user_id, owner_service_account_id FROM api_keys
+             WHERE key_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
+        )
+        .bind(&hash[..])
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some((Some(user), _)) => Ok(FeedbackScope::User(user)),
+            Some((None, Some(sa))) => Ok(FeedbackScope::ServiceAccount(sa)),
             _ => Err(AdminError::Unauthenticated),
         }
     }
@@ -1646,11 +1686,34 @@ impl Admin for AdminService {
         }))
     }
 
+    async fn get_leaderboard(
+        &self,
+        req: Request<GetLeaderboardRequest>,
+    ) -> Result<Response<GetLeaderboardResponse>, Status> {
+        let team = self.team_scope(&req).await?;
+        let range = Range::parse(&req.get_ref().range).map_err(AdminError::Invalid)?;
+        Ok(Response::new(self.leaderboard(team, range).await?))
+    }
+
+    async fn get_harness_usage(
+        &self,
+        req: Request<GetHarnessUsageRequest>,
+    ) -> Result<Response<GetHarnessUsageResponse>, Status> {
+        let team = self.team_scope(&req).await?;
+        let range = Range::parse(&req.get_ref().range).map_err(AdminError::Invalid)?;
+        Ok(Response::new(self.harness_usage(team, range).await?))
+    }
+
     async fn set_request_log_feedback(
         &self,
         req: Request<SetRequestLogFeedbackRequest>,
     ) -> Result<Response<Feedback>, Status> {
-        self.admin(&req).await?;
+        let scope = self.feedback_scope(&req).await?;
+        let (only_user, only_sa) = match scope {
+            FeedbackScope::Any => (None, None),
+            FeedbackScope::User(u) => (Some(u), None),
+            FeedbackScope::ServiceAccount(sa) => (None, Some(sa)),
+        };
         let r = req.into_inner();
         if r.scores.is_empty() && r.labels.is_empty() && r.comment.is_empty() {
             return Err(
@@ -1676,7 +1739,9 @@ impl Admin for AdminService {
         let merged: Option<serde_json::Value> = sqlx::query_scalar(
             "WITH target AS (
                  SELECT log_id, created_at FROM request_logs
-                 WHERE log_id = $1 OR ($1 IS NULL AND request_id = $2)
+                 WHERE (log_id = $1 OR ($1 IS NULL AND request_id = $2))
+                   AND ($6::uuid IS NULL OR (user_id = $6 AND service_account_id IS NULL))
+                   AND ($7::uuid IS NULL OR service_account_id = $7)
                  ORDER BY log_id DESC LIMIT 1
              )
              UPDATE request_logs l SET feedback = jsonb_build_object(
@@ -1693,6 +1758,8 @@ impl Admin for AdminService {
         .bind(serde_json::to_value(&r.scores).unwrap_or_default())
         .bind(serde_json::to_value(&r.labels).unwrap_or_default())
         .bind(&r.comment)
+        .bind(only_user)
+        .bind(only_sa)
         .fetch_optional(&self.pool)
         .await
         .map_err(AdminError::from)?;
@@ -1700,6 +1767,140 @@ impl Admin for AdminService {
             Some(f) => Ok(Response::new(feedback_from_json(&f))),
             None => Err(AdminError::NotFound(format!("no request log {:?}", r.id)).into()),
         }
+    }
+}
+
+impl AdminService {
+    /// The team a caller is confined to, if any.
+    async fn team_scope<T>(&self, req: &Request<T>) -> Result<Option<Uuid>, AdminError> {
+        Ok(match self.caller(req).await? {
+            Caller::PlatformAdmin => None,
+            Caller::TeamViewer(t) => Some(t),
+        })
+    }
+
+    async fn leaderboard(
+        &self,
+        team: Option<Uuid>,
+        range: Range,
+    ) -> Result<GetLeaderboardResponse, AdminError> {
+        let now = Utc::now();
+        let buckets = range.buckets(now);
+        let since = buckets[0];
+        let totals = usage_rollup::user_model_totals(&self.pool, since, team).await?;
+        let ids: Vec<Uuid> = totals.iter().map(|t| t.user_id).collect();
+        let names: HashMap<Uuid, String> =
+            sqlx::query_as("SELECT id, name FROM users WHERE id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .collect();
+        let mut ranked = leaderboard::rank_users(&totals, &names);
+        ranked.truncate(leaderboard::TABLE_ROWS);
+        let top: Vec<Uuid> = ranked
+            .iter()
+            .take(leaderboard::CHART_SERIES)
+            .map(|r| r.user_id)
+            .collect();
+        let points = usage_rollup::user_buckets(&self.pool, since, team, &top).await?;
+        let chart = ranked
+            .iter()
+            .take(leaderboard::CHART_SERIES)
+            .map(|r| {
+                let (cost_pusd, requests) = leaderboard::zero_fill(
+                    &buckets,
+                    points.get(&r.user_id).map_or(&[][..], Vec::as_slice),
+                );
+                ChartSeries {
+                    key: r.user_id.to_string(),
+                    name: r.name.clone(),
+                    cost_pusd,
+                    requests,
+                }
+            })
+            .collect();
+        let rows = ranked
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| LeaderboardRow {
+                rank: i as u32 + 1,
+                user_id: r.user_id.to_string(),
+                user_name: r.name,
+                cost_usd: pricing::format_usd(r.cost_pusd),
+                cost_pusd: r.cost_pusd,
+                requests: r.requests,
+                input_tokens: r.input_tokens,
+                output_tokens: r.output_tokens,
+                dominant_model: r.dominant_model,
+                avg_exposed_tools: r.avg_exposed_tools,
+                avg_invoked_tools: r.avg_invoked_tools,
+            })
+            .collect();
+        Ok(GetLeaderboardResponse {
+            range: range.name().into(),
+            since: ts(since),
+            until: ts(now),
+            bucket_starts: buckets.iter().map(|b| ts(*b)).collect(),
+            rows,
+            chart,
+        })
+    }
+
+    async fn harness_usage(
+        &self,
+        team: Option<Uuid>,
+        range: Range,
+    ) -> Result<GetHarnessUsageResponse, AdminError> {
+        let now = Utc::now();
+        let buckets = range.buckets(now);
+        let since = buckets[0];
+        let mut ranked = leaderboard::rank_harnesses(
+            usage_rollup::harness_totals(&self.pool, since, team).await?,
+        );
+        ranked.truncate(leaderboard::TABLE_ROWS);
+        let top: Vec<String> = ranked
+            .iter()
+            .take(leaderboard::CHART_SERIES)
+            .map(|h| h.key.clone())
+            .collect();
+        let points = usage_rollup::harness_buckets(&self.pool, since, team, &top).await?;
+        let chart = ranked
+            .iter()
+            .take(leaderboard::CHART_SERIES)
+            .map(|h| {
+                let (cost_pusd, requests) = leaderboard::zero_fill(
+                    &buckets,
+                    points.get(&h.key).map_or(&[][..], Vec::as_slice),
+                );
+                ChartSeries {
+                    key: h.key.clone(),
+                    name: h.label.clone(),
+                    cost_pusd,
+                    requests,
+                }
+            })
+            .collect();
+        let rows = ranked
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| HarnessUsageRow {
+                rank: i as u32 + 1,
+                harness: h.key,
+                label: h.label,
+                requests: h.requests,
+                cost_usd: pricing::format_usd(h.cost_pusd),
+                cost_pusd: h.cost_pusd,
+            })
+            .collect();
+        Ok(GetHarnessUsageResponse {
+            range: range.name().into(),
+            since: ts(since),
+            until: ts(now),
+            bucket_starts: buckets.iter().map(|b| ts(*b)).collect(),
+            rows,
+            chart,
+        })
     }
 }
 

@@ -9,18 +9,27 @@
 //! - [`log_ingest`]: request-log batches in, one transaction each, ack after commit.
 //! - [`provider_secrets`]: upstream secrets sealed before they reach Postgres.
 //! - [`admin`]: the admin service.
+//! - [`http_routes`], [`admin_http`], [`openapi`]: the admin service as HTTP JSON, routed by its
+//!   methods' `google.api.http` options, and the OpenAPI document describing it.
+//! - [`leaderboard`]: ranking and 12-hour bucketing for the leaderboard and harness usage.
+//! - [`usage_rollup`]: the per-bucket usage totals those read, kept up by ingest.
 //! - [`server`]: wires it all together.
 
 pub mod admin;
+pub mod admin_http;
 pub mod config_snapshot;
 pub mod config_stream;
 pub mod database;
 pub mod embedded_pg;
+pub mod http_routes;
+pub mod leaderboard;
 pub mod log_ingest;
+pub mod openapi;
 pub mod partitions;
 pub mod provider_secrets;
 pub mod server;
 pub mod settings;
+pub mod usage_rollup;
 
 pub use server::ControlPlane;
 pub use settings::Settings;

@@ -21,6 +21,7 @@ use weir_proto::logs::log_ingest_server::LogIngest;
 use weir_proto::logs::{BatchAck, LogBatch, RequestLog};
 
 use crate::partitions::Partitions;
+use crate::usage_rollup;
 use weir_proto::pricing::{self, Price, Usage};
 
 /// Batches of one stream written at once.
@@ -64,6 +65,28 @@ struct Decoded<'a> {
     cost: Option<i64>,
     pricing_status: Option<&'static str>,
     price_id: Option<i64>,
+}
+
+impl Decoded<'_> {
+    /// What the record adds to the usage rollups.
+    fn usage(&self) -> usage_rollup::Usage<'_> {
+        let caller = self.rec.caller.as_ref();
+        let harness = self.rec.harness.as_ref();
+        let usage = self.rec.usage.as_ref();
+        usage_rollup::Usage {
+            at: self.at,
+            user_id: caller.and_then(|c| opt_uuid(&c.user_id)),
+            team_id: caller.and_then(|c| opt_uuid(&c.team_id)),
+            model_key: &self.rec.model_key,
+            harness_key: harness.map_or("", |h| h.key.as_str()),
+            harness_label: harness.map_or("", |h| h.label.as_str()),
+            cost_pusd: self.cost,
+            input_tokens: usage.and_then(|u| u.input_tokens),
+            output_tokens: usage.and_then(|u| u.output_tokens),
+            exposed_tools: self.rec.exposed_tool_count,
+            invoked_tools: self.rec.invoked_tool_count,
+        }
+    }
 }
 
 impl LogWriter {
@@ -121,7 +144,21 @@ impl LogWriter {
         insert_ledger(&mut tx, &new_rows).await?;
         // Opted-out owners: spend is still recorded (the ledger is idempotent on its own).
         let ledger_refs: Vec<&Decoded<'_>> = ledger_only.iter().collect();
-        let ledger_inserted = insert_ledger(&mut tx, &ledger_refs).await?;
+        let ledger_new: HashSet<Uuid> = insert_ledger(&mut tx, &ledger_refs)
+            .await?
+            .into_iter()
+            .collect();
+        let ledger_inserted = ledger_new.len();
+        // Leaderboard totals count each request once: only rows this batch actually added.
+        usage_rollup::record(
+            &mut tx,
+            new_rows
+                .iter()
+                .copied()
+                .chain(ledger_only.iter().filter(|r| ledger_new.contains(&r.id)))
+                .map(Decoded::usage),
+        )
+        .await?;
         tx.commit().await?;
         out.inserted = (inserted.len() + ledger_inserted) as u32;
         out.duplicates =
@@ -574,11 +611,11 @@ async fn insert_attempts(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<(), s
     Ok(())
 }
 
-/// Writes ledger rows for the provider-backed records; returns how many were new.
-async fn insert_ledger(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<usize, sqlx::Error> {
+/// Writes ledger rows for the provider-backed records; returns the ids that were new.
+async fn insert_ledger(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<Vec<Uuid>, sqlx::Error> {
     let rows: Vec<&&Decoded<'_>> = rows.iter().filter(|r| r.pricing_status.is_some()).collect();
     if rows.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let mut ids = Vec::new();
     let mut ats = Vec::new();
@@ -616,14 +653,15 @@ async fn insert_ledger(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<usize, 
         cost.push(r.cost);
         price.push(r.price_id);
     }
-    let done = sqlx::query(
+    sqlx::query_scalar(
         "INSERT INTO usage_cost_events (log_id, created_at, api_key_id, user_id, team_id,
             service_account_id, model_key, provider_key, upstream_model, input_tokens,
             cached_input_tokens, output_tokens, reasoning_tokens, pricing_status, cost_pusd, price_id)
          SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::uuid[], $4::uuid[], $5::uuid[],
             $6::uuid[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[],
             $12::bigint[], $13::bigint[], $14::text[], $15::bigint[], $16::bigint[])
-         ON CONFLICT (log_id) DO NOTHING",
+         ON CONFLICT (log_id) DO NOTHING
+         RETURNING log_id",
     )
     .bind(ids)
     .bind(ats)
@@ -641,9 +679,8 @@ async fn insert_ledger(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<usize, 
     .bind(status)
     .bind(cost)
     .bind(price)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() as usize)
+    .fetch_all(&mut **tx)
+    .await
 }
 
 /// Serves `weir.logs.v1.LogIngest`.

@@ -22,6 +22,8 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Print the admin API's OpenAPI document (docs/openapi.json) and exit.
+    Openapi,
 }
 
 /// mimalloc: measurably faster than the system allocator for the many small, short-lived
@@ -38,8 +40,15 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
+    if let Some(Command::Openapi) = cli.command {
+        let routes = weir_control_plane::http_routes::Routes::load().map_err(anyhow::Error::msg)?;
+        print!("{}", weir_control_plane::openapi::document_text(&routes));
+        return Ok(());
+    }
     let settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
     match cli.command.unwrap_or(Command::Serve) {
+        // Printed above, before settings (it needs none).
+        Command::Openapi => {}
         Command::Migrate => {
             Database::open(settings.database_url.as_deref(), &settings.data_dir).await?;
             tracing::info!("migrations applied");
@@ -48,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
             let cp = ControlPlane::start(settings).await?;
             // Printed for scripts that start us with port 0.
             println!("weir-control-plane listening on {}", cp.grpc_addr);
+            println!("weir-control-plane admin HTTP on {}", cp.http_addr);
             shutdown_signal().await;
             tracing::info!("shutting down");
             cp.shutdown().await;

@@ -15,6 +15,7 @@ use weir_proto::config::config_discovery_server::ConfigDiscoveryServer;
 use weir_proto::logs::log_ingest_server::LogIngestServer;
 
 use crate::admin::AdminService;
+use crate::admin_http::{self, AdminHttp};
 use crate::config_snapshot::ConfigHub;
 use crate::config_stream::ConfigService;
 use crate::database::{self, Database, DatabaseError};
@@ -37,6 +38,8 @@ pub enum StartError {
     Secrets(#[from] crate::provider_secrets::SecretError),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("admin HTTP API: {0}")]
+    Http(String),
     #[error("listening on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -48,6 +51,8 @@ pub enum StartError {
 pub struct ControlPlane {
     /// Where gRPC is served.
     pub grpc_addr: SocketAddr,
+    /// Where the admin API is served as HTTP JSON.
+    pub http_addr: SocketAddr,
     /// The database pool (tests and tools read through it).
     pub pool: sqlx::PgPool,
     stop: Option<oneshot::Sender<()>>,
@@ -77,7 +82,10 @@ impl ControlPlane {
         };
         let hub = ConfigHub::load(pool.clone(), secrets.clone()).await?;
 
-        let mut background = vec![tokio::spawn(hub.clone().follow())];
+        let mut background = vec![
+            tokio::spawn(hub.clone().follow()),
+            tokio::spawn(crate::usage_rollup::keep_folding(pool.clone())),
+        ];
         {
             let (pool, partitions) = (pool.clone(), partitions.clone());
             background.push(tokio::spawn(async move {
@@ -121,6 +129,24 @@ impl ControlPlane {
             node_auth,
         );
         let admin = AdminServer::new(AdminService::new(pool.clone(), secrets));
+        let http = Arc::new(AdminHttp::new(admin.clone()).map_err(StartError::Http)?);
+        let http_tls = match &settings.tls {
+            Some((cert, key)) => {
+                Some(admin_http::tls_acceptor(cert, key).map_err(StartError::Tls)?)
+            }
+            None => None,
+        };
+        let (http_listener, http_addr) = admin_http::bind_listener(settings.http_listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: settings.http_listen,
+                source,
+            })?;
+        background.push(tokio::spawn(admin_http::serve(
+            http_listener,
+            http,
+            http_tls,
+        )));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let mut builder = tonic::transport::Server::builder();
         if let Some((cert, key)) = &settings.tls {
@@ -143,9 +169,10 @@ impl ControlPlane {
                     let _ = stop_rx.await;
                 }),
         );
-        tracing::info!(%grpc_addr, replica = %settings.replica_id, "control plane serving");
+        tracing::info!(%grpc_addr, %http_addr, replica = %settings.replica_id, "control plane serving");
         Ok(ControlPlane {
             grpc_addr,
+            http_addr,
             pool,
             stop: Some(stop_tx),
             stopping: stopping_tx,

@@ -38,6 +38,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// gRPC listen address (config stream, log ingest, admin).
     pub grpc_listen: SocketAddr,
+    /// HTTP listen address: the admin API as JSON (`/api/v1/admin/...`), its OpenAPI document,
+    /// the feedback endpoint for gateway keys, and `/healthz`.
+    pub http_listen: SocketAddr,
     /// A platform-admin token to accept (its hash is stored at start).
     pub admin_token: Option<String>,
     /// The fleet-wide token data planes present on the config and ingest streams (any group).
@@ -79,6 +82,7 @@ struct File {
 #[serde(deny_unknown_fields)]
 struct ServerSection {
     grpc_listen: Option<SocketAddr>,
+    http_listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     replica_id: Option<String>,
     tls_cert: Option<PathBuf>,
@@ -100,6 +104,9 @@ struct AuthSection {
     #[serde(default)]
     group_tokens: std::collections::BTreeMap<String, String>,
 }
+
+/// Default HTTP address (admin API as JSON).
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8090";
 
 /// Default gRPC address.
 pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:50051";
@@ -136,6 +143,19 @@ impl Settings {
                 .server
                 .grpc_listen
                 .unwrap_or_else(|| DEFAULT_GRPC_LISTEN.parse().expect("valid default")),
+        };
+        let http_listen = match env("WEIR_HTTP_LISTEN") {
+            Some(v) => v
+                .parse()
+                .map_err(|e: std::net::AddrParseError| SettingsError::Env {
+                    name: "WEIR_HTTP_LISTEN",
+                    value: v,
+                    reason: e.to_string(),
+                })?,
+            None => file
+                .server
+                .http_listen
+                .unwrap_or_else(|| DEFAULT_HTTP_LISTEN.parse().expect("valid default")),
         };
         let dataplane_token = env("WEIR_DATAPLANE_TOKEN")
             .or(file.auth.dataplane_token)
@@ -195,6 +215,7 @@ impl Settings {
                 .or(file.server.data_dir)
                 .unwrap_or_else(|| PathBuf::from(".weir")),
             grpc_listen,
+            http_listen,
             admin_token: env("WEIR_ADMIN_TOKEN")
                 .or(file.auth.admin_token)
                 .filter(|t| !t.is_empty()),

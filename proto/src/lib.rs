@@ -31,3 +31,8 @@ pub mod logs {
 pub mod admin {
     tonic::include_proto!("weir.admin.v1");
 }
+
+/// Every Weir `.proto` file (and its imports) as an encoded `FileDescriptorSet`, custom options
+/// included: the admin service's HTTP routes are its methods' `google.api.http` options.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/weir_descriptor.bin"));

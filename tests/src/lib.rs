@@ -28,6 +28,7 @@ pub async fn fresh_database() -> String {
         std::thread::Builder::new()
             .name("weir-test-postgres".into())
             .spawn(move || {
+                sweep_dead_clusters();
                 let dir = tempfile::Builder::new()
                     .prefix("weir-test-pg-")
                     .tempdir()
@@ -57,6 +58,42 @@ pub async fn fresh_database() -> String {
     .await
     .expect("create test database");
     cluster.url_template.replace("DBNAME", &name)
+}
+
+/// Removes the folders of earlier test processes' clusters whose postmaster is gone.
+///
+/// The cluster lives in a static that is never dropped (a test binary exits without running
+/// destructors), so each run would otherwise leave ~500 MB behind in the temp folder.
+fn sweep_dead_clusters() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("weir-test-pg-")
+        {
+            continue;
+        }
+        let path = entry.path();
+        let alive = match std::fs::read_to_string(path.join("pgdata/postmaster.pid")) {
+            Ok(pid) => pid
+                .lines()
+                .next()
+                .is_some_and(|pid| PathBuf::from(format!("/proc/{}", pid.trim())).exists()),
+            // A cluster still being initialised has no pid file yet: leave young folders alone.
+            Err(_) => entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_none_or(|age| age < Duration::from_secs(600)),
+        };
+        if !alive {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
 
 /// A random secret for tokens.
@@ -311,6 +348,7 @@ impl Stack {
             database_url: Some(fresh_database().await),
             data_dir: std::env::temp_dir(),
             grpc_listen: ([127, 0, 0, 1], 0).into(),
+            http_listen: ([127, 0, 0, 1], 0).into(),
             admin_token: Some(admin_token.clone()),
             dataplane_token: dataplane_token.clone(),
             replica_id: "test-cp".into(),

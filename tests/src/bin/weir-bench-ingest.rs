@@ -110,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
         database_url: None,
         data_dir: dir.path().to_path_buf(),
         grpc_listen: ([127, 0, 0, 1], 0).into(),
+        http_listen: ([127, 0, 0, 1], 0).into(),
         admin_token: None,
         dataplane_token: token.clone(),
         replica_id: "bench".into(),

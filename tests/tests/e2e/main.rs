@@ -2,6 +2,7 @@
 //! OpenAI's wire format, and real clients (the OpenAI Python SDK, `weirctl`, reqwest).
 
 mod admin_auth;
+mod admin_http;
 mod embedded_pg;
 mod fleet;
 mod foundation;

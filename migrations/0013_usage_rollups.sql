@@ -1,0 +1,67 @@
+-- Usage totals per 12-hour UTC bucket, serving the leaderboard and harness usage without
+-- scanning request logs (docs/admin-api.md#leaderboard).
+--
+-- Ingest appends each batch's totals to usage_rollup_pending (plain inserts: concurrent batches
+-- never wait on each other's rows); a folding job moves them into the two rollups under an
+-- advisory lock. Readers add pending rows to the rollups, so an answer is exact either way.
+
+CREATE TABLE usage_rollup_pending (
+    bucket             timestamptz NOT NULL,
+    user_id            uuid,
+    team_id            uuid,
+    model_key          text NOT NULL,
+    harness_key        text NOT NULL,
+    harness_label      text NOT NULL,
+    requests           bigint NOT NULL,
+    cost_pusd          bigint NOT NULL,
+    input_tokens       bigint NOT NULL,
+    output_tokens      bigint NOT NULL,
+    exposed_tools_sum  bigint NOT NULL,
+    exposed_tools_n    bigint NOT NULL,
+    invoked_tools_sum  bigint NOT NULL,
+    invoked_tools_n    bigint NOT NULL
+);
+
+CREATE TABLE usage_rollup_users (
+    bucket             timestamptz NOT NULL,
+    user_id            uuid NOT NULL,
+    team_id            uuid,
+    model_key          text NOT NULL,
+    requests           bigint NOT NULL,
+    cost_pusd          bigint NOT NULL,
+    input_tokens       bigint NOT NULL,
+    output_tokens      bigint NOT NULL,
+    exposed_tools_sum  bigint NOT NULL,
+    exposed_tools_n    bigint NOT NULL,
+    invoked_tools_sum  bigint NOT NULL,
+    invoked_tools_n    bigint NOT NULL,
+    UNIQUE NULLS NOT DISTINCT (bucket, user_id, team_id, model_key)
+);
+
+CREATE TABLE usage_rollup_harnesses (
+    bucket             timestamptz NOT NULL,
+    harness_key        text NOT NULL,
+    team_id            uuid,
+    harness_label      text NOT NULL,
+    requests           bigint NOT NULL,
+    cost_pusd          bigint NOT NULL,
+    UNIQUE NULLS NOT DISTINCT (bucket, harness_key, team_id)
+);
+
+-- Existing history: request logs, and ledger rows of owners who opted out of request logging.
+INSERT INTO usage_rollup_pending
+SELECT date_bin('12 hours', created_at, 'epoch'), user_id, team_id, model_key, harness_key,
+       max(harness_label), count(*), coalesce(sum(cost_pusd), 0),
+       coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),
+       coalesce(sum(exposed_tool_count), 0), count(exposed_tool_count),
+       coalesce(sum(invoked_tool_count), 0), count(invoked_tool_count)
+FROM request_logs
+GROUP BY 1, 2, 3, 4, 5;
+
+INSERT INTO usage_rollup_pending
+SELECT date_bin('12 hours', e.created_at, 'epoch'), e.user_id, e.team_id, e.model_key, 'unknown',
+       '', count(*), coalesce(sum(e.cost_pusd), 0), coalesce(sum(e.input_tokens), 0),
+       coalesce(sum(e.output_tokens), 0), 0, 0, 0, 0
+FROM usage_cost_events e
+WHERE NOT EXISTS (SELECT 1 FROM request_logs l WHERE l.log_id = e.log_id AND l.created_at = e.created_at)
+GROUP BY 1, 2, 3, 4;
