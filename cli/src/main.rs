@@ -94,6 +94,25 @@ enum Command {
         #[arg(long, default_value = "")]
         until: String,
     },
+    /// Users ranked by spend over the last 7 or 31 days (top 30), with each one's dominant model
+    /// and tool averages; the top 5's spend per 12-hour UTC bucket with --chart.
+    Leaderboard {
+        /// 7d or 31d.
+        #[arg(long, default_value = "7d")]
+        range: String,
+        /// Also print the top 5's spend per 12-hour bucket.
+        #[arg(long)]
+        chart: bool,
+    },
+    /// Agent harnesses (Claude Code, Codex CLI, SDKs, ...) ranked by requests over 7 or 31 days.
+    Harnesses {
+        /// 7d or 31d.
+        #[arg(long, default_value = "7d")]
+        range: String,
+        /// Also print the top 5's requests per 12-hour bucket.
+        #[arg(long)]
+        chart: bool,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell), e.g.
     /// `weirctl completions bash > /etc/bash_completion.d/weirctl`.
     Completions { shell: clap_complete::Shell },
@@ -903,6 +922,20 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
                 .await?
                 .into_inner();
             p.feedback(&r);
+        }
+        Command::Leaderboard { range, chart } => {
+            let r = c
+                .get_leaderboard(GetLeaderboardRequest { range })
+                .await?
+                .into_inner();
+            p.leaderboard(&r, chart);
+        }
+        Command::Harnesses { range, chart } => {
+            let r = c
+                .get_harness_usage(GetHarnessUsageRequest { range })
+                .await?
+                .into_inner();
+            p.harness_usage(&r, chart);
         }
         Command::Spend { by, since, until } => {
             let r = c

@@ -28,6 +28,32 @@ fn opt(v: Option<u64>) -> String {
     v.map(|n| n.to_string()).unwrap_or_else(|| "-".into())
 }
 
+/// One row per bucket, one column per charted entry.
+fn print_chart(
+    buckets: &[String],
+    series: &[ChartSeries],
+    cell: impl Fn(&ChartSeries, usize) -> String,
+) {
+    let mut header = vec!["BUCKET (UTC)".to_string()];
+    header.extend(series.iter().map(|s| {
+        if s.name.is_empty() {
+            s.key.clone()
+        } else {
+            s.name.clone()
+        }
+    }));
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header);
+    for (i, b) in buckets.iter().enumerate() {
+        let mut row = vec![b.clone()];
+        row.extend(series.iter().map(|s| cell(s, i)));
+        t.add_row(row);
+    }
+    println!("{t}");
+}
+
 fn dash(s: &str) -> &str {
     if s.is_empty() {
         "-"
@@ -98,6 +124,69 @@ impl Printer {
             return self.json(f);
         }
         println!("{}", feedback_line(f));
+    }
+
+    /// The spend leaderboard.
+    pub fn leaderboard(&self, r: &GetLeaderboardResponse, chart: bool) {
+        if let Format::Json = self.format {
+            return self.json(r);
+        }
+        let mut t = table(&[
+            "#",
+            "USER",
+            "USD",
+            "REQUESTS",
+            "IN TOKENS",
+            "OUT TOKENS",
+            "TOP MODEL",
+            "AVG TOOLS OFFERED",
+            "AVG TOOL CALLS",
+        ]);
+        let avg = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
+        for row in &r.rows {
+            t.add_row(vec![
+                row.rank.to_string(),
+                dash(&row.user_name).to_string(),
+                row.cost_usd.clone(),
+                row.requests.to_string(),
+                row.input_tokens.to_string(),
+                row.output_tokens.to_string(),
+                dash(&row.dominant_model).to_string(),
+                avg(row.avg_exposed_tools),
+                avg(row.avg_invoked_tools),
+            ]);
+        }
+        println!("{t}");
+        println!("{} ({} to {})", r.range, r.since, r.until);
+        if chart {
+            print_chart(&r.bucket_starts, &r.chart, |s, i| {
+                weir_proto::pricing::format_usd(s.cost_pusd.get(i).copied().unwrap_or(0))
+            });
+        }
+    }
+
+    /// Harness usage.
+    pub fn harness_usage(&self, r: &GetHarnessUsageResponse, chart: bool) {
+        if let Format::Json = self.format {
+            return self.json(r);
+        }
+        let mut t = table(&["#", "HARNESS", "KEY", "REQUESTS", "USD"]);
+        for row in &r.rows {
+            t.add_row(vec![
+                row.rank.to_string(),
+                dash(&row.label).to_string(),
+                row.harness.clone(),
+                row.requests.to_string(),
+                row.cost_usd.clone(),
+            ]);
+        }
+        println!("{t}");
+        println!("{} ({} to {})", r.range, r.since, r.until);
+        if chart {
+            print_chart(&r.bucket_starts, &r.chart, |s, i| {
+                s.requests.get(i).copied().unwrap_or(0).to_string()
+            });
+        }
     }
 
     /// A spend report.

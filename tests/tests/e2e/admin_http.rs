@@ -748,5 +748,22 @@ async fn leaderboard_and_harness_usage_follow_their_ranking_rules() {
         .map(|r| r["user_name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["dan"]);
+
+    // weirctl: the same answers, as JSON and as tables.
+    let out = weir_e2e::run(stack.weirctl(&["leaderboard", "-o", "json"])).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["rows"][0]["user_name"], "zed");
+    assert_eq!(v["rows"].as_array().unwrap().len(), 30);
+    let out = weir_e2e::run(stack.weirctl(&["harnesses", "--chart"])).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("Claude Code") && out.stdout.contains("BUCKET (UTC)"),
+        "{}",
+        out.stdout
+    );
+    let out = weir_e2e::run(stack.weirctl(&["leaderboard", "--range", "30d"])).await;
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("7d or 31d"), "{}", out.stderr);
     stack.shutdown().await;
 }

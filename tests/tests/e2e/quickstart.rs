@@ -37,6 +37,7 @@ async fn quickstart_serves_logs_and_stops_on_ctrl_c() {
         .env("WEIR_DATA_DIR", data.path())
         .env("WEIR_LISTEN", &listen)
         .env("WEIR_GRPC_LISTEN", &grpc)
+        .env("WEIR_HTTP_LISTEN", format!("127.0.0.1:{}", free_port()))
         .env("WEIR_MOCK_LISTEN", &mock)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
