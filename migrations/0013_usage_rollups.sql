@@ -22,11 +22,11 @@ CREATE TABLE usage_rollup_pending (
     invoked_tools_n    bigint NOT NULL
 );
 
+-- Per user: ranking, tool averages and the chart read these (users x buckets rows).
 CREATE TABLE usage_rollup_users (
     bucket             timestamptz NOT NULL,
     user_id            uuid NOT NULL,
     team_id            uuid,
-    model_key          text NOT NULL,
     requests           bigint NOT NULL,
     cost_pusd          bigint NOT NULL,
     input_tokens       bigint NOT NULL,
@@ -35,7 +35,18 @@ CREATE TABLE usage_rollup_users (
     exposed_tools_n    bigint NOT NULL,
     invoked_tools_sum  bigint NOT NULL,
     invoked_tools_n    bigint NOT NULL,
-    UNIQUE NULLS NOT DISTINCT (bucket, user_id, team_id, model_key)
+    UNIQUE NULLS NOT DISTINCT (bucket, user_id, team_id)
+);
+
+-- Per user and model: read only for the ranked users' dominant models, hence keyed by user first.
+CREATE TABLE usage_rollup_user_models (
+    user_id            uuid NOT NULL,
+    bucket             timestamptz NOT NULL,
+    team_id            uuid,
+    model_key          text NOT NULL,
+    requests           bigint NOT NULL,
+    cost_pusd          bigint NOT NULL,
+    UNIQUE NULLS NOT DISTINCT (user_id, bucket, team_id, model_key)
 );
 
 CREATE TABLE usage_rollup_harnesses (

@@ -1787,7 +1787,7 @@ impl AdminService {
         let now = Utc::now();
         let buckets = range.buckets(now);
         let since = buckets[0];
-        let totals = usage_rollup::user_model_totals(&self.pool, since, team).await?;
+        let totals = usage_rollup::user_totals(&self.pool, since, team).await?;
         let ids: Vec<Uuid> = totals.iter().map(|t| t.user_id).collect();
         let names: HashMap<Uuid, String> =
             sqlx::query_as("SELECT id, name FROM users WHERE id = ANY($1)")
@@ -1798,6 +1798,8 @@ impl AdminService {
                 .collect();
         let mut ranked = leaderboard::rank_users(&totals, &names);
         ranked.truncate(leaderboard::TABLE_ROWS);
+        let table: Vec<Uuid> = ranked.iter().map(|r| r.user_id).collect();
+        let models = usage_rollup::user_models(&self.pool, since, team, &table).await?;
         let top: Vec<Uuid> = ranked
             .iter()
             .take(leaderboard::CHART_SERIES)
@@ -1832,7 +1834,9 @@ impl AdminService {
                 requests: r.requests,
                 input_tokens: r.input_tokens,
                 output_tokens: r.output_tokens,
-                dominant_model: r.dominant_model,
+                dominant_model: leaderboard::dominant_model(
+                    models.get(&r.user_id).map_or(&[][..], Vec::as_slice),
+                ),
                 avg_exposed_tools: r.avg_exposed_tools,
                 avg_invoked_tools: r.avg_invoked_tools,
             })

@@ -66,11 +66,10 @@ pub fn bucket_of(t: DateTime<Utc>) -> DateTime<Utc> {
     Utc.timestamp_opt(s, 0).single().unwrap_or(t)
 }
 
-/// One user's usage of one model over the range.
+/// One user's usage over the range.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct UserModelTotals {
+pub struct UserTotals {
     pub user_id: Uuid,
-    pub model_key: String,
     pub requests: u64,
     pub cost_pusd: i64,
     pub input_tokens: u64,
@@ -83,6 +82,14 @@ pub struct UserModelTotals {
     pub invoked_n: u64,
 }
 
+/// One user's use of one model over the range.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelUse {
+    pub model_key: String,
+    pub requests: u64,
+    pub cost_pusd: i64,
+}
+
 /// A ranked user.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RankedUser {
@@ -92,43 +99,23 @@ pub struct RankedUser {
     pub cost_pusd: i64,
     pub input_tokens: u64,
     pub output_tokens: u64,
-    pub dominant_model: String,
     pub avg_exposed_tools: Option<f64>,
     pub avg_invoked_tools: Option<f64>,
 }
 
 /// Users by spend, then request count, then name (then id, so the order is total).
-pub fn rank_users(rows: &[UserModelTotals], names: &HashMap<Uuid, String>) -> Vec<RankedUser> {
-    let mut by_user: HashMap<Uuid, Vec<&UserModelTotals>> = HashMap::new();
-    for r in rows {
-        by_user.entry(r.user_id).or_default().push(r);
-    }
-    let mut out: Vec<RankedUser> = by_user
-        .into_iter()
-        .map(|(user_id, models)| {
-            let sum = |f: fn(&UserModelTotals) -> u64| models.iter().map(|m| f(m)).sum::<u64>();
-            let dominant = models
-                .iter()
-                .max_by(|a, b| {
-                    a.requests
-                        .cmp(&b.requests)
-                        .then(a.cost_pusd.cmp(&b.cost_pusd))
-                        // The smaller key wins a full tie, so it must compare as "greater".
-                        .then(b.model_key.cmp(&a.model_key))
-                })
-                .map(|m| m.model_key.clone())
-                .unwrap_or_default();
-            RankedUser {
-                user_id,
-                name: names.get(&user_id).cloned().unwrap_or_default(),
-                requests: sum(|m| m.requests),
-                cost_pusd: models.iter().map(|m| m.cost_pusd).sum(),
-                input_tokens: sum(|m| m.input_tokens),
-                output_tokens: sum(|m| m.output_tokens),
-                dominant_model: dominant,
-                avg_exposed_tools: mean(sum(|m| m.exposed_sum), sum(|m| m.exposed_n)),
-                avg_invoked_tools: mean(sum(|m| m.invoked_sum), sum(|m| m.invoked_n)),
-            }
+pub fn rank_users(rows: &[UserTotals], names: &HashMap<Uuid, String>) -> Vec<RankedUser> {
+    let mut out: Vec<RankedUser> = rows
+        .iter()
+        .map(|t| RankedUser {
+            user_id: t.user_id,
+            name: names.get(&t.user_id).cloned().unwrap_or_default(),
+            requests: t.requests,
+            cost_pusd: t.cost_pusd,
+            input_tokens: t.input_tokens,
+            output_tokens: t.output_tokens,
+            avg_exposed_tools: mean(t.exposed_sum, t.exposed_n),
+            avg_invoked_tools: mean(t.invoked_sum, t.invoked_n),
         })
         .collect();
     out.sort_by(|a, b| {
@@ -139,6 +126,21 @@ pub fn rank_users(rows: &[UserModelTotals], names: &HashMap<Uuid, String>) -> Ve
             .then(a.user_id.cmp(&b.user_id))
     });
     out
+}
+
+/// The model with the most requests, then the most spend, then the smallest key.
+pub fn dominant_model(models: &[ModelUse]) -> String {
+    models
+        .iter()
+        .max_by(|a, b| {
+            a.requests
+                .cmp(&b.requests)
+                .then(a.cost_pusd.cmp(&b.cost_pusd))
+                // The smaller key wins a full tie, so it must compare as "greater".
+                .then(b.model_key.cmp(&a.model_key))
+        })
+        .map(|m| m.model_key.clone())
+        .unwrap_or_default()
 }
 
 fn mean(sum: u64, n: u64) -> Option<f64> {
@@ -194,10 +196,9 @@ mod tests {
         Uuid::from_u128(n)
     }
 
-    fn totals(user: u128, model: &str, requests: u64, cost: i64) -> UserModelTotals {
-        UserModelTotals {
+    fn totals(user: u128, requests: u64, cost: i64) -> UserTotals {
+        UserTotals {
             user_id: uid(user),
-            model_key: model.into(),
             requests,
             cost_pusd: cost,
             ..Default::default()
@@ -243,11 +244,11 @@ mod tests {
     #[test]
     fn users_rank_by_spend_then_requests_then_name() {
         let rows = vec![
-            totals(1, "m", 5, 100), // "carol": ties with bob on spend, fewer requests
-            totals(2, "m", 9, 100), // "bob"
-            totals(3, "m", 9, 100), // "alice": ties with bob on both, wins on name
-            totals(4, "m", 1, 500), // "dave": most spend
-            totals(5, "m", 0, 0),   // "eve"
+            totals(1, 5, 100), // "carol": ties with bob on spend, fewer requests
+            totals(2, 9, 100), // "bob"
+            totals(3, 9, 100), // "alice": ties with bob on both, wins on name
+            totals(4, 1, 500), // "dave": most spend
+            totals(5, 0, 0),   // "eve"
         ];
         let names: HashMap<Uuid, String> = [
             (uid(1), "carol"),
@@ -277,32 +278,34 @@ mod tests {
             (&[("only", 0, 0)], "only"),
         ];
         for (models, want) in cases {
-            let rows: Vec<UserModelTotals> = models
+            let uses: Vec<ModelUse> = models
                 .iter()
-                .map(|(m, r, c)| totals(1, m, *r, *c))
+                .map(|(m, r, c)| ModelUse {
+                    model_key: m.to_string(),
+                    requests: *r,
+                    cost_pusd: *c,
+                })
                 .collect();
-            let r = rank_users(&rows, &HashMap::new());
-            assert_eq!(r[0].dominant_model, *want, "{models:?}");
-            assert_eq!(r[0].requests, models.iter().map(|m| m.1).sum::<u64>());
+            assert_eq!(dominant_model(&uses), *want, "{models:?}");
         }
+        assert_eq!(dominant_model(&[]), "");
     }
 
     #[test]
     fn tool_averages_ignore_unrecorded_requests() {
-        let mut a = totals(1, "a", 10, 0);
-        a.exposed_sum = 12; // over 3 recorded requests; 7 did not record
+        // 12 tools over 3 recorded requests of 10 (7 did not record): 4, not 1.2.
+        let mut a = totals(1, 10, 0);
+        a.exposed_sum = 12;
         a.exposed_n = 3;
-        let mut b = totals(1, "b", 2, 0);
-        b.exposed_sum = 0; // recorded zeros stay zeros
-        b.exposed_n = 1;
-        let r = &rank_users(&[a, b], &HashMap::new())[0];
-        assert_eq!(r.avg_exposed_tools, Some(3.0));
+        let r = &rank_users(&[a], &HashMap::new())[0];
+        assert_eq!(r.avg_exposed_tools, Some(4.0));
         assert_eq!(r.avg_invoked_tools, None, "never recorded: absent, not 0");
-        let mut z = totals(2, "a", 4, 0);
+        let mut z = totals(2, 4, 0);
         z.invoked_n = 4;
         assert_eq!(
             rank_users(&[z], &HashMap::new())[0].avg_invoked_tools,
-            Some(0.0)
+            Some(0.0),
+            "recorded zeros stay zeros"
         );
     }
 

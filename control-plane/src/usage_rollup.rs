@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use crate::leaderboard::{bucket_of, HarnessTotals, UserModelTotals};
+use crate::leaderboard::{bucket_of, HarnessTotals, ModelUse, UserTotals};
 
 /// One request's contribution, as ingest knows it.
 #[derive(Debug, Clone)]
@@ -147,12 +147,12 @@ pub async fn fold(pool: &PgPool) -> Result<u64, sqlx::Error> {
         "WITH moved AS (DELETE FROM usage_rollup_pending RETURNING *),
          users AS (
              INSERT INTO usage_rollup_users
-             SELECT bucket, user_id, team_id, model_key, sum(requests), sum(cost_pusd),
+             SELECT bucket, user_id, team_id, sum(requests), sum(cost_pusd),
                     sum(input_tokens), sum(output_tokens), sum(exposed_tools_sum),
                     sum(exposed_tools_n), sum(invoked_tools_sum), sum(invoked_tools_n)
              FROM moved WHERE user_id IS NOT NULL
-             GROUP BY bucket, user_id, team_id, model_key
-             ON CONFLICT (bucket, user_id, team_id, model_key) DO UPDATE SET
+             GROUP BY bucket, user_id, team_id
+             ON CONFLICT (bucket, user_id, team_id) DO UPDATE SET
                  requests = usage_rollup_users.requests + EXCLUDED.requests,
                  cost_pusd = usage_rollup_users.cost_pusd + EXCLUDED.cost_pusd,
                  input_tokens = usage_rollup_users.input_tokens + EXCLUDED.input_tokens,
@@ -161,6 +161,15 @@ pub async fn fold(pool: &PgPool) -> Result<u64, sqlx::Error> {
                  exposed_tools_n = usage_rollup_users.exposed_tools_n + EXCLUDED.exposed_tools_n,
                  invoked_tools_sum = usage_rollup_users.invoked_tools_sum + EXCLUDED.invoked_tools_sum,
                  invoked_tools_n = usage_rollup_users.invoked_tools_n + EXCLUDED.invoked_tools_n
+         ),
+         user_models AS (
+             INSERT INTO usage_rollup_user_models
+             SELECT user_id, bucket, team_id, model_key, sum(requests), sum(cost_pusd)
+             FROM moved WHERE user_id IS NOT NULL
+             GROUP BY user_id, bucket, team_id, model_key
+             ON CONFLICT (user_id, bucket, team_id, model_key) DO UPDATE SET
+                 requests = usage_rollup_user_models.requests + EXCLUDED.requests,
+                 cost_pusd = usage_rollup_user_models.cost_pusd + EXCLUDED.cost_pusd
          ),
          harnesses AS (
              INSERT INTO usage_rollup_harnesses
@@ -193,30 +202,30 @@ pub async fn keep_folding(pool: PgPool) {
     }
 }
 
-/// Per-user, per-model totals from `since` on (optionally one team's).
-pub async fn user_model_totals(
+/// Per-user totals from `since` on (optionally one team's).
+pub async fn user_totals(
     pool: &PgPool,
     since: DateTime<Utc>,
     team: Option<Uuid>,
-) -> Result<Vec<UserModelTotals>, sqlx::Error> {
+) -> Result<Vec<UserTotals>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT user_id, model_key, sum(requests)::bigint AS requests,
+        "SELECT user_id, sum(requests)::bigint AS requests,
                 sum(cost_pusd)::bigint AS cost, sum(input_tokens)::bigint AS input,
                 sum(output_tokens)::bigint AS output, sum(exposed_tools_sum)::bigint AS es,
                 sum(exposed_tools_n)::bigint AS en, sum(invoked_tools_sum)::bigint AS isum,
                 sum(invoked_tools_n)::bigint AS inn
          FROM (
-             SELECT user_id, model_key, requests, cost_pusd, input_tokens, output_tokens,
+             SELECT user_id, requests, cost_pusd, input_tokens, output_tokens,
                     exposed_tools_sum, exposed_tools_n, invoked_tools_sum, invoked_tools_n
              FROM usage_rollup_users
              WHERE bucket >= $1 AND ($2::uuid IS NULL OR team_id = $2)
              UNION ALL
-             SELECT user_id, model_key, requests, cost_pusd, input_tokens, output_tokens,
+             SELECT user_id, requests, cost_pusd, input_tokens, output_tokens,
                     exposed_tools_sum, exposed_tools_n, invoked_tools_sum, invoked_tools_n
              FROM usage_rollup_pending
              WHERE user_id IS NOT NULL AND bucket >= $1 AND ($2::uuid IS NULL OR team_id = $2)
          ) r
-         GROUP BY user_id, model_key",
+         GROUP BY user_id",
     )
     .bind(since)
     .bind(team)
@@ -225,9 +234,8 @@ pub async fn user_model_totals(
     let u = |r: &sqlx::postgres::PgRow, c: &str| r.get::<i64, _>(c).max(0) as u64;
     Ok(rows
         .iter()
-        .map(|r| UserModelTotals {
+        .map(|r| UserTotals {
             user_id: r.get("user_id"),
-            model_key: r.get("model_key"),
             requests: u(r, "requests"),
             cost_pusd: r.get("cost"),
             input_tokens: u(r, "input"),
@@ -238,6 +246,40 @@ pub async fn user_model_totals(
             invoked_n: u(r, "inn"),
         })
         .collect())
+}
+
+/// Requests and spend per model of each of `users` from `since` on.
+pub async fn user_models(
+    pool: &PgPool,
+    since: DateTime<Utc>,
+    team: Option<Uuid>,
+    users: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<ModelUse>>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT user_id, model_key, sum(requests)::bigint AS requests, sum(cost_pusd)::bigint AS cost
+         FROM (
+             SELECT user_id, model_key, requests, cost_pusd FROM usage_rollup_user_models
+             WHERE user_id = ANY($3) AND bucket >= $1 AND ($2::uuid IS NULL OR team_id = $2)
+             UNION ALL
+             SELECT user_id, model_key, requests, cost_pusd FROM usage_rollup_pending
+             WHERE user_id = ANY($3) AND bucket >= $1 AND ($2::uuid IS NULL OR team_id = $2)
+         ) r
+         GROUP BY user_id, model_key",
+    )
+    .bind(since)
+    .bind(team)
+    .bind(users)
+    .fetch_all(pool)
+    .await?;
+    let mut out: HashMap<Uuid, Vec<ModelUse>> = HashMap::new();
+    for r in rows {
+        out.entry(r.get("user_id")).or_default().push(ModelUse {
+            model_key: r.get("model_key"),
+            requests: r.get::<i64, _>("requests").max(0) as u64,
+            cost_pusd: r.get("cost"),
+        });
+    }
+    Ok(out)
 }
 
 /// Spend and requests per bucket of each of `users` from `since` on.
