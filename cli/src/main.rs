@@ -113,6 +113,18 @@ enum Command {
         #[arg(long)]
         chart: bool,
     },
+    /// Request-log retention: `purge --dry-run` counts what would go, `purge run` removes it,
+    /// `purge history` lists earlier runs. The spend ledger is never purged.
+    Purge {
+        /// Count what would be removed; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// 1d, 3d or 7d (default: the control plane's configured retention).
+        #[arg(long, global = true, default_value = "")]
+        retention: String,
+        #[command(subcommand)]
+        action: Option<PurgeCmd>,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell), e.g.
     /// `weirctl completions bash > /etc/bash_completion.d/weirctl`.
     Completions { shell: clap_complete::Shell },
@@ -189,6 +201,17 @@ enum ServiceAccountsCmd {
         /// Owning team, id or name.
         #[arg(long)]
         team: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PurgeCmd {
+    /// Remove request logs older than the retention now.
+    Run,
+    /// Earlier purges, newest first.
+    History {
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
     },
 }
 
@@ -923,6 +946,38 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
                 .into_inner();
             p.feedback(&r);
         }
+        Command::Purge {
+            dry_run,
+            retention,
+            action,
+        } => match action {
+            Some(PurgeCmd::History { limit }) => {
+                let r = c
+                    .list_purge_runs(ListPurgeRunsRequest { limit })
+                    .await?
+                    .into_inner();
+                p.purge_runs(&r.runs);
+            }
+            Some(PurgeCmd::Run) if dry_run => {
+                return Err(Failure {
+                    code: 2,
+                    message: "--dry-run and `run` contradict each other: use `weirctl purge --dry-run` or `weirctl purge run`".into(),
+                })
+            }
+            Some(PurgeCmd::Run) | None => {
+                if action.is_none() && !dry_run {
+                    return Err(Failure {
+                        code: 2,
+                        message: "say what to do: `weirctl purge --dry-run`, `weirctl purge run` or `weirctl purge history`".into(),
+                    });
+                }
+                let r = c
+                    .purge_request_logs(PurgeRequestLogsRequest { dry_run, retention })
+                    .await?
+                    .into_inner();
+                p.purge_runs(std::slice::from_ref(&r));
+            }
+        },
         Command::Leaderboard { range, chart } => {
             let r = c
                 .get_leaderboard(GetLeaderboardRequest { range })

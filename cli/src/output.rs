@@ -126,6 +126,48 @@ impl Printer {
         println!("{}", feedback_line(f));
     }
 
+    /// Purge runs.
+    pub fn purge_runs(&self, runs: &[PurgeRun]) {
+        if let Format::Json = self.format {
+            return self.json(runs);
+        }
+        let mut t = table(&[
+            "ID",
+            "STARTED",
+            "TRIGGER",
+            "DRY RUN",
+            "RETENTION",
+            "CUTOFF",
+            "LOGS",
+            "PAYLOADS",
+            "TAGS",
+            "ATTEMPTS",
+            "PARTITIONS",
+            "MS",
+            "REPLICA",
+            "ERROR",
+        ]);
+        for r in runs {
+            t.add_row(vec![
+                r.id.to_string(),
+                r.started_at.clone(),
+                r.trigger.clone(),
+                if r.dry_run { "yes" } else { "no" }.to_string(),
+                r.retention.clone(),
+                r.cutoff.clone(),
+                r.request_logs.to_string(),
+                r.payloads.to_string(),
+                r.tags.to_string(),
+                r.attempts.to_string(),
+                r.partitions_dropped.to_string(),
+                r.duration_ms.to_string(),
+                r.replica.clone(),
+                dash(&r.error).to_string(),
+            ]);
+        }
+        println!("{t}");
+    }
+
     /// The spend leaderboard.
     pub fn leaderboard(&self, r: &GetLeaderboardResponse, chart: bool) {
         if let Format::Json = self.format {

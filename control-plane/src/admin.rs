@@ -18,6 +18,7 @@ use crate::config_snapshot::{
 };
 use crate::leaderboard::{self, Range};
 use crate::provider_secrets::{SecretBox, SecretError};
+use crate::purge::{PurgeError, Purger};
 use crate::usage_rollup;
 use weir_proto::pricing;
 
@@ -38,6 +39,15 @@ pub enum AdminError {
     Precondition(String),
     #[error("database unavailable: {0}")]
     Database(#[from] sqlx::Error),
+}
+
+impl From<PurgeError> for AdminError {
+    fn from(e: PurgeError) -> Self {
+        match e {
+            PurgeError::Database(e) => AdminError::Database(e),
+            busy @ PurgeError::Busy(_) => AdminError::Precondition(busy.to_string()),
+        }
+    }
 }
 
 impl From<SecretError> for AdminError {
@@ -98,12 +108,18 @@ enum FeedbackScope {
 pub struct AdminService {
     pool: PgPool,
     secrets: Option<Arc<SecretBox>>,
+    purger: Arc<Purger>,
 }
 
 impl AdminService {
-    /// A service on `pool`; `secrets` seals provider secrets (none: storing one is refused).
-    pub fn new(pool: PgPool, secrets: Option<Arc<SecretBox>>) -> Self {
-        AdminService { pool, secrets }
+    /// A service on `pool`; `secrets` seals provider secrets (none: storing one is refused);
+    /// `purger` runs manual purges.
+    pub fn new(pool: PgPool, secrets: Option<Arc<SecretBox>>, purger: Arc<Purger>) -> Self {
+        AdminService {
+            pool,
+            secrets,
+            purger,
+        }
     }
 
     async fn admin_token(&self, id: Uuid) -> Result<AdminToken, AdminError> {
@@ -1398,8 +1414,32 @@ impl Admin for AdminService {
             optional_time("since", &r.since)?,
             optional_time("until", &r.until)?,
         );
+        // With a tag filter, walk the tag index newest first and join each hit to its log, so a
+        // rare tag costs its own rows rather than a scan of the logs checking each one's tags.
+        let (from, tag_filter, order) = if r.tag_key.is_empty() {
+            ("request_logs l", "", "l.log_id")
+        } else {
+            (
+                "request_log_tags t JOIN request_logs l
+                   ON l.log_id = t.log_id AND l.created_at = t.created_at",
+                "AND t.key = $12 AND ($13::text IS NULL OR t.value = $13)
+                 AND ($6::timestamptz IS NULL OR (t.created_at <= $6 AND t.log_id < $7))
+                 AND ($18::timestamptz IS NULL OR t.created_at >= $18)
+                 AND ($19::timestamptz IS NULL OR t.created_at < $19)",
+                "t.log_id",
+            )
+        };
+        let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
+        if !r.tag_key.is_empty() {
+            // Parallel workers would gather every matching tag and sort them; one ordered merge
+            // of the partitions' tag indexes stops at the page's last row instead.
+            sqlx::query("SET LOCAL max_parallel_workers_per_gather = 0")
+                .execute(&mut *tx)
+                .await
+                .map_err(AdminError::from)?;
+        }
         let rows = sqlx::query(&format!(
-            "SELECT {SUMMARY_COLUMNS} FROM request_logs l
+            "SELECT {SUMMARY_COLUMNS} FROM {from}
              WHERE ($1::text IS NULL OR l.request_id = $1)
                AND ($2::text IS NULL OR l.model_key = $2)
                AND ($3::uuid IS NULL OR l.user_id = $3)
@@ -1416,11 +1456,10 @@ impl Admin for AdminService {
                AND ($18::timestamptz IS NULL OR l.created_at >= $18)
                AND ($19::timestamptz IS NULL OR l.created_at < $19)
                AND ($20::text IS NULL OR l.feedback->'labels' ? $20)
-               AND ($12::text IS NULL OR EXISTS (
-                     SELECT 1 FROM request_log_tags t
-                     WHERE t.log_id = l.log_id AND t.created_at = l.created_at
-                       AND t.key = $12 AND ($13::text IS NULL OR t.value = $13)))
-             ORDER BY l.log_id DESC
+               -- Typed here for when the tag join is absent: every bound parameter must appear.
+               AND ($12::text IS NULL OR $12 IS NOT NULL) AND ($13::text IS NULL OR $13 IS NOT NULL)
+               {tag_filter}
+             ORDER BY {order} DESC
              LIMIT $8"
         ))
         .bind((!r.request_id.is_empty()).then_some(&r.request_id))
@@ -1443,9 +1482,10 @@ impl Admin for AdminService {
         .bind(since)
         .bind(until)
         .bind(nonempty(&r.feedback_label))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await
         .map_err(AdminError::from)?;
+        tx.commit().await.map_err(AdminError::from)?;
         let more = rows.len() as i64 > limit;
         let logs: Vec<RequestLogSummary> = rows
             .iter()
@@ -1599,13 +1639,14 @@ impl Admin for AdminService {
     ) -> Result<Response<GetSpendResponse>, Status> {
         let caller = self.caller(&req).await?;
         let r = req.into_inner();
-        // Grouping column and the name beside it; only these fixed fragments enter the SQL.
+        // Grouping column and the name looked up per group (not per row) from the group's `id`;
+        // only these fixed fragments enter the SQL.
         let (key, name) = match r.group_by.as_str() {
-            "user" => ("e.user_id::text", "(SELECT name FROM users WHERE id = e.user_id)"),
-            "team" => ("e.team_id::text", "(SELECT name FROM teams WHERE id = e.team_id)"),
+            "user" => ("e.user_id", "(SELECT name FROM users WHERE id = g.id)"),
+            "team" => ("e.team_id", "(SELECT name FROM teams WHERE id = g.id)"),
             "service_account" => (
-                "e.service_account_id::text",
-                "(SELECT t.name || '/' || sa.name FROM service_accounts sa JOIN teams t ON t.id = sa.team_id WHERE sa.id = e.service_account_id)",
+                "e.service_account_id",
+                "(SELECT t.name || '/' || sa.name FROM service_accounts sa JOIN teams t ON t.id = sa.team_id WHERE sa.id = g.id)",
             ),
             "model" => ("e.model_key", "NULL::text"),
             "provider" => ("e.provider_key", "NULL::text"),
@@ -1626,19 +1667,22 @@ impl Admin for AdminService {
             Caller::TeamViewer(t) => Some(t),
         };
         let rows = sqlx::query(&format!(
-            "SELECT {key} AS key, {name} AS name,
-                    coalesce(sum(e.cost_pusd), 0)::bigint AS cost,
-                    count(*) AS requests,
-                    count(*) FILTER (WHERE e.pricing_status = 'priced') AS priced,
-                    count(*) FILTER (WHERE e.pricing_status = 'unpriced') AS unpriced,
-                    count(*) FILTER (WHERE e.pricing_status = 'usage_missing') AS usage_missing,
-                    count(*) FILTER (WHERE e.pricing_status = 'estimated') AS estimated,
-                    coalesce(sum(e.input_tokens), 0)::bigint AS input_tokens,
-                    coalesce(sum(e.output_tokens), 0)::bigint AS output_tokens
-             FROM usage_cost_events e
-             WHERE e.created_at >= $1 AND e.created_at < $2 AND ($3::uuid IS NULL OR e.team_id = $3)
-             GROUP BY 1, 2
-             ORDER BY cost DESC, requests DESC, key NULLS LAST"
+            "SELECT g.id::text AS key, {name} AS name, g.* FROM (
+                 SELECT {key} AS id,
+                        coalesce(sum(e.cost_pusd), 0)::bigint AS cost,
+                        count(*) AS requests,
+                        count(*) FILTER (WHERE e.pricing_status = 'priced') AS priced,
+                        count(*) FILTER (WHERE e.pricing_status = 'unpriced') AS unpriced,
+                        count(*) FILTER (WHERE e.pricing_status = 'usage_missing') AS usage_missing,
+                        count(*) FILTER (WHERE e.pricing_status = 'estimated') AS estimated,
+                        coalesce(sum(e.input_tokens), 0)::bigint AS input_tokens,
+                        coalesce(sum(e.output_tokens), 0)::bigint AS output_tokens
+                 FROM usage_cost_events e
+                 WHERE e.created_at >= $1 AND e.created_at < $2
+                   AND ($3::uuid IS NULL OR e.team_id = $3)
+                 GROUP BY 1
+             ) g
+             ORDER BY g.cost DESC, g.requests DESC, g.id NULLS LAST"
         ))
         .bind(since)
         .bind(until)
@@ -1683,6 +1727,47 @@ impl Admin for AdminService {
             total: Some(total),
             since: ts(since),
             until: ts(until),
+        }))
+    }
+
+    async fn purge_request_logs(
+        &self,
+        req: Request<PurgeRequestLogsRequest>,
+    ) -> Result<Response<PurgeRun>, Status> {
+        self.admin(&req).await?;
+        let r = req.into_inner();
+        let retention = if r.retention.is_empty() {
+            None
+        } else {
+            Some(r.retention.parse().map_err(AdminError::Invalid)?)
+        };
+        let id = self
+            .purger
+            .run_manual(retention, r.dry_run)
+            .await
+            .map_err(AdminError::from)?;
+        let mut runs = read_purge_runs(&self.pool, Some(id), 1).await?;
+        let run = runs
+            .pop()
+            .ok_or_else(|| AdminError::NotFound(format!("purge run {id}")))?;
+        if !run.error.is_empty() {
+            return Err(AdminError::Precondition(format!("purge failed: {}", run.error)).into());
+        }
+        Ok(Response::new(run))
+    }
+
+    async fn list_purge_runs(
+        &self,
+        req: Request<ListPurgeRunsRequest>,
+    ) -> Result<Response<ListPurgeRunsResponse>, Status> {
+        self.admin(&req).await?;
+        let limit = match req.get_ref().limit {
+            0 => 50,
+            n @ 1..=1000 => i64::from(n),
+            n => return Err(AdminError::Invalid(format!("limit must be 1..1000, not {n}")).into()),
+        };
+        Ok(Response::new(ListPurgeRunsResponse {
+            runs: read_purge_runs(&self.pool, None, limit).await?,
         }))
     }
 
@@ -1906,6 +1991,47 @@ impl AdminService {
             chart,
         })
     }
+}
+
+async fn read_purge_runs(
+    pool: &PgPool,
+    id: Option<i64>,
+    limit: i64,
+) -> Result<Vec<PurgeRun>, AdminError> {
+    let rows = sqlx::query(
+        "SELECT id, trigger, dry_run, replica, retention, cutoff, started_at, finished_at,
+                duration_ms, partitions_dropped, request_logs, payloads, tags, attempts, error,
+                scheduled_day::text AS scheduled_day
+         FROM purge_runs WHERE $1::bigint IS NULL OR id = $1 ORDER BY id DESC LIMIT $2",
+    )
+    .bind(id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let n = |r: &sqlx::postgres::PgRow, c: &str| r.get::<i64, _>(c).max(0) as u64;
+    Ok(rows
+        .iter()
+        .map(|r| PurgeRun {
+            id: r.get("id"),
+            trigger: r.get("trigger"),
+            dry_run: r.get("dry_run"),
+            replica: r.get("replica"),
+            retention: r.get("retention"),
+            cutoff: ts(r.get("cutoff")),
+            started_at: ts(r.get("started_at")),
+            finished_at: opt_ts(r.get("finished_at")),
+            duration_ms: r.get::<Option<i64>, _>("duration_ms").unwrap_or(0).max(0) as u64,
+            partitions_dropped: r.get::<i32, _>("partitions_dropped").max(0) as u32,
+            request_logs: n(r, "request_logs"),
+            payloads: n(r, "payloads"),
+            tags: n(r, "tags"),
+            attempts: n(r, "attempts"),
+            error: r.get("error"),
+            scheduled_day: r
+                .get::<Option<String>, _>("scheduled_day")
+                .unwrap_or_default(),
+        })
+        .collect())
 }
 
 async fn read_dataplanes(pool: &PgPool, node: Option<&str>) -> Result<Vec<Dataplane>, AdminError> {

@@ -385,8 +385,9 @@ fn scalar(field: &FieldDescriptor, raw: &str) -> Result<Value, BindError> {
 mod tests {
     use super::*;
 
-    fn routes() -> Routes {
-        Routes::load().expect("routes")
+    fn routes() -> &'static Routes {
+        static ROUTES: std::sync::OnceLock<Routes> = std::sync::OnceLock::new();
+        ROUTES.get_or_init(|| Routes::load().expect("routes"))
     }
 
     #[test]
@@ -504,6 +505,33 @@ mod tests {
             Some(true)
         );
         assert!(bind(list_keys, &v, "include_revoked=yes", b"").is_err());
+    }
+
+    proptest::proptest! {
+        /// Whatever arrives (path, query, body), binding answers Ok or an error, never panics.
+        #[test]
+        fn binding_never_panics(
+            method in proptest::sample::select(vec!["GET", "POST", "PUT", "PATCH", "DELETE"]),
+            path in "(/[a-z%0-9{}:.-]{0,12}){0,7}",
+            query in "[a-z_=&%0-9+.:-]{0,40}",
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+        ) {
+            let r = routes();
+            let full = format!("/api/v1/admin{path}");
+            if let Ok((route, vars)) = r.find(method, &full) {
+                let _ = bind(route, &vars, &query, &body);
+            }
+        }
+
+        /// JSON-looking bodies for a route with maps, lists and optional fields.
+        #[test]
+        fn json_bodies_never_panic(body in "\\{(\"[a-z_]{1,10}\": ?(1|-1|1e999|\"x\"|\\[\\]|\\{\\}|null|true)(, )?){0,4}\\}") {
+            let r = routes();
+            let (route, vars) = r.find("PATCH", "/api/v1/admin/payload-policy").unwrap();
+            let _ = bind(route, &vars, "", body.as_bytes());
+            let (route, vars) = r.find("POST", "/api/v1/feedback/x").unwrap();
+            let _ = bind(route, &vars, "", body.as_bytes());
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - [`config_stream`]: the xDS-like stream data planes subscribe to.
 //! - [`log_ingest`]: request-log batches in, one transaction each, ack after commit.
 //! - [`provider_secrets`]: upstream secrets sealed before they reach Postgres.
+//! - [`purge_policy`], [`purge`]: request-log retention rules, and purges that drop whole days.
 //! - [`admin`]: the admin service.
 //! - [`http_routes`], [`admin_http`], [`openapi`]: the admin service as HTTP JSON, routed by its
 //!   methods' `google.api.http` options, and the OpenAPI document describing it.
@@ -27,6 +28,8 @@ pub mod log_ingest;
 pub mod openapi;
 pub mod partitions;
 pub mod provider_secrets;
+pub mod purge;
+pub mod purge_policy;
 pub mod server;
 pub mod settings;
 pub mod usage_rollup;

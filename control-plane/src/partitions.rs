@@ -77,6 +77,13 @@ impl Partitions {
     }
 }
 
+impl Partitions {
+    /// Forgets `day` after its partitions were dropped, so a late record recreates them.
+    pub fn forget(&self, day: NaiveDate) {
+        self.known.lock().expect("partition set lock").remove(&day);
+    }
+}
+
 /// The partition name of `table` for `day`, e.g. `request_logs_p20261128`.
 pub fn partition_name(table: &str, day: NaiveDate) -> String {
     format!("{table}_p{}", day.format("%Y%m%d"))

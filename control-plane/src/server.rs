@@ -22,6 +22,7 @@ use crate::database::{self, Database, DatabaseError};
 use crate::log_ingest::{IngestService, LogWriter};
 use crate::partitions::Partitions;
 use crate::provider_secrets::SecretBox;
+use crate::purge::Purger;
 use crate::settings::Settings;
 
 /// Largest log batch accepted (payloads included).
@@ -55,6 +56,8 @@ pub struct ControlPlane {
     pub http_addr: SocketAddr,
     /// The database pool (tests and tools read through it).
     pub pool: sqlx::PgPool,
+    /// Runs this replica's purges (the schedule, and tests racing replicas).
+    pub purger: Arc<Purger>,
     stop: Option<oneshot::Sender<()>>,
     stopping: tokio::sync::watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
@@ -122,13 +125,20 @@ impl ControlPlane {
         );
         let ingest = tonic::service::interceptor::InterceptedService::new(
             LogIngestServer::new(IngestService::new(
-                Arc::new(LogWriter::new(pool.clone(), partitions)),
+                Arc::new(LogWriter::new(pool.clone(), partitions.clone())),
                 stopping,
             ))
             .max_decoding_message_size(MAX_BATCH_BYTES),
             node_auth,
         );
-        let admin = AdminServer::new(AdminService::new(pool.clone(), secrets));
+        let purger = Arc::new(Purger::new(
+            pool.clone(),
+            partitions.clone(),
+            settings.purge.clone(),
+            settings.replica_id.clone(),
+        ));
+        background.push(tokio::spawn(purger.clone().keep_scheduling()));
+        let admin = AdminServer::new(AdminService::new(pool.clone(), secrets, purger.clone()));
         let http = Arc::new(AdminHttp::new(admin.clone()).map_err(StartError::Http)?);
         let http_tls = match &settings.tls {
             Some((cert, key)) => {
@@ -174,6 +184,7 @@ impl ControlPlane {
             grpc_addr,
             http_addr,
             pool,
+            purger,
             stop: Some(stop_tx),
             stopping: stopping_tx,
             server,

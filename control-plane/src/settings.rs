@@ -25,6 +25,8 @@ pub enum SettingsError {
         value: String,
         reason: String,
     },
+    #[error("{name}: {reason}")]
+    Invalid { name: &'static str, reason: String },
     #[error("no data-plane token: set WEIR_DATAPLANE_TOKEN (or auth.dataplane_token); data planes must authenticate to receive config")]
     NoDataplaneToken,
 }
@@ -55,6 +57,8 @@ pub struct Settings {
     /// Key sealing provider secrets stored in Postgres (64 hex digits); without it, the
     /// embedded cluster's data dir holds a generated one.
     pub secrets_key: Option<Hidden>,
+    /// Request-log retention: whether the schedule runs, how long logs stay, when it runs.
+    pub purge: crate::purge_policy::PurgePolicy,
 }
 
 /// A setting whose value never appears in debug output.
@@ -76,6 +80,23 @@ struct File {
     database: DatabaseSection,
     #[serde(default)]
     auth: AuthSection,
+    #[serde(default)]
+    request_logging: RequestLoggingSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestLoggingSection {
+    #[serde(default)]
+    purge: PurgeSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeSection {
+    enabled: Option<bool>,
+    retention: Option<String>,
+    schedule: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,6 +178,44 @@ impl Settings {
                 .http_listen
                 .unwrap_or_else(|| DEFAULT_HTTP_LISTEN.parse().expect("valid default")),
         };
+        let purge = {
+            let p = file.request_logging.purge;
+            let enabled = match env("WEIR_PURGE_ENABLED") {
+                Some(v) => match v.as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" | "" => false,
+                    _ => {
+                        return Err(SettingsError::Env {
+                            name: "WEIR_PURGE_ENABLED",
+                            value: v,
+                            reason: "use true or false".into(),
+                        })
+                    }
+                },
+                None => p.enabled.unwrap_or(false),
+            };
+            let retention = env("WEIR_PURGE_RETENTION")
+                .or(p.retention)
+                .unwrap_or_else(|| "7d".into())
+                .parse()
+                .map_err(|reason| SettingsError::Invalid {
+                    name: "request_logging.purge.retention (WEIR_PURGE_RETENTION)",
+                    reason,
+                })?;
+            let schedule = env("WEIR_PURGE_SCHEDULE")
+                .or(p.schedule)
+                .unwrap_or_else(|| crate::purge_policy::DEFAULT_SCHEDULE.into())
+                .parse()
+                .map_err(|reason| SettingsError::Invalid {
+                    name: "request_logging.purge.schedule (WEIR_PURGE_SCHEDULE)",
+                    reason,
+                })?;
+            crate::purge_policy::PurgePolicy {
+                enabled,
+                retention,
+                schedule,
+            }
+        };
         let dataplane_token = env("WEIR_DATAPLANE_TOKEN")
             .or(file.auth.dataplane_token)
             .filter(|t| !t.is_empty())
@@ -216,6 +275,7 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from(".weir")),
             grpc_listen,
             http_listen,
+            purge,
             admin_token: env("WEIR_ADMIN_TOKEN")
                 .or(file.auth.admin_token)
                 .filter(|t| !t.is_empty()),
@@ -305,6 +365,43 @@ mod tests {
             !err.to_string().contains("nogroup"),
             "token values are never echoed: {err}"
         );
+    }
+
+    #[test]
+    fn purge_policy_from_file_and_env_and_bad_values_refused() {
+        let file: File = toml::from_str(
+            "[auth]\ndataplane_token = \"f\"\n[request_logging.purge]\nenabled = true\nretention = \"3d\"\nschedule = \"30 2 * * *\"\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(file, env(&[])).unwrap();
+        assert!(s.purge.enabled);
+        assert_eq!(s.purge.retention.name(), "3d");
+        assert_eq!(s.purge.schedule.text(), "30 2 * * *");
+        let s = Settings::resolve(File::default(), env(&[("WEIR_DATAPLANE_TOKEN", "t")])).unwrap();
+        assert!(!s.purge.enabled, "off by default");
+        assert_eq!(s.purge.retention.name(), "7d");
+        let cases = [
+            ("WEIR_PURGE_RETENTION", "30d", "1d, 3d or 7d"),
+            (
+                "WEIR_PURGE_SCHEDULE",
+                "*/10 * * * *",
+                "more than once a day",
+            ),
+            ("WEIR_PURGE_SCHEDULE", "0 3 * *", "5-field"),
+            ("WEIR_PURGE_ENABLED", "yes", "true or false"),
+        ];
+        for (name, value, want) in cases {
+            let err = Settings::resolve(
+                File::default(),
+                env(&[("WEIR_DATAPLANE_TOKEN", "t"), (name, value)]),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains(want) && err.contains(name),
+                "{name}={value}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -96,6 +96,54 @@ fn sweep_dead_clusters() {
     }
 }
 
+/// A provider-backed record for `user` at `at`, of `model`, with `input` tokens.
+pub fn record(
+    at: chrono::DateTime<chrono::Utc>,
+    user: uuid::Uuid,
+    model: &str,
+    input: u64,
+) -> weir_proto::logs::RequestLog {
+    let ts = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        at.timestamp() as u64,
+        at.timestamp_subsec_nanos(),
+    );
+    // A random tail, so records at the same instant differ.
+    let mut bytes = *uuid::Uuid::new_v7(ts).as_bytes();
+    bytes[8..].copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[8..]);
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    use weir_proto::logs::{Attempt, Caller, RequestLog, Usage};
+    RequestLog {
+        log_id: bytes.to_vec(),
+        request_id: format!("r-{}", uuid::Uuid::new_v4()),
+        operation: "chat_completions".into(),
+        model_key: model.into(),
+        provider_key: "mock".into(),
+        upstream_model: "up".into(),
+        status_code: 200,
+        outcome: "success".into(),
+        duration_us: 1000,
+        usage: Some(Usage {
+            input_tokens: Some(input),
+            output_tokens: Some(0),
+            ..Default::default()
+        }),
+        caller: Some(Caller {
+            user_id: user.to_string(),
+            ..Default::default()
+        }),
+        attempts: vec![Attempt {
+            number: 1,
+            provider_key: "mock".into(),
+            upstream_model: "up".into(),
+            status_code: 200,
+            produced_response: true,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
 /// A random secret for tokens.
 pub fn random_token() -> String {
     format!("t{}", uuid::Uuid::new_v4().simple())
@@ -349,6 +397,7 @@ impl Stack {
             data_dir: std::env::temp_dir(),
             grpc_listen: ([127, 0, 0, 1], 0).into(),
             http_listen: ([127, 0, 0, 1], 0).into(),
+            purge: Default::default(),
             admin_token: Some(admin_token.clone()),
             dataplane_token: dataplane_token.clone(),
             replica_id: "test-cp".into(),
@@ -458,6 +507,61 @@ impl Stack {
             .expect("gateway answers")
             .status()
             .as_u16()
+    }
+
+    /// Sends `batches` over the real log-ingest stream as a data plane would, and waits until
+    /// every batch is acked.
+    pub async fn ingest(&self, batches: Vec<Vec<weir_proto::logs::RequestLog>>) {
+        use weir_proto::logs::log_ingest_client::LogIngestClient;
+        use weir_proto::logs::LogBatch;
+        let stack = self;
+        let channel = tonic::transport::Endpoint::from_shared(stack.control_plane_url())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let value: tonic::metadata::MetadataValue<_> =
+            format!("Bearer {}", stack.dataplane_token).parse().unwrap();
+        let mut client =
+            LogIngestClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
+                r.metadata_mut().insert("authorization", value.clone());
+                Ok(r)
+            });
+        let n = batches.len();
+        let (tx, rx) = tokio::sync::mpsc::channel(n.max(1));
+        for (i, records) in batches.into_iter().enumerate() {
+            tx.send(LogBatch {
+                sequence: i as u64 + 1,
+                records,
+            })
+            .await
+            .unwrap();
+        }
+        drop(tx);
+        let mut acks = client
+            .ingest(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut last = 0;
+        while let Some(a) = acks.message().await.unwrap() {
+            last = a.sequence;
+        }
+        assert_eq!(last, n as u64, "every batch acked");
+    }
+
+    /// The URL of this stack's database, for a second control-plane replica on it.
+    pub async fn database_url(&self) -> String {
+        let (db, port): (String, i32) =
+            sqlx::query_as("SELECT current_database(), inet_server_port()")
+                .fetch_one(&self.control_plane.pool)
+                .await
+                .expect("database name");
+        let template = fresh_database().await;
+        // Same cluster (same credentials and port), the stack's database name.
+        let base = template.rsplit_once('/').expect("url").0.to_string();
+        assert!(base.ends_with(&format!(":{port}")), "{base} vs {port}");
+        format!("{base}/{db}")
     }
 
     /// A `weirctl` command pointed at this stack.

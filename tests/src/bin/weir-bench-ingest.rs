@@ -111,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
         data_dir: dir.path().to_path_buf(),
         grpc_listen: ([127, 0, 0, 1], 0).into(),
         http_listen: ([127, 0, 0, 1], 0).into(),
+        purge: Default::default(),
         admin_token: None,
         dataplane_token: token.clone(),
         replica_id: "bench".into(),

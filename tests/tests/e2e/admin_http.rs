@@ -4,11 +4,9 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
-use weir_e2e::{eventually, repo_root, Stack};
-use weir_proto::logs::log_ingest_client::LogIngestClient;
-use weir_proto::logs::{Attempt, Caller, Harness, LogBatch, RequestLog, Usage};
+use weir_e2e::{eventually, record, repo_root, Stack};
+use weir_proto::logs::Harness;
 
 /// A small JSON client for the stack's admin HTTP API.
 struct Http {
@@ -381,83 +379,6 @@ async fn the_admin_api_over_http_json_has_the_grpc_semantics() {
     stack.shutdown().await;
 }
 
-/// A provider-backed record for `user` at `at`, of `model`, with `input` tokens.
-fn record(at: chrono::DateTime<chrono::Utc>, user: Uuid, model: &str, input: u64) -> RequestLog {
-    let ts = uuid::Timestamp::from_unix(
-        uuid::NoContext,
-        at.timestamp() as u64,
-        at.timestamp_subsec_nanos(),
-    );
-    // A random tail, so records at the same instant differ.
-    let mut bytes = *Uuid::new_v7(ts).as_bytes();
-    bytes[8..].copy_from_slice(&Uuid::new_v4().as_bytes()[8..]);
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    RequestLog {
-        log_id: bytes.to_vec(),
-        request_id: format!("r-{}", Uuid::new_v4()),
-        operation: "chat_completions".into(),
-        model_key: model.into(),
-        provider_key: "mock".into(),
-        upstream_model: "up".into(),
-        status_code: 200,
-        outcome: "success".into(),
-        duration_us: 1000,
-        usage: Some(Usage {
-            input_tokens: Some(input),
-            output_tokens: Some(0),
-            ..Default::default()
-        }),
-        caller: Some(Caller {
-            user_id: user.to_string(),
-            ..Default::default()
-        }),
-        attempts: vec![Attempt {
-            number: 1,
-            provider_key: "mock".into(),
-            upstream_model: "up".into(),
-            status_code: 200,
-            produced_response: true,
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
-async fn ingest(stack: &Stack, batches: Vec<Vec<RequestLog>>) {
-    let channel = tonic::transport::Endpoint::from_shared(stack.control_plane_url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let value: tonic::metadata::MetadataValue<_> =
-        format!("Bearer {}", stack.dataplane_token).parse().unwrap();
-    let mut client = LogIngestClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
-        r.metadata_mut().insert("authorization", value.clone());
-        Ok(r)
-    });
-    let n = batches.len();
-    let (tx, rx) = tokio::sync::mpsc::channel(n.max(1));
-    for (i, records) in batches.into_iter().enumerate() {
-        tx.send(LogBatch {
-            sequence: i as u64 + 1,
-            records,
-        })
-        .await
-        .unwrap();
-    }
-    drop(tx);
-    let mut acks = client
-        .ingest(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut last = 0;
-    while let Some(a) = acks.message().await.unwrap() {
-        last = a.sequence;
-    }
-    assert_eq!(last, n as u64, "every batch acked");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaderboard_and_harness_usage_follow_their_ranking_rules() {
     use weir_proto::admin::*;
@@ -570,9 +491,9 @@ async fn leaderboard_and_harness_usage_follow_their_ranking_rules() {
     }
     let total = recs.len();
     let half = recs.split_off(total / 2);
-    ingest(&stack, vec![recs.clone(), half.clone()]).await;
+    stack.ingest(vec![recs.clone(), half.clone()]).await;
     // Resent batches (a node that missed the acks) count once.
-    ingest(&stack, vec![recs, half]).await;
+    stack.ingest(vec![recs, half]).await;
 
     let http = Http::new(&stack);
     let check = |lb: &Value, when: &str| {

@@ -223,12 +223,13 @@ async fn replicas_share_changes_and_nodes_fail_over() {
     let stack = Stack::start().await;
     let key = stack.seed(&[("gpt", "mock-model")]).await;
     // A second replica on the same database.
-    let db_url = stack_database_url(&stack).await;
+    let db_url = stack.database_url().await;
     let b = weir_control_plane::ControlPlane::start(weir_control_plane::Settings {
         database_url: Some(db_url),
         data_dir: std::env::temp_dir(),
         grpc_listen: ([127, 0, 0, 1], 0).into(),
         http_listen: ([127, 0, 0, 1], 0).into(),
+        purge: Default::default(),
         admin_token: Some(stack.admin_token.clone()),
         dataplane_token: stack.dataplane_token.clone(),
         replica_id: "replica-b".into(),
@@ -341,18 +342,6 @@ async fn replicas_share_changes_and_nodes_fail_over() {
 }
 
 /// The URL of the stack's database, rebuilt from the running connection.
-async fn stack_database_url(stack: &Stack) -> String {
-    let (db, port): (String, i32) = sqlx::query_as("SELECT current_database(), inet_server_port()")
-        .fetch_one(&stack.control_plane.pool)
-        .await
-        .unwrap();
-    let template = weir_e2e::fresh_database().await;
-    // Same cluster (same credentials and port), the stack's database name.
-    let base = template.rsplit_once('/').unwrap().0.to_string();
-    assert!(base.ends_with(&format!(":{port}")), "{base} vs {port}");
-    format!("{base}/{db}")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_one_key_among_many_sends_a_small_delta() {
     let stack = Stack::start().await;
@@ -648,6 +637,7 @@ async fn the_node_streams_and_admin_run_over_tls_when_configured() {
         data_dir: std::env::temp_dir(),
         grpc_listen: ([127, 0, 0, 1], 0).into(),
         http_listen: ([127, 0, 0, 1], 0).into(),
+        purge: Default::default(),
         admin_token: Some(admin.clone()),
         dataplane_token: token.clone(),
         replica_id: "tls-cp".into(),

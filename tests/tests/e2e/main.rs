@@ -12,6 +12,7 @@ mod ingest;
 mod limits;
 mod loss;
 mod provider_secrets;
+mod purge;
 mod quickstart;
 mod request_logs;
 mod telemetry;

@@ -1,0 +1,354 @@
+//! Request-log purge: whole daily partitions before the cutoff are dropped (all four tables of a
+//! day in one transaction), the boundary day is trimmed row by row in chunks that each take a log
+//! with its payload, tags and attempts; dry runs count. The spend ledger, rollups, identities and
+//! config are never touched. Scheduled runs claim their UTC day in `purge_runs`, so a fleet of
+//! replicas purges at most once a day (docs/retention.md).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::{PgPool, Row};
+
+use crate::partitions::{partition_name, Partitions, TABLES};
+use crate::purge_policy::{plan, PurgePolicy, Retention};
+
+/// Rows the boundary trim deletes per transaction.
+const CHUNK: i64 = 20_000;
+/// How long a partition drop waits for the parent tables' lock before backing off, so ingest
+/// (which holds a lighter lock on them) never waits long behind a purge.
+const LOCK_TIMEOUT: &str = "200ms";
+/// Attempts at dropping one day's partitions before giving up on that run.
+const DROP_ATTEMPTS: u32 = 50;
+
+/// Why a purge failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PurgeError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("could not take the request-log tables' lock for {0} after {DROP_ATTEMPTS} tries; partitions kept, try again later")]
+    Busy(NaiveDate),
+}
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Schedule,
+    Manual,
+}
+
+impl Trigger {
+    fn name(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+        }
+    }
+}
+
+/// Rows (to be) removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub partitions_dropped: i32,
+    pub request_logs: i64,
+    pub payloads: i64,
+    pub tags: i64,
+    pub attempts: i64,
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, o: Counts) {
+        self.partitions_dropped += o.partitions_dropped;
+        self.request_logs += o.request_logs;
+        self.payloads += o.payloads;
+        self.tags += o.tags;
+        self.attempts += o.attempts;
+    }
+}
+
+/// Runs purges for one control-plane replica.
+pub struct Purger {
+    pool: PgPool,
+    partitions: Arc<Partitions>,
+    /// The configured policy.
+    pub policy: PurgePolicy,
+    replica: String,
+}
+
+impl Purger {
+    /// A purger on `pool`.
+    pub fn new(
+        pool: PgPool,
+        partitions: Arc<Partitions>,
+        policy: PurgePolicy,
+        replica: String,
+    ) -> Self {
+        Purger {
+            pool,
+            partitions,
+            policy,
+            replica,
+        }
+    }
+
+    /// A run now, by an operator: `retention` overrides the configured one. Returns its record.
+    pub async fn run_manual(
+        &self,
+        retention: Option<Retention>,
+        dry_run: bool,
+    ) -> Result<i64, PurgeError> {
+        let id = self
+            .claim(
+                Trigger::Manual,
+                retention.unwrap_or(self.policy.retention),
+                dry_run,
+            )
+            .await?
+            // A manual run claims no day, so its insert cannot conflict.
+            .ok_or(PurgeError::Database(sqlx::Error::RowNotFound))?;
+        self.execute(id, dry_run).await?;
+        Ok(id)
+    }
+
+    /// The scheduled run: purges unless a replica already did today (UTC, database clock).
+    /// Returns the run's id, or `None` when the day was already taken.
+    pub async fn run_scheduled(&self) -> Result<Option<i64>, PurgeError> {
+        let Some(id) = self
+            .claim(Trigger::Schedule, self.policy.retention, false)
+            .await?
+        else {
+            return Ok(None);
+        };
+        self.execute(id, false).await?;
+        Ok(Some(id))
+    }
+
+    /// Fires on the schedule for as long as the task runs (nothing when disabled).
+    pub async fn keep_scheduling(self: Arc<Self>) {
+        if !self.policy.enabled {
+            return;
+        }
+        loop {
+            let now = Utc::now();
+            let Some(next) = self.policy.schedule.next_after(now) else {
+                tracing::warn!(schedule = %self.policy.schedule.text(), "the purge schedule never fires again");
+                return;
+            };
+            let wait = (next - now).to_std().unwrap_or(Duration::ZERO);
+            tokio::time::sleep(wait).await;
+            match self.run_scheduled().await {
+                Ok(Some(id)) => tracing::info!(run = id, "scheduled purge done"),
+                Ok(None) => tracing::info!("another replica purged today already"),
+                Err(e) => tracing::warn!(error = %e, "scheduled purge failed"),
+            }
+        }
+    }
+
+    /// Records a run's start; for a scheduled one, only if its UTC day is still free.
+    async fn claim(
+        &self,
+        trigger: Trigger,
+        retention: Retention,
+        dry_run: bool,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        let days = retention.duration().num_days() as i32;
+        sqlx::query_scalar(
+            "INSERT INTO purge_runs (scheduled_day, trigger, dry_run, replica, retention, cutoff)
+             VALUES (CASE WHEN $1 THEN (now() AT TIME ZONE 'UTC')::date END, $2, $3, $4, $5,
+                     now() - make_interval(days => $6))
+             ON CONFLICT (scheduled_day) DO NOTHING
+             RETURNING id",
+        )
+        .bind(trigger == Trigger::Schedule)
+        .bind(trigger.name())
+        .bind(dry_run)
+        .bind(&self.replica)
+        .bind(retention.name())
+        .bind(days)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Does (or, dry, counts) run `id`'s work and records the outcome.
+    async fn execute(&self, id: i64, dry_run: bool) -> Result<(), PurgeError> {
+        let started = Instant::now();
+        let cutoff: DateTime<Utc> =
+            sqlx::query_scalar("SELECT cutoff FROM purge_runs WHERE id = $1")
+                .bind(id)
+                .fetch_one(&self.pool)
+                .await?;
+        let mut counts = Counts::default();
+        let result = if dry_run {
+            self.count(cutoff)
+                .await
+                .map(|c| counts = c)
+                .map_err(PurgeError::from)
+        } else {
+            self.purge(cutoff, &mut counts).await
+        };
+        let error = result
+            .as_ref()
+            .err()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        sqlx::query(
+            "UPDATE purge_runs SET finished_at = now(), duration_ms = $2, partitions_dropped = $3,
+                 request_logs = $4, payloads = $5, tags = $6, attempts = $7, error = $8
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(started.elapsed().as_millis() as i64)
+        .bind(counts.partitions_dropped)
+        .bind(counts.request_logs)
+        .bind(counts.payloads)
+        .bind(counts.tags)
+        .bind(counts.attempts)
+        .bind(&error)
+        .execute(&self.pool)
+        .await?;
+        result
+    }
+
+    /// Rows older than `cutoff`, per table.
+    async fn count(&self, cutoff: DateTime<Utc>) -> Result<Counts, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM request_logs WHERE created_at < $1) AS logs,
+                    (SELECT count(*) FROM request_log_payloads WHERE created_at < $1) AS payloads,
+                    (SELECT count(*) FROM request_log_tags WHERE created_at < $1) AS tags,
+                    (SELECT count(*) FROM request_log_attempts WHERE created_at < $1) AS attempts",
+        )
+        .bind(cutoff)
+        .fetch_one(&self.pool)
+        .await?;
+        let days = self.days().await?;
+        Ok(Counts {
+            partitions_dropped: plan(&days, cutoff).drop.len() as i32,
+            request_logs: row.get("logs"),
+            payloads: row.get("payloads"),
+            tags: row.get("tags"),
+            attempts: row.get("attempts"),
+        })
+    }
+
+    /// The days the request-log table has partitions for.
+    async fn days(&self) -> Result<Vec<NaiveDate>, sqlx::Error> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_inherits i
+             JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+             WHERE p.relname = 'request_logs'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(names
+            .iter()
+            .filter_map(|n| n.strip_prefix("request_logs_p"))
+            .filter_map(|d| NaiveDate::parse_from_str(d, "%Y%m%d").ok())
+            .collect())
+    }
+
+    async fn purge(&self, cutoff: DateTime<Utc>, counts: &mut Counts) -> Result<(), PurgeError> {
+        let p = plan(&self.days().await?, cutoff);
+        for day in p.drop {
+            *counts += self.drop_day(day).await?;
+        }
+        if let Some(day) = p.boundary {
+            *counts += self.trim(day, cutoff).await?;
+        }
+        Ok(())
+    }
+
+    /// Drops one day's partitions of all four tables together, counting their rows first.
+    async fn drop_day(&self, day: NaiveDate) -> Result<Counts, PurgeError> {
+        let names: Vec<String> = TABLES.iter().map(|t| partition_name(t, day)).collect();
+        for attempt in 0..DROP_ATTEMPTS {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+                .execute(&mut *tx)
+                .await?;
+            // Late records for that day wait on the partitions' lock rather than land in a
+            // partition that is about to go uncounted.
+            sqlx::query(&format!(
+                "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+                names.join(", ")
+            ))
+            .execute(&mut *tx)
+            .await?;
+            let row = sqlx::query(&format!(
+                "SELECT (SELECT count(*) FROM {}) AS logs, (SELECT count(*) FROM {}) AS payloads,
+                        (SELECT count(*) FROM {}) AS tags, (SELECT count(*) FROM {}) AS attempts",
+                names[0], names[1], names[2], names[3]
+            ))
+            .fetch_one(&mut *tx)
+            .await?;
+            match sqlx::query(&format!("DROP TABLE {}", names.join(", ")))
+                .execute(&mut *tx)
+                .await
+            {
+                Ok(_) => {
+                    tx.commit().await?;
+                    self.partitions.forget(day);
+                    return Ok(Counts {
+                        partitions_dropped: 1,
+                        request_logs: row.get("logs"),
+                        payloads: row.get("payloads"),
+                        tags: row.get("tags"),
+                        attempts: row.get("attempts"),
+                    });
+                }
+                // 55P03 lock_not_available: writers hold the parents; let them through.
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
+                    drop(tx);
+                    tracing::debug!(%day, attempt, "partition drop backed off for ingest");
+                    tokio::time::sleep(Duration::from_millis(50 + 20 * u64::from(attempt))).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(PurgeError::Busy(day))
+    }
+
+    /// Deletes the rows of `day` before `cutoff`, each log with its child rows.
+    async fn trim(&self, day: NaiveDate, cutoff: DateTime<Utc>) -> Result<Counts, PurgeError> {
+        let from = day.and_time(chrono::NaiveTime::MIN).and_utc();
+        let mut total = Counts::default();
+        loop {
+            let row = sqlx::query(
+                "WITH victims AS (
+                     SELECT log_id, created_at FROM request_logs
+                     WHERE created_at >= $1 AND created_at < $2
+                     ORDER BY log_id LIMIT $3
+                 ),
+                 p AS (DELETE FROM request_log_payloads x USING victims v
+                       WHERE x.created_at >= $1 AND x.created_at < $2
+                         AND x.log_id = v.log_id AND x.created_at = v.created_at RETURNING 1),
+                 t AS (DELETE FROM request_log_tags x USING victims v
+                       WHERE x.created_at >= $1 AND x.created_at < $2
+                         AND x.log_id = v.log_id AND x.created_at = v.created_at RETURNING 1),
+                 a AS (DELETE FROM request_log_attempts x USING victims v
+                       WHERE x.created_at >= $1 AND x.created_at < $2
+                         AND x.log_id = v.log_id AND x.created_at = v.created_at RETURNING 1),
+                 l AS (DELETE FROM request_logs x USING victims v
+                       WHERE x.created_at >= $1 AND x.created_at < $2
+                         AND x.log_id = v.log_id AND x.created_at = v.created_at RETURNING 1)
+                 SELECT (SELECT count(*) FROM l) AS logs, (SELECT count(*) FROM p) AS payloads,
+                        (SELECT count(*) FROM t) AS tags, (SELECT count(*) FROM a) AS attempts",
+            )
+            .bind(from)
+            .bind(cutoff)
+            .bind(CHUNK)
+            .fetch_one(&self.pool)
+            .await?;
+            let c = Counts {
+                partitions_dropped: 0,
+                request_logs: row.get("logs"),
+                payloads: row.get("payloads"),
+                tags: row.get("tags"),
+                attempts: row.get("attempts"),
+            };
+            total += c;
+            if c.request_logs < CHUNK {
+                return Ok(total);
+            }
+        }
+    }
+}
