@@ -43,16 +43,17 @@ ensure_cargo() {
   }
 }
 
-# The official OpenAI and Anthropic Python SDKs, used by the end-to-end tests as real clients.
+# The official OpenAI and Anthropic Python SDKs, used by the end-to-end tests as real clients,
+# and the Helm engine (helm-python-sdk) with PyYAML for the chart tests.
 WEIR_VENV="${WEIR_VENV:-$HOME/.cache/weir/venv}"
 ensure_python_sdks() {
   if [ ! -x "$WEIR_VENV/bin/python" ]; then
     echo "==> creating $WEIR_VENV"
     python3 -m venv "$WEIR_VENV" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$WEIR_VENV"; }
   fi
-  if ! "$WEIR_VENV/bin/python" -c 'import openai, anthropic' >/dev/null 2>&1; then
-    echo "==> installing the OpenAI and Anthropic Python SDKs"
-    "$WEIR_VENV/bin/pip" install -q --disable-pip-version-check openai anthropic
+  if ! "$WEIR_VENV/bin/python" -c 'import openai, anthropic, helm_python, yaml' >/dev/null 2>&1; then
+    echo "==> installing the OpenAI and Anthropic Python SDKs, helm-python-sdk and PyYAML"
+    "$WEIR_VENV/bin/pip" install -q --disable-pip-version-check openai anthropic helm-python-sdk pyyaml
   fi
   export WEIR_TEST_PYTHON="$WEIR_VENV/bin/python"
 }

@@ -32,18 +32,30 @@ pub struct AdminHttp {
     routes: Routes,
     openapi: Bytes,
     grpc: AdminServer<AdminService>,
+    pool: sqlx::PgPool,
 }
 
 impl AdminHttp {
-    /// Serves `grpc` over HTTP JSON.
-    pub fn new(grpc: AdminServer<AdminService>) -> Result<Self, String> {
+    /// Serves `grpc` over HTTP JSON; `/readyz` checks `pool`.
+    pub fn new(grpc: AdminServer<AdminService>, pool: sqlx::PgPool) -> Result<Self, String> {
         let routes = Routes::load()?;
         let openapi = Bytes::from(crate::openapi::document_text(&routes));
         Ok(AdminHttp {
             routes,
             openapi,
             grpc,
+            pool,
         })
+    }
+
+    /// Ready when Postgres answers within 2 s: a replica without its database can serve no
+    /// admin call, config change or log batch, so load balancers should skip it.
+    async fn readyz(&self) -> Response<Full<Bytes>> {
+        let check = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&self.pool);
+        match tokio::time::timeout(std::time::Duration::from_secs(2), check).await {
+            Ok(Ok(_)) => text(StatusCode::OK, "ready\n"),
+            Ok(Err(_)) | Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n"),
+        }
     }
 
     /// Answers one HTTP request; never fails (errors are JSON bodies).
@@ -51,6 +63,7 @@ impl AdminHttp {
         let path = req.uri().path().to_string();
         match (req.method(), path.as_str()) {
             (&Method::GET, "/healthz") => return text(StatusCode::OK, "ok\n"),
+            (&Method::GET, "/readyz") => return self.readyz().await,
             (&Method::GET, OPENAPI_PATH) => {
                 let mut r = Response::new(Full::new(self.openapi.clone()));
                 r.headers_mut().insert(

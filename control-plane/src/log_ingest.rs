@@ -21,6 +21,7 @@ use weir_proto::logs::log_ingest_server::LogIngest;
 use weir_proto::logs::{BatchAck, LogBatch, RequestLog};
 
 use crate::partitions::Partitions;
+use crate::purge::DayCounts;
 use crate::usage_rollup;
 use weir_proto::pricing::{self, Price, Usage};
 
@@ -138,9 +139,13 @@ impl LogWriter {
         };
         let new_rows: Vec<&Decoded<'_>> =
             logged.iter().filter(|r| inserted.contains(&r.id)).collect();
-        insert_payloads(&mut tx, &new_rows).await?;
-        insert_tags(&mut tx, &new_rows).await?;
-        insert_attempts(&mut tx, &new_rows).await?;
+        // Rows per day and table, so a purge knows what a day holds without scanning it.
+        let mut days = DayCounts::default();
+        days.add(0, new_rows.iter().map(|r| r.at));
+        days.add(1, insert_payloads(&mut tx, &new_rows).await?);
+        days.add(2, insert_tags(&mut tx, &new_rows).await?);
+        days.add(3, insert_attempts(&mut tx, &new_rows).await?);
+        days.record(&mut tx).await?;
         insert_ledger(&mut tx, &new_rows).await?;
         // Opted-out owners: spend is still recorded (the ledger is idempotent on its own).
         let ledger_refs: Vec<&Decoded<'_>> = ledger_only.iter().collect();
@@ -489,7 +494,10 @@ async fn insert_summaries(tx: &mut Tx<'_>, rows: &[Decoded<'_>]) -> Result<Vec<U
     .await
 }
 
-async fn insert_payloads(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<(), sqlx::Error> {
+async fn insert_payloads(
+    tx: &mut Tx<'_>,
+    rows: &[&Decoded<'_>],
+) -> Result<Vec<DateTime<Utc>>, sqlx::Error> {
     let mut ids = Vec::new();
     let mut ats = Vec::new();
     let mut reqs: Vec<Option<String>> = Vec::new();
@@ -508,23 +516,26 @@ async fn insert_payloads(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<(), s
         resps.push(resp);
     }
     if ids.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    sqlx::query(
+    sqlx::query_scalar(
         "INSERT INTO request_log_payloads (log_id, created_at, request, response)
          SELECT l, c, q::jsonb, s::jsonb FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::text[]) AS u(l, c, q, s)
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT DO NOTHING
+         RETURNING created_at",
     )
     .bind(ids)
     .bind(ats)
     .bind(reqs)
     .bind(resps)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    .fetch_all(&mut **tx)
+    .await
 }
 
-async fn insert_tags(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<(), sqlx::Error> {
+async fn insert_tags(
+    tx: &mut Tx<'_>,
+    rows: &[&Decoded<'_>],
+) -> Result<Vec<DateTime<Utc>>, sqlx::Error> {
     let mut ids = Vec::new();
     let mut ats = Vec::new();
     let mut keys = Vec::new();
@@ -541,23 +552,26 @@ async fn insert_tags(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<(), sqlx:
         }
     }
     if ids.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    sqlx::query(
+    sqlx::query_scalar(
         "INSERT INTO request_log_tags (log_id, created_at, key, value)
          SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::text[])
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT DO NOTHING
+         RETURNING created_at",
     )
     .bind(ids)
     .bind(ats)
     .bind(keys)
     .bind(values)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    .fetch_all(&mut **tx)
+    .await
 }
 
-async fn insert_attempts(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<(), sqlx::Error> {
+async fn insert_attempts(
+    tx: &mut Tx<'_>,
+    rows: &[&Decoded<'_>],
+) -> Result<Vec<DateTime<Utc>>, sqlx::Error> {
     let mut ids = Vec::new();
     let mut ats = Vec::new();
     let mut no = Vec::new();
@@ -585,15 +599,16 @@ async fn insert_attempts(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<(), s
         }
     }
     if ids.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    sqlx::query(
+    sqlx::query_scalar(
         "INSERT INTO request_log_attempts (log_id, created_at, attempt_no, provider_key,
             upstream_model, status_code, error_kind, error_message, duration_us, ttfb_us,
             produced_response)
          SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::smallint[], $4::text[],
             $5::text[], $6::int[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bool[])
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT DO NOTHING
+         RETURNING created_at",
     )
     .bind(ids)
     .bind(ats)
@@ -606,9 +621,8 @@ async fn insert_attempts(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<(), s
     .bind(duration)
     .bind(ttfb)
     .bind(produced)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    .fetch_all(&mut **tx)
+    .await
 }
 
 /// Writes ledger rows for the provider-backed records; returns the ids that were new.

@@ -24,6 +24,9 @@ enum Command {
     Migrate,
     /// Print the admin API's OpenAPI document (docs/openapi.json) and exit.
     Openapi,
+    /// Probe a running control plane's /healthz (on WEIR_HTTP_LISTEN, plain HTTP) and exit 0
+    /// when it answers 200 (for container health checks).
+    Healthcheck,
 }
 
 /// mimalloc: measurably faster than the system allocator for the many small, short-lived
@@ -40,6 +43,14 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
+    if let Some(Command::Healthcheck) = cli.command {
+        let addr = std::env::var("WEIR_HTTP_LISTEN")
+            .unwrap_or_else(|_| weir_control_plane::settings::DEFAULT_HTTP_LISTEN.into());
+        let addr = addr
+            .parse()
+            .with_context(|| format!("WEIR_HTTP_LISTEN={addr:?}"))?;
+        return weir_proto::health::probe(addr).map_err(anyhow::Error::msg);
+    }
     if let Some(Command::Openapi) = cli.command {
         let routes = weir_control_plane::http_routes::Routes::load().map_err(anyhow::Error::msg)?;
         print!("{}", weir_control_plane::openapi::document_text(&routes));
@@ -47,8 +58,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
     match cli.command.unwrap_or(Command::Serve) {
-        // Printed above, before settings (it needs none).
-        Command::Openapi => {}
+        // Handled above, before settings (they need none).
+        Command::Openapi | Command::Healthcheck => {}
         Command::Migrate => {
             Database::open(settings.database_url.as_deref(), &settings.data_dir).await?;
             tracing::info!("migrations applied");

@@ -1,6 +1,6 @@
 //! Request-log purge: whole daily partitions before the cutoff are dropped (all four tables of a
-//! day in one transaction), the boundary day is trimmed row by row in chunks that each take a log
-//! with its payload, tags and attempts; dry runs count. The spend ledger, rollups, identities and
+//! day in one transaction), the boundary day's rows before the cutoff are deleted from all four
+//! tables in one transaction; dry runs count. The spend ledger, rollups, identities and
 //! config are never touched. Scheduled runs claim their UTC day in `purge_runs`, so a fleet of
 //! replicas purges at most once a day (docs/retention.md).
 
@@ -13,8 +13,6 @@ use sqlx::{PgPool, Row};
 use crate::partitions::{partition_name, Partitions, TABLES};
 use crate::purge_policy::{plan, PurgePolicy, Retention};
 
-/// Rows the boundary trim deletes per transaction.
-const CHUNK: i64 = 20_000;
 /// How long a partition drop waits for the parent tables' lock before backing off, so ingest
 /// (which holds a lighter lock on them) never waits long behind a purge.
 const LOCK_TIMEOUT: &str = "200ms";
@@ -63,6 +61,43 @@ impl std::ops::AddAssign for Counts {
         self.payloads += o.payloads;
         self.tags += o.tags;
         self.attempts += o.attempts;
+    }
+}
+
+/// Rows a batch added per UTC day, by table (logs, payloads, tags, attempts).
+#[derive(Debug, Default)]
+pub struct DayCounts(std::collections::BTreeMap<NaiveDate, [i64; 4]>);
+
+impl DayCounts {
+    /// Counts rows created at `ats` in table `table` (0 logs, 1 payloads, 2 tags, 3 attempts).
+    pub fn add(&mut self, table: usize, ats: impl IntoIterator<Item = DateTime<Utc>>) {
+        for at in ats {
+            self.0.entry(at.date_naive()).or_default()[table] += 1;
+        }
+    }
+
+    /// Appends the counts to `request_log_day_counts_pending`.
+    pub async fn record(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    ) -> Result<(), sqlx::Error> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let days: Vec<NaiveDate> = self.0.keys().copied().collect();
+        let col = |i: usize| self.0.values().map(|c| c[i]).collect::<Vec<i64>>();
+        sqlx::query(
+            "INSERT INTO request_log_day_counts_pending (day, logs, payloads, tags, attempts)
+             SELECT * FROM UNNEST($1::date[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])",
+        )
+        .bind(days)
+        .bind(col(0))
+        .bind(col(1))
+        .bind(col(2))
+        .bind(col(3))
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
 }
 
@@ -209,25 +244,38 @@ impl Purger {
         result
     }
 
-    /// Rows older than `cutoff`, per table.
+    /// Rows older than `cutoff`, per table: whole days from the day counts, the cutoff's own day
+    /// by counting its rows before the cutoff.
     async fn count(&self, cutoff: DateTime<Utc>) -> Result<Counts, sqlx::Error> {
-        let row = sqlx::query(
-            "SELECT (SELECT count(*) FROM request_logs WHERE created_at < $1) AS logs,
-                    (SELECT count(*) FROM request_log_payloads WHERE created_at < $1) AS payloads,
-                    (SELECT count(*) FROM request_log_tags WHERE created_at < $1) AS tags,
-                    (SELECT count(*) FROM request_log_attempts WHERE created_at < $1) AS attempts",
-        )
-        .bind(cutoff)
-        .fetch_one(&self.pool)
-        .await?;
-        let days = self.days().await?;
-        Ok(Counts {
-            partitions_dropped: plan(&days, cutoff).drop.len() as i32,
-            request_logs: row.get("logs"),
-            payloads: row.get("payloads"),
-            tags: row.get("tags"),
-            attempts: row.get("attempts"),
-        })
+        let p = plan(&self.days().await?, cutoff);
+        let mut total = Counts {
+            partitions_dropped: p.drop.len() as i32,
+            ..Counts::default()
+        };
+        for day in &p.drop {
+            total += day_counts(&self.pool, *day).await?;
+        }
+        if let Some(day) = p.boundary {
+            let from = day.and_time(chrono::NaiveTime::MIN).and_utc();
+            let row = sqlx::query(
+                "SELECT (SELECT count(*) FROM request_logs WHERE created_at >= $1 AND created_at < $2) AS logs,
+                        (SELECT count(*) FROM request_log_payloads WHERE created_at >= $1 AND created_at < $2) AS payloads,
+                        (SELECT count(*) FROM request_log_tags WHERE created_at >= $1 AND created_at < $2) AS tags,
+                        (SELECT count(*) FROM request_log_attempts WHERE created_at >= $1 AND created_at < $2) AS attempts",
+            )
+            .bind(from)
+            .bind(cutoff)
+            .fetch_one(&self.pool)
+            .await?;
+            total += Counts {
+                partitions_dropped: 0,
+                request_logs: row.get("logs"),
+                payloads: row.get("payloads"),
+                tags: row.get("tags"),
+                attempts: row.get("attempts"),
+            };
+        }
+        Ok(total)
     }
 
     /// The days the request-log table has partitions for.
@@ -273,26 +321,27 @@ impl Purger {
             ))
             .execute(&mut *tx)
             .await?;
-            let row = sqlx::query(&format!(
-                "SELECT (SELECT count(*) FROM {}) AS logs, (SELECT count(*) FROM {}) AS payloads,
-                        (SELECT count(*) FROM {}) AS tags, (SELECT count(*) FROM {}) AS attempts",
-                names[0], names[1], names[2], names[3]
-            ))
-            .fetch_one(&mut *tx)
-            .await?;
+            // The folding job must not move this day's pending counts while they are read.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('weir.usage_rollup'))")
+                .execute(&mut *tx)
+                .await?;
+            let counts = day_counts(&mut *tx, day).await?;
             match sqlx::query(&format!("DROP TABLE {}", names.join(", ")))
                 .execute(&mut *tx)
                 .await
             {
                 Ok(_) => {
+                    for t in ["request_log_day_counts", "request_log_day_counts_pending"] {
+                        sqlx::query(&format!("DELETE FROM {t} WHERE day = $1"))
+                            .bind(day)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                     tx.commit().await?;
                     self.partitions.forget(day);
                     return Ok(Counts {
                         partitions_dropped: 1,
-                        request_logs: row.get("logs"),
-                        payloads: row.get("payloads"),
-                        tags: row.get("tags"),
-                        attempts: row.get("attempts"),
+                        ..counts
                     });
                 }
                 // 55P03 lock_not_available: writers hold the parents; let them through.
@@ -307,48 +356,66 @@ impl Purger {
         Err(PurgeError::Busy(day))
     }
 
-    /// Deletes the rows of `day` before `cutoff`, each log with its child rows.
+    /// Deletes the rows of `day` before `cutoff` from all four tables in one transaction, so a
+    /// log and its child rows go together. Range deletes touch only that day's partitions and
+    /// rows no writer uses, so ingest does not wait on them.
     async fn trim(&self, day: NaiveDate, cutoff: DateTime<Utc>) -> Result<Counts, PurgeError> {
         let from = day.and_time(chrono::NaiveTime::MIN).and_utc();
-        let mut total = Counts::default();
-        loop {
-            let row = sqlx::query(
-                "WITH victims AS (
-                     SELECT log_id, created_at FROM request_logs
-                     WHERE created_at >= $1 AND created_at < $2
-                     ORDER BY log_id LIMIT $3
-                 ),
-                 p AS (DELETE FROM request_log_payloads x USING victims v
-                       WHERE x.created_at >= $1 AND x.created_at < $2
-                         AND x.log_id = v.log_id AND x.created_at = v.created_at RETURNING 1),
-                 t AS (DELETE FROM request_log_tags x USING victims v
-                       WHERE x.created_at >= $1 AND x.created_at < $2
-                         AND x.log_id = v.log_id AND x.created_at = v.created_at RETURNING 1),
-                 a AS (DELETE FROM request_log_attempts x USING victims v
-                       WHERE x.created_at >= $1 AND x.created_at < $2
-                         AND x.log_id = v.log_id AND x.created_at = v.created_at RETURNING 1),
-                 l AS (DELETE FROM request_logs x USING victims v
-                       WHERE x.created_at >= $1 AND x.created_at < $2
-                         AND x.log_id = v.log_id AND x.created_at = v.created_at RETURNING 1)
-                 SELECT (SELECT count(*) FROM l) AS logs, (SELECT count(*) FROM p) AS payloads,
-                        (SELECT count(*) FROM t) AS tags, (SELECT count(*) FROM a) AS attempts",
-            )
+        let mut tx = self.pool.begin().await?;
+        let mut deleted = [0i64; 4];
+        for (n, table) in deleted.iter_mut().zip(TABLES) {
+            *n = sqlx::query(&format!(
+                "DELETE FROM {table} WHERE created_at >= $1 AND created_at < $2"
+            ))
             .bind(from)
             .bind(cutoff)
-            .bind(CHUNK)
-            .fetch_one(&self.pool)
-            .await?;
-            let c = Counts {
-                partitions_dropped: 0,
-                request_logs: row.get("logs"),
-                payloads: row.get("payloads"),
-                tags: row.get("tags"),
-                attempts: row.get("attempts"),
-            };
-            total += c;
-            if c.request_logs < CHUNK {
-                return Ok(total);
-            }
+            .execute(&mut *tx)
+            .await?
+            .rows_affected() as i64;
         }
+        let [request_logs, payloads, tags, attempts] = deleted;
+        sqlx::query(
+            "INSERT INTO request_log_day_counts_pending (day, logs, payloads, tags, attempts)
+             VALUES ($1, -$2, -$3, -$4, -$5)",
+        )
+        .bind(day)
+        .bind(request_logs)
+        .bind(payloads)
+        .bind(tags)
+        .bind(attempts)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Counts {
+            partitions_dropped: 0,
+            request_logs,
+            payloads,
+            tags,
+            attempts,
+        })
     }
+}
+
+/// What `day` holds per table, by the day counts (folded and pending).
+async fn day_counts<'e, E: sqlx::PgExecutor<'e>>(
+    db: E,
+    day: NaiveDate,
+) -> Result<Counts, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT coalesce(sum(logs), 0)::bigint AS logs, coalesce(sum(payloads), 0)::bigint AS payloads,
+                coalesce(sum(tags), 0)::bigint AS tags, coalesce(sum(attempts), 0)::bigint AS attempts
+         FROM (SELECT logs, payloads, tags, attempts FROM request_log_day_counts WHERE day = $1
+               UNION ALL
+               SELECT logs, payloads, tags, attempts FROM request_log_day_counts_pending WHERE day = $1) c",
+    )
+    .bind(day)
+    .fetch_one(db)
+    .await?;
+    Ok(Counts {
+        partitions_dropped: 0,
+        request_logs: row.get("logs"),
+        payloads: row.get("payloads"),
+        tags: row.get("tags"),
+        attempts: row.get("attempts"),
+    })
 }

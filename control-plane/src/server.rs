@@ -139,7 +139,7 @@ impl ControlPlane {
         ));
         background.push(tokio::spawn(purger.clone().keep_scheduling()));
         let admin = AdminServer::new(AdminService::new(pool.clone(), secrets, purger.clone()));
-        let http = Arc::new(AdminHttp::new(admin.clone()).map_err(StartError::Http)?);
+        let http = Arc::new(AdminHttp::new(admin.clone(), pool.clone()).map_err(StartError::Http)?);
         let http_tls = match &settings.tls {
             Some((cert, key)) => {
                 Some(admin_http::tls_acceptor(cert, key).map_err(StartError::Tls)?)

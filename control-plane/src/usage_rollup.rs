@@ -186,6 +186,19 @@ pub async fn fold(pool: &PgPool) -> Result<u64, sqlx::Error> {
     )
     .fetch_one(&mut *tx)
     .await?;
+    // The request-log day counts (see `purge`) ride on the same job and lock.
+    sqlx::query(
+        "WITH moved AS (DELETE FROM request_log_day_counts_pending RETURNING *)
+         INSERT INTO request_log_day_counts (day, logs, payloads, tags, attempts)
+         SELECT day, sum(logs), sum(payloads), sum(tags), sum(attempts) FROM moved GROUP BY day
+         ON CONFLICT (day) DO UPDATE SET
+             logs = request_log_day_counts.logs + EXCLUDED.logs,
+             payloads = request_log_day_counts.payloads + EXCLUDED.payloads,
+             tags = request_log_day_counts.tags + EXCLUDED.tags,
+             attempts = request_log_day_counts.attempts + EXCLUDED.attempts",
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(moved as u64)
 }

@@ -46,6 +46,10 @@ struct Cli {
     /// Request-log records kept unacked while the control plane is unreachable.
     #[arg(long, env = "WEIR_LOG_BUFFER_RECORDS")]
     log_buffer_records: Option<usize>,
+    /// Probe a running node's /healthz on --listen and exit 0 when it answers 200 (for
+    /// container health checks).
+    #[arg(long)]
+    healthcheck: bool,
 }
 
 /// mimalloc: measurably faster than the system allocator for the many small, short-lived
@@ -63,6 +67,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
+    if cli.healthcheck {
+        return weir_proto::health::probe(cli.listen).map_err(anyhow::Error::msg);
+    }
     let mut s = Settings::new(cli.control_plane, cli.dataplane_token);
     s.listen = cli.listen;
     s.group = cli.group;

@@ -11,6 +11,7 @@
 
 pub mod api_key;
 pub mod grpc_tls;
+pub mod health;
 pub mod pricing;
 pub mod redaction_path;
 pub mod request_id;

@@ -1,14 +1,18 @@
 //! `weir-bench-admin`: admin queries on a large request-log table.
 //!
 //! Generates (once; kept under `--dir` and reused while under a day old) a durable Postgres with
-//! `--rows` request logs (default 10 million) spread evenly over the last 31 days: 2,000 users
+//! `--rows` request logs (default 10 million) spread evenly over the last `--days` (default 31): 2,000 users
 //! in 40 teams with a skewed share of traffic, 20 models, 20 harnesses, 2 % 429s and 1 % 500s,
 //! a bespoke tag and a ledger row per request, tool counts recorded on 40 % of requests. The usage
 //! rollups are built from the generated rows with the same aggregation ingest appends per batch,
 //! then folded. A control plane then serves the data, and every query goes through the admin
 //! HTTP API (reqwest), timed end to end: 1 warm-up, then `--runs` timed runs (median and max).
 //!
-//! Usage: weir-bench-admin [--rows N] [--runs N] [--dir PATH] [--regenerate]
+//! With `--purge` (and usually `--days 14`), it instead measures a purge of the logs older than
+//! 7 days through the admin API while a node streams request logs into ingest, reporting the
+//! purge's time and the longest wait of any ingest batch for its ack.
+//!
+//! Usage: weir-bench-admin [--rows N] [--days N] [--runs N] [--dir PATH] [--regenerate] [--purge]
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +22,6 @@ use uuid::Uuid;
 
 const USERS: usize = 2000;
 const TEAMS: usize = 40;
-const DAYS: i64 = 31;
 const HARNESSES: [(&str, &str); 20] = [
     ("claude_code", "Claude Code"),
     ("codex_cli", "Codex CLI"),
@@ -57,6 +60,7 @@ fn flag(name: &str) -> bool {
 async fn main() -> anyhow::Result<()> {
     let rows: i64 = arg("--rows").map_or(Ok(10_000_000), |v| v.parse())?;
     let runs: usize = arg("--runs").map_or(Ok(5), |v| v.parse())?;
+    let days: i64 = arg("--days").map_or(Ok(31), |v| v.parse())?;
     let dir = match arg("--dir") {
         Some(d) => std::path::PathBuf::from(d),
         None => std::path::PathBuf::from(std::env::var("HOME").context("HOME")?)
@@ -88,17 +92,23 @@ async fn main() -> anyhow::Result<()> {
     )
     .execute(&pool)
     .await?;
-    let meta: Option<(i64, DateTime<Utc>)> =
-        sqlx::query_as("SELECT rows, generated_at FROM bench_meta")
+    sqlx::query("ALTER TABLE bench_meta ADD COLUMN IF NOT EXISTS days bigint NOT NULL DEFAULT 31")
+        .execute(&pool)
+        .await?;
+    let meta: Option<(i64, i64, DateTime<Utc>)> =
+        sqlx::query_as("SELECT rows, days, generated_at FROM bench_meta")
             .fetch_optional(&pool)
             .await?;
-    let fresh = meta.is_some_and(|(r, at)| {
-        r == rows && Utc::now() - at < chrono::Duration::hours(24) && !flag("--regenerate")
+    let fresh = meta.is_some_and(|(r, d, at)| {
+        r == rows
+            && d == days
+            && Utc::now() - at < chrono::Duration::hours(24)
+            && !flag("--regenerate")
     });
     if fresh {
         eprintln!("reusing the generated table in {}", dir.display());
     } else {
-        generate(&pool, rows).await?;
+        generate(&pool, rows, days).await?;
     }
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM request_logs")
         .fetch_one(&pool)
@@ -109,6 +119,11 @@ async fn main() -> anyhow::Result<()> {
             .await?;
     eprintln!("{total} request logs, database {size}");
 
+    if flag("--purge") {
+        purge_under_ingest(&cp, &token).await?;
+        cp.shutdown().await;
+        return Ok(());
+    }
     let base = format!("http://{}/api/v1/admin", cp.http_addr);
     let client = reqwest::Client::new();
     let get = |path: String| {
@@ -259,9 +274,138 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-async fn generate(pool: &sqlx::PgPool, rows: i64) -> anyhow::Result<()> {
+/// Purges logs older than 7 days through the admin API while one node streams batches of 100
+/// request logs every 20 ms into ingest; reports the purge and the longest ack wait.
+async fn purge_under_ingest(
+    cp: &weir_control_plane::ControlPlane,
+    token: &str,
+) -> anyhow::Result<()> {
+    use weir_proto::logs::log_ingest_client::LogIngestClient;
+    use weir_proto::logs::{LogBatch, Tag};
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", cp.grpc_addr))?
+        .connect()
+        .await?;
+    let value: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse()?;
+    let mut client = LogIngestClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
+        r.metadata_mut().insert("authorization", value.clone());
+        Ok(r)
+    });
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let sent: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u64, Instant>>> =
+        Default::default();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = {
+        let (sent, stop) = (sent.clone(), stop.clone());
+        tokio::spawn(async move {
+            let user = Uuid::new_v4();
+            let mut seq = 0u64;
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tick.tick().await;
+                seq += 1;
+                let records = (0..100)
+                    .map(|i| {
+                        let mut r = weir_e2e::record(Utc::now(), user, "model-00", 100 + i);
+                        r.tags = vec![Tag {
+                            key: "ticket".into(),
+                            value: format!("t-{i}"),
+                        }];
+                        r.request_payload =
+                            br#"{"body":{"messages":[{"role":"user","content":"hello"}]}}"#
+                                .to_vec();
+                        r
+                    })
+                    .collect();
+                sent.lock().expect("sent").insert(seq, Instant::now());
+                if tx
+                    .send(LogBatch {
+                        sequence: seq,
+                        records,
+                    })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        })
+    };
+    let mut acks = client
+        .ingest(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    let waits = tokio::spawn({
+        let sent = sent.clone();
+        async move {
+            let mut waits: Vec<(Instant, Duration)> = Vec::new();
+            while let Ok(Some(a)) = acks.message().await {
+                let now = Instant::now();
+                let mut s = sent.lock().expect("sent");
+                // An ack covers every earlier sequence.
+                let done: Vec<u64> = s.keys().copied().filter(|k| *k <= a.sequence).collect();
+                for k in done {
+                    if let Some(t) = s.remove(&k) {
+                        waits.push((now, now - t));
+                    }
+                }
+            }
+            waits
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM request_logs")
+        .fetch_one(&cp.pool)
+        .await?;
     let started = Instant::now();
-    eprintln!("generating {rows} request logs over {DAYS} days (once; a few minutes)");
+    let purge_started = Instant::now();
+    let resp: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://{}/api/v1/admin/purge", cp.http_addr))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"retention": "7d"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let purge_took = started.elapsed();
+    let purge_ended = Instant::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sender.await?;
+    drop(client);
+    let waits = tokio::time::timeout(Duration::from_secs(10), waits).await??;
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM request_logs")
+        .fetch_one(&cp.pool)
+        .await?;
+    let during: Vec<Duration> = waits
+        .iter()
+        .filter(|(at, w)| *at >= purge_started && *at - *w <= purge_ended)
+        .map(|(_, w)| *w)
+        .collect();
+    let max_all = waits.iter().map(|(_, w)| *w).max().unwrap_or_default();
+    let max_during = during.iter().max().copied().unwrap_or_default();
+    println!(
+        "purge (retention 7d) through the admin API: {:.0} ms end to end",
+        ms(purge_took)
+    );
+    println!("  run record: {resp}");
+    println!("  request logs before {before}, after {after} (ingest kept adding)");
+    println!(
+        "  ingest: {} batches of 100 acked; longest ack wait {:.0} ms overall, {:.0} ms for the {} batches in flight during the purge",
+        waits.len(),
+        ms(max_all),
+        ms(max_during),
+        during.len()
+    );
+    // The purge consumed the generated data: the next run regenerates.
+    sqlx::query("DELETE FROM bench_meta")
+        .execute(&cp.pool)
+        .await?;
+    Ok(())
+}
+
+async fn generate(pool: &sqlx::PgPool, rows: i64, days_back: i64) -> anyhow::Result<()> {
+    let started = Instant::now();
+    eprintln!("generating {rows} request logs over {days_back} days (once; a few minutes)");
     for t in [
         "request_logs",
         "request_log_tags",
@@ -270,6 +414,9 @@ async fn generate(pool: &sqlx::PgPool, rows: i64) -> anyhow::Result<()> {
         "usage_cost_events",
         "usage_rollup_pending",
         "usage_rollup_users",
+        "usage_rollup_user_models",
+        "request_log_day_counts",
+        "request_log_day_counts_pending",
         "usage_rollup_harnesses",
         "bench_meta",
     ] {
@@ -303,7 +450,7 @@ async fn generate(pool: &sqlx::PgPool, rows: i64) -> anyhow::Result<()> {
     .await?;
     let partitions = weir_control_plane::partitions::Partitions::default();
     let today = Utc::now().date_naive();
-    let days: Vec<chrono::NaiveDate> = (0..=DAYS)
+    let days: Vec<chrono::NaiveDate> = (0..=days_back)
         .map(|d| today - chrono::Duration::days(d))
         .collect();
     partitions.ensure(pool, &days).await?;
@@ -311,9 +458,9 @@ async fn generate(pool: &sqlx::PgPool, rows: i64) -> anyhow::Result<()> {
     let harness_keys: Vec<&str> = HARNESSES.iter().map(|h| h.0).collect();
     let harness_labels: Vec<&str> = HARNESSES.iter().map(|h| h.1).collect();
     let end_ms = Utc::now().timestamp_millis();
-    let span_ms = DAYS * 86_400_000;
+    let span_ms = days_back * 86_400_000;
     // In chunks of ~ a day, oldest first, so each chunk's keys append to the indexes.
-    let chunks = DAYS * 4;
+    let chunks = days_back * 4;
     let per_chunk = rows / chunks;
     for c in 0..chunks {
         let n = if c == chunks - 1 {
@@ -411,11 +558,24 @@ async fn generate(pool: &sqlx::PgPool, rows: i64) -> anyhow::Result<()> {
     )
     .execute(pool)
     .await?;
+    // The per-day row counts purges read, as ingest would have appended them.
+    sqlx::query(
+        "INSERT INTO request_log_day_counts_pending (day, logs, payloads, tags, attempts)
+         SELECT day, sum(logs), 0, sum(tags), 0 FROM (
+             SELECT (created_at AT TIME ZONE 'UTC')::date AS day, count(*) AS logs, 0 AS tags
+             FROM request_logs GROUP BY 1
+             UNION ALL
+             SELECT (created_at AT TIME ZONE 'UTC')::date, 0, count(*) FROM request_log_tags GROUP BY 1
+         ) c GROUP BY day",
+    )
+    .execute(pool)
+    .await?;
     let folded = weir_control_plane::usage_rollup::fold(pool).await?;
     eprintln!("folded {folded} rollup rows; vacuum analyze");
     sqlx::query("VACUUM ANALYZE").execute(pool).await?;
-    sqlx::query("INSERT INTO bench_meta VALUES ($1, now())")
+    sqlx::query("INSERT INTO bench_meta (rows, generated_at, days) VALUES ($1, now(), $2)")
         .bind(rows)
+        .bind(days_back)
         .execute(pool)
         .await?;
     eprintln!("generated in {:.0} s", started.elapsed().as_secs_f64());

@@ -86,6 +86,13 @@ async fn the_admin_api_over_http_json_has_the_grpc_semantics() {
         "served OpenAPI differs from docs/openapi.json"
     );
 
+    // Probes need no token.
+    for (path, want) in [("/healthz", "ok"), ("/readyz", "ready")] {
+        let r = reqwest::get(format!("{}{path}", http.base)).await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.text().await.unwrap().trim(), want);
+    }
+
     // Errors are JSON with the gRPC code's name and the right HTTP status.
     let (s, v) = http
         .with_token("")
@@ -143,6 +150,7 @@ async fn the_admin_api_over_http_json_has_the_grpc_semantics() {
         .ok("PUT", "/api/v1/admin/teams/core/members/bob", None)
         .await;
     assert_eq!(team["members"], json!(["bob"]));
+    let team_id = team["id"].as_str().unwrap().to_string();
     let users = http.ok("GET", "/api/v1/admin/users", None).await;
     assert_eq!(users["users"].as_array().unwrap().len(), 2);
     let created = http
@@ -163,6 +171,8 @@ async fn the_admin_api_over_http_json_has_the_grpc_semantics() {
         .header("x-request-id", "h-1")
         .header("x-weir-tags", "ticket=t-9")
         .header("x-weir-service", "billing")
+        .header("x-weir-component", "checkout")
+        .header("x-weir-env", "prod")
         .json(&json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}))
         .send()
         .await
@@ -186,6 +196,10 @@ async fn the_admin_api_over_http_json_has_the_grpc_semantics() {
     let filters: Vec<(String, Vec<&str>)> = vec![
         ("tag_key=ticket&tag_value=t-9".into(), vec!["h-1"]),
         ("service=billing".into(), vec!["h-1"]),
+        ("component=checkout&env=prod".into(), vec!["h-1"]),
+        ("env=staging".into(), vec![]),
+        (format!("team_id={team_id}"), vec!["bob-1"]),
+        ("tag_key=ticket".into(), vec!["h-1"]),
         ("model_key=other".into(), vec!["h-2"]),
         (format!("user_id={bob_id}"), vec!["bob-1"]),
         ("request_id=h-2".into(), vec!["h-2"]),

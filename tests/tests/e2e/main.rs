@@ -3,6 +3,7 @@
 
 mod admin_auth;
 mod admin_http;
+mod chart;
 mod embedded_pg;
 mod fleet;
 mod foundation;

@@ -143,16 +143,23 @@ async fn dry_runs_count_purges_take_whole_logs_and_spare_the_ledger() {
         )]])
         .await;
     assert_eq!(count(&pool, "SELECT count(*) FROM request_logs").await, 5);
+    // The day counts a purge reads followed the drop, the trim and the late record.
+    let again = json(
+        &run(stack.weirctl(&["purge", "--dry-run", "--retention", "1d", "-o", "json"])).await,
+    );
+    assert_eq!(again[0]["request_logs"], 1, "only the late record: {again}");
+    assert_eq!(again[0]["attempts"], 1);
 
     // History, newest first; the same over HTTP.
     let history = json(&run(stack.weirctl(&["purge", "history", "-o", "json"])).await);
     let runs = history.as_array().unwrap();
-    assert_eq!(runs.len(), 3);
-    assert_eq!(runs[0]["dry_run"], false);
-    assert_eq!(runs[0]["trigger"], "manual");
-    assert_eq!(runs[0]["replica"], "test-cp");
-    assert!(!runs[0]["finished_at"].as_str().unwrap().is_empty());
-    assert_eq!(runs[2]["dry_run"], true);
+    assert_eq!(runs.len(), 4);
+    assert_eq!(runs[0]["dry_run"], true);
+    assert_eq!(runs[1]["dry_run"], false);
+    assert_eq!(runs[1]["trigger"], "manual");
+    assert_eq!(runs[1]["replica"], "test-cp");
+    assert!(!runs[1]["finished_at"].as_str().unwrap().is_empty());
+    assert_eq!(runs[3]["dry_run"], true);
     let http: Value = reqwest::Client::new()
         .get(format!(
             "http://{}/api/v1/admin/purge/runs",
@@ -165,7 +172,7 @@ async fn dry_runs_count_purges_take_whole_logs_and_spare_the_ledger() {
         .json()
         .await
         .unwrap();
-    assert_eq!(http["runs"].as_array().unwrap().len(), 3);
+    assert_eq!(http["runs"].as_array().unwrap().len(), 4);
     let bad = run(stack.weirctl(&["purge", "--dry-run", "--retention", "2d"])).await;
     assert_eq!(bad.code, 7, "{}", bad.stderr);
     assert!(bad.stderr.contains("1d, 3d or 7d"), "{}", bad.stderr);
