@@ -59,20 +59,37 @@ CREATE TABLE usage_rollup_harnesses (
     UNIQUE NULLS NOT DISTINCT (bucket, harness_key, team_id)
 );
 
--- Existing history: request logs, and ledger rows of owners who opted out of request logging.
-INSERT INTO usage_rollup_pending
-SELECT date_bin('12 hours', created_at, 'epoch'), user_id, team_id, model_key, harness_key,
-       max(harness_label), count(*), coalesce(sum(cost_pusd), 0),
-       coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),
-       coalesce(sum(exposed_tool_count), 0), count(exposed_tool_count),
-       coalesce(sum(invoked_tool_count), 0), count(invoked_tool_count)
+-- Existing history: request logs, and ledger rows of owners who opted out of request logging,
+-- aggregated straight into the rollups (through the pending table, a large history would leave
+-- it bloated, and every later fold would scan the bloat).
+CREATE TEMPORARY TABLE rollup_backfill ON COMMIT DROP AS
+SELECT date_bin('12 hours', created_at, 'epoch') AS bucket, user_id, team_id, model_key, harness_key,
+       max(harness_label) AS harness_label, count(*) AS requests,
+       coalesce(sum(cost_pusd), 0) AS cost_pusd,
+       coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens,
+       coalesce(sum(exposed_tool_count), 0) AS exposed_tools_sum, count(exposed_tool_count) AS exposed_tools_n,
+       coalesce(sum(invoked_tool_count), 0) AS invoked_tools_sum, count(invoked_tool_count) AS invoked_tools_n
 FROM request_logs
 GROUP BY 1, 2, 3, 4, 5;
 
-INSERT INTO usage_rollup_pending
+INSERT INTO rollup_backfill
 SELECT date_bin('12 hours', e.created_at, 'epoch'), e.user_id, e.team_id, e.model_key, 'unknown',
        '', count(*), coalesce(sum(e.cost_pusd), 0), coalesce(sum(e.input_tokens), 0),
        coalesce(sum(e.output_tokens), 0), 0, 0, 0, 0
 FROM usage_cost_events e
 WHERE NOT EXISTS (SELECT 1 FROM request_logs l WHERE l.log_id = e.log_id AND l.created_at = e.created_at)
 GROUP BY 1, 2, 3, 4;
+
+INSERT INTO usage_rollup_users
+SELECT bucket, user_id, team_id, sum(requests), sum(cost_pusd), sum(input_tokens),
+       sum(output_tokens), sum(exposed_tools_sum), sum(exposed_tools_n), sum(invoked_tools_sum),
+       sum(invoked_tools_n)
+FROM rollup_backfill WHERE user_id IS NOT NULL GROUP BY bucket, user_id, team_id;
+
+INSERT INTO usage_rollup_user_models
+SELECT user_id, bucket, team_id, model_key, sum(requests), sum(cost_pusd)
+FROM rollup_backfill WHERE user_id IS NOT NULL GROUP BY user_id, bucket, team_id, model_key;
+
+INSERT INTO usage_rollup_harnesses
+SELECT bucket, harness_key, team_id, max(harness_label), sum(requests), sum(cost_pusd)
+FROM rollup_backfill GROUP BY bucket, harness_key, team_id;

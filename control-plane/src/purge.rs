@@ -16,7 +16,12 @@ use crate::purge_policy::{plan, PurgePolicy, Retention};
 /// How long a partition drop waits for the parent tables' lock before backing off, so ingest
 /// (which holds a lighter lock on them) never waits long behind a purge.
 const LOCK_TIMEOUT: &str = "200ms";
-/// Attempts at dropping one day's partitions before giving up on that run.
+/// How long it waits for the old day's own partitions (longer than Postgres' default
+/// deadlock_timeout of 1 s, after which an autovacuum holding them cancels itself).
+const PARTITION_LOCK_TIMEOUT: &str = "3s";
+/// Days whose partitions one transaction drops.
+const DAYS_PER_DROP: usize = 7;
+/// Attempts at dropping a group of days' partitions before giving up on that run.
 const DROP_ATTEMPTS: u32 = 50;
 
 /// Why a purge failed.
@@ -296,64 +301,94 @@ impl Purger {
 
     async fn purge(&self, cutoff: DateTime<Utc>, counts: &mut Counts) -> Result<(), PurgeError> {
         let p = plan(&self.days().await?, cutoff);
-        for day in p.drop {
-            *counts += self.drop_day(day).await?;
+        // A few days per transaction: one wait for the parent tables' lock covers them all, and
+        // the lock is never held for long.
+        for days in p.drop.chunks(DAYS_PER_DROP) {
+            *counts += self.drop_days(days).await?;
         }
         if let Some(day) = p.boundary {
-            *counts += self.trim(day, cutoff).await?;
+            let started = Instant::now();
+            let trimmed = self.trim(day, cutoff).await?;
+            tracing::info!(%day, ms = started.elapsed().as_millis() as u64,
+                logs = trimmed.request_logs, "trimmed the cutoff's day");
+            *counts += trimmed;
         }
         Ok(())
     }
 
-    /// Drops one day's partitions of all four tables together, counting their rows first.
-    async fn drop_day(&self, day: NaiveDate) -> Result<Counts, PurgeError> {
-        let names: Vec<String> = TABLES.iter().map(|t| partition_name(t, day)).collect();
+    /// Drops the partitions of `days` in all four tables together.
+    async fn drop_days(&self, days: &[NaiveDate]) -> Result<Counts, PurgeError> {
+        let started = Instant::now();
         for attempt in 0..DROP_ATTEMPTS {
-            let mut tx = self.pool.begin().await?;
-            sqlx::query(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-                .execute(&mut *tx)
-                .await?;
-            // Late records for that day wait on the partitions' lock rather than land in a
-            // partition that is about to go uncounted.
-            sqlx::query(&format!(
-                "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
-                names.join(", ")
-            ))
-            .execute(&mut *tx)
-            .await?;
-            // The folding job must not move this day's pending counts while they are read.
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('weir.usage_rollup'))")
-                .execute(&mut *tx)
-                .await?;
-            let counts = day_counts(&mut *tx, day).await?;
-            match sqlx::query(&format!("DROP TABLE {}", names.join(", ")))
-                .execute(&mut *tx)
-                .await
-            {
-                Ok(_) => {
-                    for t in ["request_log_day_counts", "request_log_day_counts_pending"] {
-                        sqlx::query(&format!("DELETE FROM {t} WHERE day = $1"))
-                            .bind(day)
-                            .execute(&mut *tx)
-                            .await?;
+            match self.try_drop_days(days).await {
+                Ok(counts) => {
+                    for day in days {
+                        self.partitions.forget(*day);
                     }
-                    tx.commit().await?;
-                    self.partitions.forget(day);
-                    return Ok(Counts {
-                        partitions_dropped: 1,
-                        ..counts
-                    });
+                    tracing::info!(first = %days[0], days = days.len(), attempts = attempt + 1,
+                        ms = started.elapsed().as_millis() as u64, logs = counts.request_logs,
+                        "dropped days of request logs");
+                    return Ok(counts);
                 }
-                // 55P03 lock_not_available: writers hold the parents; let them through.
+                // 55P03 lock_not_available: writers hold the parents (or autovacuum the days'
+                // partitions); the transaction rolled back, let them through and try again.
                 Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
-                    drop(tx);
-                    tracing::debug!(%day, attempt, "partition drop backed off for ingest");
+                    tracing::debug!(first = %days[0], attempt, "partition drop backed off");
                     tokio::time::sleep(Duration::from_millis(50 + 20 * u64::from(attempt))).await;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(PurgeError::Busy(day))
+        Err(PurgeError::Busy(days[0]))
+    }
+
+    /// One attempt at dropping `days`' partitions, in one transaction.
+    async fn try_drop_days(&self, days: &[NaiveDate]) -> Result<Counts, sqlx::Error> {
+        let names: Vec<String> = days
+            .iter()
+            .flat_map(|d| TABLES.iter().map(|t| partition_name(t, *d)))
+            .collect();
+        let mut tx = self.pool.begin().await?;
+        // Nothing writes to past days' partitions, so waiting for them blocks no ingest; it
+        // outlasts deadlock_timeout so an autovacuum of them gives way to the purge.
+        sqlx::query(&format!(
+            "SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT}'"
+        ))
+        .execute(&mut *tx)
+        .await?;
+        // Late records for those days wait on the partitions' lock rather than land in a
+        // partition that is about to go uncounted.
+        sqlx::query(&format!(
+            "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+            names.join(", ")
+        ))
+        .execute(&mut *tx)
+        .await?;
+        // The folding job must not move these days' pending counts while they are read.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('weir.usage_rollup'))")
+            .execute(&mut *tx)
+            .await?;
+        let mut counts = Counts::default();
+        for day in days {
+            counts += day_counts(&mut *tx, *day).await?;
+        }
+        counts.partitions_dropped = days.len() as i32;
+        // Dropping takes the parent tables' lock, which every ingest batch also takes: wait
+        // briefly, and back off rather than queue writers behind us.
+        sqlx::query(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!("DROP TABLE {}", names.join(", ")))
+            .execute(&mut *tx)
+            .await?;
+        for t in ["request_log_day_counts", "request_log_day_counts_pending"] {
+            sqlx::query(&format!("DELETE FROM {t} WHERE day = ANY($1)"))
+                .bind(days)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(counts)
     }
 
     /// Deletes the rows of `day` before `cutoff` from all four tables in one transaction, so a

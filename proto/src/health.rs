@@ -42,7 +42,9 @@ pub fn probe(addr: SocketAddr) -> Result<(), String> {
 
 /// Whether an HTTP response starts with a 200 status line.
 fn status_is_ok(head: &[u8]) -> bool {
-    head.starts_with(b"HTTP/1.") && head.get(8..12) == Some(b" 200")
+    head.starts_with(b"HTTP/1.")
+        && head.get(8..12) == Some(b" 200")
+        && head.get(12).is_none_or(|b| !b.is_ascii_digit())
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@
 //! 7 days through the admin API while a node streams request logs into ingest, reporting the
 //! purge's time and the longest wait of any ingest batch for its ack.
 //!
-//! Usage: weir-bench-admin [--rows N] [--days N] [--runs N] [--dir PATH] [--regenerate] [--purge]
+//! Usage: weir-bench-admin [--rows N] [--days N] [--runs N] [--dir PATH] [--regenerate]
+//!        [--purge [--retention 7d]] [--reuse (whatever the table holds)]
 
 use std::time::{Duration, Instant};
 
@@ -58,6 +59,13 @@ fn flag(name: &str) -> bool {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,weir_control_plane::purge=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let rows: i64 = arg("--rows").map_or(Ok(10_000_000), |v| v.parse())?;
     let runs: usize = arg("--runs").map_or(Ok(5), |v| v.parse())?;
     let days: i64 = arg("--days").map_or(Ok(31), |v| v.parse())?;
@@ -99,12 +107,13 @@ async fn main() -> anyhow::Result<()> {
         sqlx::query_as("SELECT rows, days, generated_at FROM bench_meta")
             .fetch_optional(&pool)
             .await?;
-    let fresh = meta.is_some_and(|(r, d, at)| {
-        r == rows
-            && d == days
-            && Utc::now() - at < chrono::Duration::hours(24)
-            && !flag("--regenerate")
-    });
+    let fresh = flag("--reuse")
+        || meta.is_some_and(|(r, d, at)| {
+            r == rows
+                && d == days
+                && Utc::now() - at < chrono::Duration::hours(24)
+                && !flag("--regenerate")
+        });
     if fresh {
         eprintln!("reusing the generated table in {}", dir.display());
     } else {
@@ -352,6 +361,24 @@ async fn purge_under_ingest(
             waits
         }
     });
+    // Old partitions in production were vacuumed days before their purge; here they were just
+    // written, so let autovacuum finish with them first (and say how long that took).
+    let settle = Instant::now();
+    loop {
+        let busy: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'",
+        )
+        .fetch_one(&cp.pool)
+        .await?;
+        if busy == 0 || settle.elapsed() > Duration::from_secs(600) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "autovacuum settled after {:.0} s",
+        settle.elapsed().as_secs_f64()
+    );
     tokio::time::sleep(Duration::from_secs(5)).await;
     let before: i64 = sqlx::query_scalar("SELECT count(*) FROM request_logs")
         .fetch_one(&cp.pool)
@@ -361,7 +388,7 @@ async fn purge_under_ingest(
     let resp: serde_json::Value = reqwest::Client::new()
         .post(format!("http://{}/api/v1/admin/purge", cp.http_addr))
         .bearer_auth(token)
-        .json(&serde_json::json!({"retention": "7d"}))
+        .json(&serde_json::json!({"retention": arg("--retention").unwrap_or_else(|| "7d".into())}))
         .send()
         .await?
         .json()
@@ -546,18 +573,31 @@ async fn generate(pool: &sqlx::PgPool, rows: i64, days_back: i64) -> anyhow::Res
             );
         }
     }
-    // The rollups, from the generated rows: the aggregation ingest appends per batch.
-    sqlx::query(
-        "INSERT INTO usage_rollup_pending
-         SELECT date_bin('12 hours', created_at, 'epoch'), user_id, team_id, model_key, harness_key,
-                max(harness_label), count(*), coalesce(sum(cost_pusd), 0),
-                coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),
-                coalesce(sum(exposed_tool_count), 0), count(exposed_tool_count),
-                coalesce(sum(invoked_tool_count), 0), count(invoked_tool_count)
+    // The rollups, from the generated rows, aggregated as migration 0013 backfills history.
+    let mut conn = pool.acquire().await?;
+    for sql in [
+        "CREATE TEMPORARY TABLE rollup_backfill AS
+         SELECT date_bin('12 hours', created_at, 'epoch') AS bucket, user_id, team_id, model_key,
+                harness_key, max(harness_label) AS harness_label, count(*) AS requests,
+                coalesce(sum(cost_pusd), 0) AS cost_pusd, coalesce(sum(input_tokens), 0) AS input_tokens,
+                coalesce(sum(output_tokens), 0) AS output_tokens,
+                coalesce(sum(exposed_tool_count), 0) AS es, count(exposed_tool_count) AS en,
+                coalesce(sum(invoked_tool_count), 0) AS isum, count(invoked_tool_count) AS inn
          FROM request_logs GROUP BY 1, 2, 3, 4, 5",
-    )
-    .execute(pool)
-    .await?;
+        "INSERT INTO usage_rollup_users
+         SELECT bucket, user_id, team_id, sum(requests), sum(cost_pusd), sum(input_tokens),
+                sum(output_tokens), sum(es), sum(en), sum(isum), sum(inn)
+         FROM rollup_backfill WHERE user_id IS NOT NULL GROUP BY bucket, user_id, team_id",
+        "INSERT INTO usage_rollup_user_models
+         SELECT user_id, bucket, team_id, model_key, sum(requests), sum(cost_pusd)
+         FROM rollup_backfill WHERE user_id IS NOT NULL GROUP BY user_id, bucket, team_id, model_key",
+        "INSERT INTO usage_rollup_harnesses
+         SELECT bucket, harness_key, team_id, max(harness_label), sum(requests), sum(cost_pusd)
+         FROM rollup_backfill GROUP BY bucket, harness_key, team_id",
+        "DROP TABLE rollup_backfill",
+    ] {
+        sqlx::query(sql).execute(&mut *conn).await?;
+    }
     // The per-day row counts purges read, as ingest would have appended them.
     sqlx::query(
         "INSERT INTO request_log_day_counts_pending (day, logs, payloads, tags, attempts)
@@ -570,8 +610,8 @@ async fn generate(pool: &sqlx::PgPool, rows: i64, days_back: i64) -> anyhow::Res
     )
     .execute(pool)
     .await?;
-    let folded = weir_control_plane::usage_rollup::fold(pool).await?;
-    eprintln!("folded {folded} rollup rows; vacuum analyze");
+    weir_control_plane::usage_rollup::fold(pool).await?;
+    eprintln!("rollups built; vacuum analyze");
     sqlx::query("VACUUM ANALYZE").execute(pool).await?;
     sqlx::query("INSERT INTO bench_meta (rows, generated_at, days) VALUES ($1, now(), $2)")
         .bind(rows)

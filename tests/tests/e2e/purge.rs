@@ -144,9 +144,8 @@ async fn dry_runs_count_purges_take_whole_logs_and_spare_the_ledger() {
         .await;
     assert_eq!(count(&pool, "SELECT count(*) FROM request_logs").await, 5);
     // The day counts a purge reads followed the drop, the trim and the late record.
-    let again = json(
-        &run(stack.weirctl(&["purge", "--dry-run", "--retention", "1d", "-o", "json"])).await,
-    );
+    let again =
+        json(&run(stack.weirctl(&["purge", "--dry-run", "--retention", "1d", "-o", "json"])).await);
     assert_eq!(again[0]["request_logs"], 1, "only the late record: {again}");
     assert_eq!(again[0]["attempts"], 1);
 
