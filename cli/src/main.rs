@@ -125,6 +125,9 @@ enum Command {
         #[command(subcommand)]
         action: Option<PurgeCmd>,
     },
+    /// Agent sessions: the request logs that share an owner and a session id.
+    #[command(subcommand)]
+    Sessions(SessionsCmd),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell), e.g.
     /// `weirctl completions bash > /etc/bash_completion.d/weirctl`.
     Completions { shell: clap_complete::Shell },
@@ -201,6 +204,49 @@ enum ServiceAccountsCmd {
         /// Owning team, id or name.
         #[arg(long)]
         team: String,
+    },
+}
+
+// Parsed once per process: the size of the larger variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+enum SessionsCmd {
+    /// Sessions active in a time range, newest activity (or highest cost) first.
+    List {
+        #[arg(long, default_value = "")]
+        user_id: String,
+        #[arg(long, default_value = "")]
+        service_account_id: String,
+        #[arg(long, default_value = "")]
+        team_id: String,
+        #[arg(long, default_value = "")]
+        harness: String,
+        /// Only sessions that used this model.
+        #[arg(long, default_value = "")]
+        model: String,
+        /// RFC 3339 (default: 31 days ago).
+        #[arg(long, default_value = "")]
+        since: String,
+        #[arg(long, default_value = "")]
+        until: String,
+        /// Only sessions with a failed request.
+        #[arg(long)]
+        has_errors: bool,
+        /// Only sessions that cost at least this many US dollars.
+        #[arg(long, default_value = "")]
+        min_cost: String,
+        /// last_seen or cost.
+        #[arg(long, default_value = "last_seen")]
+        sort: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long, default_value = "")]
+        cursor: String,
+    },
+    /// One session: totals, turns by kind, and its request logs in order.
+    Show {
+        /// <owner id>:<session id>, as listed.
+        id: String,
     },
 }
 
@@ -978,6 +1024,43 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
                 p.purge_runs(std::slice::from_ref(&r));
             }
         },
+        Command::Sessions(SessionsCmd::List {
+            user_id,
+            service_account_id,
+            team_id,
+            harness,
+            model,
+            since,
+            until,
+            has_errors,
+            min_cost,
+            sort,
+            limit,
+            cursor,
+        }) => {
+            let r = c
+                .list_sessions(ListSessionsRequest {
+                    user_id,
+                    service_account_id,
+                    team_id,
+                    harness,
+                    model_key: model,
+                    since,
+                    until,
+                    has_errors,
+                    min_cost_usd: min_cost,
+                    sort,
+                    limit,
+                    cursor,
+                })
+                .await?
+                .into_inner();
+            p.sessions(&r);
+        }
+        Command::Sessions(SessionsCmd::Show { id }) => {
+            let r = c.get_session(GetSessionRequest { id }).await?.into_inner();
+            p.session(&r);
+        }
         Command::Leaderboard { range, chart } => {
             let r = c
                 .get_leaderboard(GetLeaderboardRequest { range })

@@ -126,6 +126,97 @@ impl Printer {
         println!("{}", feedback_line(f));
     }
 
+    /// A page of sessions.
+    pub fn sessions(&self, r: &ListSessionsResponse) {
+        if let Format::Json = self.format {
+            return self.json(r);
+        }
+        let mut t = table(&[
+            "SESSION",
+            "HARNESS",
+            "TURNS",
+            "ERRORS",
+            "USD",
+            "IN TOKENS",
+            "OUT TOKENS",
+            "LAST SEEN",
+            "MODELS",
+        ]);
+        for s in &r.sessions {
+            t.add_row(vec![
+                s.id.clone(),
+                dash(&s.harness).to_string(),
+                s.turns.to_string(),
+                s.errors.to_string(),
+                s.cost_usd.clone(),
+                s.input_tokens.to_string(),
+                s.output_tokens.to_string(),
+                s.last_seen.clone(),
+                s.models.join(", "),
+            ]);
+        }
+        println!("{t}");
+        if !r.next_cursor.is_empty() {
+            println!("more: --cursor {}", r.next_cursor);
+        }
+    }
+
+    /// One session and its turns.
+    pub fn session(&self, d: &SessionDetail) {
+        if let Format::Json = self.format {
+            return self.json(d);
+        }
+        if let Some(s) = &d.summary {
+            println!(
+                "session {} ({} from {})\nharness {}, {} turns, {} errors, {} retried, {} USD, {} ms\nfirst {}  last {}",
+                s.session_id,
+                s.id,
+                dash(&s.source),
+                dash(&s.harness),
+                s.turns,
+                s.errors,
+                d.retried,
+                s.cost_usd,
+                s.duration_ms,
+                s.first_seen,
+                s.last_seen
+            );
+        }
+        let kinds: Vec<String> = d
+            .turns_by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        println!("turns by kind: {}", kinds.join(", "));
+        let mut t = table(&[
+            "#",
+            "AT",
+            "KIND",
+            "MODEL",
+            "STATUS",
+            "MS",
+            "IN",
+            "OUT",
+            "USD",
+            "REQUEST ID",
+        ]);
+        for (i, turn) in d.turns.iter().enumerate() {
+            t.add_row(vec![
+                (i + 1).to_string(),
+                turn.created_at.clone(),
+                dash(&turn.turn_kind).to_string(),
+                turn.model_key.clone(),
+                turn.status_code.to_string(),
+                turn.duration_ms.to_string(),
+                opt(turn.input_tokens),
+                opt(turn.output_tokens),
+                dash(&turn.cost_usd).to_string(),
+                turn.request_id.clone(),
+            ]);
+        }
+        println!("{t}");
+    }
+
     /// Purge runs.
     pub fn purge_runs(&self, runs: &[PurgeRun]) {
         if let Format::Json = self.format {

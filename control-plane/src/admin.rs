@@ -19,6 +19,7 @@ use crate::config_snapshot::{
 use crate::leaderboard::{self, Range};
 use crate::provider_secrets::{SecretBox, SecretError};
 use crate::purge::{PurgeError, Purger};
+use crate::sessions;
 use crate::usage_rollup;
 use weir_proto::pricing;
 
@@ -1769,6 +1770,79 @@ impl Admin for AdminService {
         Ok(Response::new(ListPurgeRunsResponse {
             runs: read_purge_runs(&self.pool, None, limit).await?,
         }))
+    }
+
+    async fn list_sessions(
+        &self,
+        req: Request<ListSessionsRequest>,
+    ) -> Result<Response<ListSessionsResponse>, Status> {
+        let viewer_team = self.team_scope(&req).await?;
+        let r = req.into_inner();
+        let id = |what: &str, v: &str| -> Result<Option<Uuid>, AdminError> {
+            if v.is_empty() {
+                Ok(None)
+            } else {
+                parse_id(what, v).map(Some)
+            }
+        };
+        let until = optional_time("until", &r.until)?.unwrap_or_else(Utc::now);
+        let since = optional_time("since", &r.since)?.unwrap_or(until - chrono::Duration::days(31));
+        if since >= until {
+            return Err(AdminError::Invalid("since must be before until".into()).into());
+        }
+        let limit = match r.limit {
+            0 => 50,
+            n @ 1..=500 => i64::from(n),
+            n => return Err(AdminError::Invalid(format!("limit must be 1..500, not {n}")).into()),
+        };
+        let filter = sessions::Filter {
+            since,
+            until,
+            user: id("user_id", &r.user_id)?,
+            service_account: id("service_account_id", &r.service_account_id)?,
+            viewer_team,
+            team: id("team_id", &r.team_id)?,
+            harness: nonempty(&r.harness).map(str::to_string),
+            model: nonempty(&r.model_key).map(str::to_string),
+            has_errors: r.has_errors,
+            min_cost_pusd: if r.min_cost_usd.is_empty() {
+                None
+            } else {
+                Some(pricing::parse_usd(&r.min_cost_usd).map_err(|e| {
+                    AdminError::Invalid(format!("min_cost_usd {:?}: {e}", r.min_cost_usd))
+                })?)
+            },
+            sort: sessions::Sort::parse(&r.sort).map_err(AdminError::Invalid)?,
+            limit,
+            cursor: if r.cursor.is_empty() {
+                None
+            } else {
+                Some(sessions::Cursor::decode(&r.cursor).map_err(AdminError::Invalid)?)
+            },
+        };
+        let (sessions, next_cursor) = sessions::list(&self.pool, &filter)
+            .await
+            .map_err(AdminError::from)?;
+        Ok(Response::new(ListSessionsResponse {
+            sessions,
+            next_cursor,
+        }))
+    }
+
+    async fn get_session(
+        &self,
+        req: Request<GetSessionRequest>,
+    ) -> Result<Response<SessionDetail>, Status> {
+        let viewer_team = self.team_scope(&req).await?;
+        let id = req.into_inner().id;
+        let key = sessions::SessionKey::parse(&id).map_err(AdminError::Invalid)?;
+        match sessions::get(&self.pool, &key, viewer_team)
+            .await
+            .map_err(AdminError::from)?
+        {
+            Some(d) => Ok(Response::new(d)),
+            None => Err(AdminError::NotFound(format!("no session {id:?}")).into()),
+        }
     }
 
     async fn get_leaderboard(

@@ -13,6 +13,7 @@
 //! - [`http_routes`], [`admin_http`], [`openapi`]: the admin service as HTTP JSON, routed by its
 //!   methods' `google.api.http` options, and the OpenAPI document describing it.
 //! - [`leaderboard`]: ranking and 12-hour bucketing for the leaderboard and harness usage.
+//! - [`sessions`]: agent sessions read from the request logs.
 //! - [`usage_rollup`]: the per-bucket usage totals those read, kept up by ingest.
 //! - [`server`]: wires it all together.
 
@@ -31,6 +32,7 @@ pub mod provider_secrets;
 pub mod purge;
 pub mod purge_policy;
 pub mod server;
+pub mod sessions;
 pub mod settings;
 pub mod usage_rollup;
 

@@ -220,8 +220,10 @@ pub fn spans(log: &RequestLog, t: &TraceParts) -> Vec<Span> {
             attrs.push(kv_str("weir.harness.version", &h.version));
         }
     }
+    // `session.id` is what Phoenix (OpenInference), Langfuse and Openlayer group sessions by.
     if !log.session_id.is_empty() {
-        attrs.push(kv_str("weir.session.id", &log.session_id));
+        attrs.push(kv_str("session.id", &log.session_id));
+        attrs.push(kv_str("weir.session.source", &log.session_source));
     }
     if !log.turn_kind.is_empty() {
         attrs.push(kv_str("weir.turn_kind", &log.turn_kind));

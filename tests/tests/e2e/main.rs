@@ -16,4 +16,5 @@ mod provider_secrets;
 mod purge;
 mod quickstart;
 mod request_logs;
+mod sessions;
 mod telemetry;

@@ -171,6 +171,7 @@ async fn requests_become_genai_traces_joined_to_the_callers_trace() {
             .post(format!("{base}/chat/completions"))
             .bearer_auth(&broke)
             .header("x-request-id", &rid)
+            .header("x-claude-code-session-id", "tel-sess-1")
             .json(&json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}))
             .send()
             .await
@@ -238,6 +239,17 @@ async fn requests_become_genai_traces_joined_to_the_callers_trace() {
         Some(json!("chat"))
     );
     assert!(attr(&s.attributes, "user.id").is_some());
+    // A request in an agent session carries the session where LLM back ends group by it.
+    let in_session = server(&refused_id);
+    assert_eq!(
+        attr(&in_session.attributes, "session.id"),
+        Some(json!("tel-sess-1"))
+    );
+    assert_eq!(
+        attr(&in_session.attributes, "weir.session.source"),
+        Some(json!("x-claude-code-session-id"))
+    );
+    assert!(attr(&in_session.attributes, "user.id").is_some());
     let kids = children(&s);
     assert_eq!(kids.len(), 1);
     let c = &kids[0];
