@@ -93,7 +93,9 @@ async fn sessions_group_real_harness_traffic_per_owner() {
         h.extend_from_slice(extra);
         h
     };
-    let sent: Vec<(&str, &str, &str, Vec<(&str, &str)>, u16)> = vec![
+    // (key, model, request id, headers, expected status).
+    type Sent<'a> = (&'a str, &'a str, &'a str, Vec<(&'a str, &'a str)>, u16);
+    let sent: Vec<Sent> = vec![
         (alice.as_str(), "gpt", "cc-1", claude.to_vec(), 200),
         (alice.as_str(), "gpt", "cc-2", claude.to_vec(), 200),
         (alice.as_str(), "mini", "cc-3", claude.to_vec(), 200),
