@@ -1969,16 +1969,12 @@ impl AdminService {
             .iter()
             .take(leaderboard::CHART_SERIES)
             .map(|r| {
-                let (cost_pusd, requests) = leaderboard::zero_fill(
+                chart_series(
                     &buckets,
-                    points.get(&r.user_id).map_or(&[][..], Vec::as_slice),
-                );
-                ChartSeries {
-                    key: r.user_id.to_string(),
-                    name: r.name.clone(),
-                    cost_pusd,
-                    requests,
-                }
+                    points.get(&r.user_id),
+                    r.user_id.to_string(),
+                    &r.name,
+                )
             })
             .collect();
         let rows = ranked
@@ -2031,18 +2027,7 @@ impl AdminService {
         let chart = ranked
             .iter()
             .take(leaderboard::CHART_SERIES)
-            .map(|h| {
-                let (cost_pusd, requests) = leaderboard::zero_fill(
-                    &buckets,
-                    points.get(&h.key).map_or(&[][..], Vec::as_slice),
-                );
-                ChartSeries {
-                    key: h.key.clone(),
-                    name: h.label.clone(),
-                    cost_pusd,
-                    requests,
-                }
-            })
+            .map(|h| chart_series(&buckets, points.get(&h.key), h.key.clone(), &h.label))
             .collect();
         let rows = ranked
             .into_iter()
@@ -2064,6 +2049,23 @@ impl AdminService {
             rows,
             chart,
         })
+    }
+}
+
+/// One charted entry: its per-bucket points zero-filled over `buckets`.
+fn chart_series(
+    buckets: &[DateTime<Utc>],
+    points: Option<&Vec<(DateTime<Utc>, i64, u64)>>,
+    key: String,
+    name: &str,
+) -> ChartSeries {
+    let (cost_pusd, requests) =
+        leaderboard::zero_fill(buckets, points.map_or(&[][..], Vec::as_slice));
+    ChartSeries {
+        key,
+        name: name.to_string(),
+        cost_pusd,
+        requests,
     }
 }
 
