@@ -37,8 +37,14 @@ async fn get(stack: &Stack, path: &str) -> (u16, Value) {
 async fn sessions_group_real_harness_traffic_per_owner() {
     let stack = Stack::start().await;
     let alice = stack.seed(&[("gpt", "up"), ("mini", "up")]).await;
-    let out = run(stack.weirctl(&["users", "create", "--name", "bob"])).await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    for args in [
+        vec!["users", "create", "--name", "bob"],
+        vec!["teams", "create", "--name", "bobs"],
+        vec!["teams", "add-member", "--team", "bobs", "--user", "bob"],
+    ] {
+        let out = run(stack.weirctl(&args)).await;
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+    }
     let out = run(stack.weirctl(&[
         "keys",
         "create",
@@ -288,6 +294,72 @@ async fn sessions_group_real_harness_traffic_per_owner() {
     all.sort();
     all.dedup();
     assert_eq!(all.len(), 6);
+
+    // Sorted by cost, paged: the same six.
+    let mut by_cost = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, page) = get(
+            &stack,
+            &format!("/observability/sessions?sort=cost&limit=4&cursor={cursor}"),
+        )
+        .await;
+        assert_eq!(status, 200, "{page}");
+        for s in page["sessions"].as_array().unwrap() {
+            by_cost.push((
+                s["cost_pusd"].as_i64().unwrap(),
+                s["id"].as_str().unwrap().to_string(),
+            ));
+        }
+        cursor = page["next_cursor"].as_str().unwrap().to_string();
+        if cursor.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(by_cost.len(), 6);
+    assert!(by_cost.windows(2).all(|w| w[0].0 >= w[1].0), "{by_cost:?}");
+
+    // A team viewer sees its team's sessions only, by list and by id.
+    let out = run(stack.weirctl(&[
+        "admin-tokens",
+        "create",
+        "--name",
+        "v",
+        "--role",
+        "team_viewer",
+        "--team",
+        "bobs",
+        "--secret-only",
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let viewer = out.stdout.trim().to_string();
+    let as_viewer = |path: String| {
+        let viewer = viewer.clone();
+        let url = format!(
+            "http://{}/api/v1/admin{path}",
+            stack.control_plane.http_addr
+        );
+        async move {
+            let r = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(viewer)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (_, v) = as_viewer("/observability/sessions".into()).await;
+    let owners: Vec<&Value> = v["sessions"].as_array().unwrap().iter().collect();
+    assert_eq!(owners.len(), 1, "{v}");
+    assert_eq!(owners[0]["turns"], 1, "bob's session");
+    let (status, _) = as_viewer(format!(
+        "/observability/sessions/{}",
+        urlencode(&copilot_id)
+    ))
+    .await;
+    assert_eq!(status, 404, "alice's session is not the viewer's");
 
     // weirctl.
     let out = run(stack.weirctl(&["sessions", "list", "-o", "json"])).await;
