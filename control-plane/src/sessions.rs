@@ -116,7 +116,125 @@ fn ms(a: DateTime<Utc>, b: DateTime<Utc>) -> u64 {
 }
 
 /// A page of sessions and the cursor of the next.
+///
+/// Newest-first pages without session-level filters (the common view) find their sessions by
+/// walking the newest session rows and aggregate only those; cost order and filters on session
+/// totals aggregate every session in the range.
 pub async fn list(pool: &PgPool, f: &Filter) -> Result<(Vec<SessionSummary>, String), sqlx::Error> {
+    let session_filters =
+        f.harness.is_some() || f.model.is_some() || f.has_errors || f.min_cost_pusd.is_some();
+    if f.sort == Sort::LastSeen && !session_filters {
+        list_recent(pool, f).await
+    } else {
+        list_aggregated(pool, f, None).await
+    }
+}
+
+/// The page's sessions, found by scanning session rows newest-first from the cursor: a session
+/// first met there is newer than every later one, unless it has rows at or above the cursor
+/// (then an earlier page listed it).
+async fn list_recent(
+    pool: &PgPool,
+    f: &Filter,
+) -> Result<(Vec<SessionSummary>, String), sqlx::Error> {
+    let want = f.limit as usize + 1;
+    // (session id, owner, its newest log id), newest first.
+    let mut picked: Vec<(String, Uuid, Uuid)> = Vec::new();
+    let mut met: std::collections::HashSet<(String, Uuid)> = std::collections::HashSet::new();
+    let mut below = f.cursor.map(|c| c.last_log);
+    let mut window: i64 = (want as i64 * 40).max(1000);
+    loop {
+        let rows: Vec<(Uuid, String, Uuid)> = sqlx::query_as(
+            "SELECT coalesce(l.service_account_id, l.user_id), l.session_id, l.log_id
+             FROM request_logs l
+             WHERE l.session_id IS NOT NULL
+               AND coalesce(l.service_account_id, l.user_id) IS NOT NULL
+               AND l.created_at >= $1 AND l.created_at < $2
+               AND ($3::uuid IS NULL OR l.user_id = $3)
+               AND ($4::uuid IS NULL OR l.service_account_id = $4)
+               AND ($5::uuid IS NULL OR l.team_id = $5)
+               AND ($6::uuid IS NULL OR l.team_id = $6)
+               AND ($7::uuid IS NULL OR l.log_id < $7)
+             ORDER BY l.log_id DESC
+             LIMIT $8",
+        )
+        .bind(f.since)
+        .bind(f.until)
+        .bind(f.user)
+        .bind(f.service_account)
+        .bind(f.viewer_team)
+        .bind(f.team)
+        .bind(below)
+        .bind(window)
+        .fetch_all(pool)
+        .await?;
+        let mut fresh: Vec<(String, Uuid, Uuid)> = Vec::new();
+        for (owner, sid, log_id) in &rows {
+            if met.insert((sid.clone(), *owner)) {
+                fresh.push((sid.clone(), *owner, *log_id));
+            }
+        }
+        if let (Some(cursor), false) = (f.cursor, fresh.is_empty()) {
+            // Sessions with rows at or above the cursor were on an earlier page.
+            let sids: Vec<String> = fresh.iter().map(|k| k.0.clone()).collect();
+            let owners: Vec<Uuid> = fresh.iter().map(|k| k.1).collect();
+            let earlier: Vec<(String, Uuid)> = sqlx::query_as(
+                "SELECT DISTINCT l.session_id, coalesce(l.service_account_id, l.user_id)
+                 FROM request_logs l
+                 JOIN UNNEST($1::text[], $2::uuid[]) AS k(sid, owner)
+                   ON l.session_id = k.sid AND coalesce(l.service_account_id, l.user_id) = k.owner
+                 WHERE l.log_id >= $3 AND l.created_at >= $4 AND l.created_at < $5",
+            )
+            .bind(&sids)
+            .bind(&owners)
+            .bind(cursor.last_log)
+            .bind(f.since)
+            .bind(f.until)
+            .fetch_all(pool)
+            .await?;
+            fresh.retain(|k| {
+                !earlier
+                    .iter()
+                    .any(|(sid, owner)| *sid == k.0 && *owner == k.1)
+            });
+        }
+        picked.extend(fresh);
+        if picked.len() >= want || (rows.len() as i64) < window {
+            break;
+        }
+        below = rows.last().map(|r| r.2);
+        window = (window * 2).min(200_000);
+    }
+    let more = picked.len() >= want;
+    picked.truncate(f.limit as usize);
+    let Some(last) = picked.last().map(|k| k.2) else {
+        return Ok((Vec::new(), String::new()));
+    };
+    let page = Filter {
+        cursor: None,
+        limit: picked.len() as i64,
+        ..f.clone()
+    };
+    let keys: Vec<(String, Uuid)> = picked.iter().map(|k| (k.0.clone(), k.1)).collect();
+    let (sessions, _) = list_aggregated(pool, &page, Some(&keys)).await?;
+    let next = if more {
+        Cursor {
+            cost: 0,
+            last_log: last,
+        }
+        .encode()
+    } else {
+        String::new()
+    };
+    Ok((sessions, next))
+}
+
+/// Sessions aggregated over the range (only `keys`' when given: session id and owner).
+async fn list_aggregated(
+    pool: &PgPool,
+    f: &Filter,
+    keys: Option<&[(String, Uuid)]>,
+) -> Result<(Vec<SessionSummary>, String), sqlx::Error> {
     let order = match f.sort {
         Sort::LastSeen => "s.last_log DESC",
         Sort::Cost => "s.cost DESC, s.last_log DESC",
@@ -148,6 +266,8 @@ pub async fn list(pool: &PgPool, f: &Filter) -> Result<(Vec<SessionSummary>, Str
                AND ($4::uuid IS NULL OR l.service_account_id = $4)
                AND ($5::uuid IS NULL OR l.team_id = $5)
                AND ($6::uuid IS NULL OR l.team_id = $6)
+               AND ($15::text[] IS NULL OR (l.session_id, coalesce(l.service_account_id, l.user_id))
+                    IN (SELECT * FROM UNNEST($15::text[], $16::uuid[])))
              GROUP BY 1, 2
          )
          SELECT * FROM s
@@ -173,6 +293,8 @@ pub async fn list(pool: &PgPool, f: &Filter) -> Result<(Vec<SessionSummary>, Str
     .bind(f.cursor.map_or(0, |c| c.cost))
     .bind(f.cursor.map_or(Uuid::nil(), |c| c.last_log))
     .bind(f.limit + 1)
+    .bind(keys.map(|k| k.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>()))
+    .bind(keys.map(|k| k.iter().map(|(_, o)| *o).collect::<Vec<_>>()))
     .fetch_all(pool)
     .await?;
     let more = rows.len() as i64 > f.limit;

@@ -3,7 +3,8 @@
 //! Generates (once; kept under `--dir` and reused while under a day old) a durable Postgres with
 //! `--rows` request logs (default 10 million) spread evenly over the last `--days` (default 31): 2,000 users
 //! in 40 teams with a skewed share of traffic, 20 models, 20 harnesses, 2 % 429s and 1 % 500s,
-//! a bespoke tag and a ledger row per request, tool counts recorded on 40 % of requests. The usage
+//! a bespoke tag and a ledger row per request, tool counts recorded on 40 % of requests, and 60 %
+//! of requests in agent sessions (one per user and 3-hour window: 1 to ~2,000 turns). The usage
 //! rollups are built from the generated rows with the same aggregation ingest appends per batch,
 //! then folded. A control plane then serves the data, and every query goes through the admin
 //! HTTP API (reqwest), timed end to end: 1 warm-up, then `--runs` timed runs (median and max).
@@ -154,6 +155,15 @@ async fn main() -> anyhow::Result<()> {
         sqlx::query_scalar("SELECT id FROM users ORDER BY name OFFSET 300 LIMIT 1")
             .fetch_one(&pool)
             .await?;
+    // The session with the most turns, for the detail query.
+    let (big_sid, big_owner, big_turns): (String, Uuid, i64) = sqlx::query_as(
+        "SELECT session_id, user_id, count(*) FROM request_logs
+         WHERE session_id LIKE 's0-%' GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await?;
+    eprintln!("largest session: {big_sid} with {big_turns} turns");
+    let biggest_session = format!("{big_owner}%3A{big_sid}");
     let now = Utc::now();
     let day = |d: i64| {
         (now - chrono::Duration::days(d))
@@ -210,6 +220,19 @@ async fn main() -> anyhow::Result<()> {
             "spend by user, 31 days (ledger)",
             format!("/observability/spend?group_by=user&since={}", day(31)),
         ),
+        ("sessions, 31 days, newest first", "/observability/sessions?limit=50".into()),
+        (
+            "sessions of one user, 31 days",
+            format!("/observability/sessions?user_id={mid_user}&limit=50"),
+        ),
+        (
+            "sessions, 7 days, by cost",
+            format!("/observability/sessions?sort=cost&since={}&limit=50", day(7)),
+        ),
+        (
+            "session detail, the largest session",
+            format!("/observability/sessions/{biggest_session}"),
+        ),
     ];
     let mut report = Vec::new();
     for (name, path) in &queries {
@@ -217,6 +240,8 @@ async fn main() -> anyhow::Result<()> {
         let n = body["rows"]
             .as_array()
             .or(body["logs"].as_array())
+            .or(body["sessions"].as_array())
+            .or(body["turns"].as_array())
             .map_or(0, Vec::len);
         let mut times = Vec::new();
         for _ in 0..runs {
@@ -507,7 +532,7 @@ async fn generate(pool: &sqlx::PgPool, rows: i64, days_back: i64) -> anyhow::Res
                         floor(2000 * power(random(), 3))::int AS ui,
                         floor(20 * power(random(), 2))::int AS mi,
                         floor(20 * power(random(), 2))::int AS hi,
-                        random() AS r1, random() AS r2, random() AS r3,
+                        random() AS r1, random() AS r2, random() AS r3, random() AS r4,
                         md5(($4::bigint + i)::text) AS h
                  FROM generate_series(0, $1::bigint - 1) i
              ),
@@ -526,7 +551,8 @@ async fn generate(pool: &sqlx::PgPool, rows: i64, days_back: i64) -> anyhow::Res
                      model_key, provider_key, upstream_model, status_code, outcome, duration_us,
                      ttfb_us, input_tokens, output_tokens, total_tokens, cost_pusd, pricing_status,
                      user_id, team_id, node_id, fleet_group, harness_key, harness_label, service,
-                     env, exposed_tool_count, invoked_tool_count, attempt_count, policy)
+                     env, exposed_tool_count, invoked_tool_count, attempt_count, policy,
+                     session_id, session_source)
                  SELECT log_id, created_at, 'gen-' || ($4::bigint + i),
                         CASE WHEN r1 < 0.05 THEN 'embeddings' ELSE 'chat_completions' END,
                         r1 > 0.5, 'model-' || lpad(mi::text, 2, '0'), 'openai',
@@ -540,7 +566,9 @@ async fn generate(pool: &sqlx::PgPool, rows: i64, days_back: i64) -> anyhow::Res
                         ($5::text[])[1 + hi], ($6::text[])[1 + hi],
                         'svc-' || (ui % 10), CASE WHEN r3 < 0.2 THEN 'staging' ELSE 'prod' END,
                         CASE WHEN r3 < 0.4 THEN floor(r2 * 30)::int END,
-                        CASE WHEN r3 < 0.4 THEN floor(r1 * 5)::int END, 1, '{}'::jsonb
+                        CASE WHEN r3 < 0.4 THEN floor(r1 * 5)::int END, 1, '{}'::jsonb,
+                        CASE WHEN r4 < 0.6 THEN 's' || ui || '-' || (ms / 10800000) END,
+                        CASE WHEN r4 < 0.6 THEN 'x-weir-session' END
                  FROM rows
                  RETURNING log_id, created_at, user_id, team_id, model_key, input_tokens,
                            output_tokens, cost_pusd
