@@ -170,7 +170,8 @@ async fn main() -> anyhow::Result<()> {
             .format("%Y-%m-%dT%H:%M:%SZ")
             .to_string()
     };
-    let queries: Vec<(&str, String)> = vec![
+    let queries: Vec<(&str, String)> =
+        vec![
         (
             "leaderboard, 31 days",
             "/observability/leaderboard?range=31d".into(),
