@@ -243,6 +243,15 @@ async fn list_aggregated(
         Sort::LastSeen => "s.last_log < $13",
         Sort::Cost => "(s.cost, s.last_log) < ($12, $13)",
     };
+    // Given keys, drive from them through the session index, one session at a time; otherwise
+    // aggregate the range.
+    let from = if keys.is_some() {
+        "UNNEST($15::text[], $16::uuid[]) AS k(sid, owner)
+             JOIN request_logs l ON l.session_id = k.sid
+                                 AND coalesce(l.service_account_id, l.user_id) = k.owner"
+    } else {
+        "request_logs l"
+    };
     let rows = sqlx::query(&format!(
         "WITH s AS (
              SELECT coalesce(l.service_account_id, l.user_id) AS owner, l.session_id,
@@ -258,7 +267,7 @@ async fn list_aggregated(
                     (array_agg(l.service_account_id ORDER BY l.log_id DESC))[1] AS sa_id,
                     (array_agg(l.team_id ORDER BY l.log_id DESC))[1] AS team_id,
                     array_agg(DISTINCT l.model_key) FILTER (WHERE l.model_key <> '') AS models
-             FROM request_logs l
+             FROM {from}
              WHERE l.session_id IS NOT NULL
                AND coalesce(l.service_account_id, l.user_id) IS NOT NULL
                AND l.created_at >= $1 AND l.created_at < $2
@@ -266,8 +275,8 @@ async fn list_aggregated(
                AND ($4::uuid IS NULL OR l.service_account_id = $4)
                AND ($5::uuid IS NULL OR l.team_id = $5)
                AND ($6::uuid IS NULL OR l.team_id = $6)
-               AND ($15::text[] IS NULL OR (l.session_id, coalesce(l.service_account_id, l.user_id))
-                    IN (SELECT * FROM UNNEST($15::text[], $16::uuid[])))
+               -- Typed here for when no keys drive the query: every bound parameter must appear.
+               AND ($15::text[] IS NULL OR $16::uuid[] IS NOT NULL OR true)
              GROUP BY 1, 2
          )
          SELECT * FROM s

@@ -63,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,weir_control_plane::purge=info".into()),
+                .unwrap_or_else(|_| "error,weir_control_plane::purge=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
