@@ -97,6 +97,16 @@ pub enum Caller {
     TeamViewer(Uuid),
 }
 
+/// The bearer token of a call (an admin token or, for feedback, a gateway key).
+fn bearer<T>(req: &Request<T>) -> Result<&str, AdminError> {
+    req.metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or(AdminError::Unauthenticated)
+}
+
 /// Whose request logs a feedback call may touch.
 enum FeedbackScope {
     Any,
@@ -161,13 +171,7 @@ impl AdminService {
     }
 
     async fn caller<T>(&self, req: &Request<T>) -> Result<Caller, AdminError> {
-        let token = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(AdminError::Unauthenticated)?;
-        let hash = weir_proto::api_key::hash(token.trim());
+        let hash = weir_proto::api_key::hash(bearer(req)?);
         let row = sqlx::query(
             "SELECT role, team_id FROM admin_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
         )
@@ -186,13 +190,7 @@ impl AdminService {
     /// Whose request logs the caller may attach feedback to: a platform admin any, a gateway
     /// key only those of its own owner (so a product can rate its own answers).
     async fn feedback_scope<T>(&self, req: &Request<T>) -> Result<FeedbackScope, AdminError> {
-        let token = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or(AdminError::Unauthenticated)?;
+        let token = bearer(req)?;
         if !weir_proto::api_key::looks_like_key(token) {
             self.admin(req).await?;
             return Ok(FeedbackScope::Any);
@@ -1380,7 +1378,7 @@ impl Admin for AdminService {
         &self,
         req: Request<ListRequestLogsRequest>,
     ) -> Result<Response<ListRequestLogsResponse>, Status> {
-        let caller = self.caller(&req).await?;
+        let team = self.team_scope(&req).await?;
         let r = req.into_inner();
         let limit = match r.limit {
             0 => 50,
@@ -1400,10 +1398,6 @@ impl Admin for AdminService {
             None
         } else {
             Some(parse_id("user_id", &r.user_id)?)
-        };
-        let team = match caller {
-            Caller::PlatformAdmin => None,
-            Caller::TeamViewer(t) => Some(t),
         };
         // A team viewer's own team is always applied ($5); this is the admin's optional filter.
         let team_filter = if r.team_id.is_empty() {
@@ -1506,16 +1500,12 @@ impl Admin for AdminService {
         &self,
         req: Request<GetRequestLogRequest>,
     ) -> Result<Response<RequestLogDetail>, Status> {
-        let caller = self.caller(&req).await?;
+        let team = self.team_scope(&req).await?;
         let wanted = req.into_inner().id;
         if wanted.is_empty() {
             return Err(AdminError::Invalid("id must not be empty".into()).into());
         }
         let by_log_id = Uuid::parse_str(&wanted).ok();
-        let team = match caller {
-            Caller::PlatformAdmin => None,
-            Caller::TeamViewer(t) => Some(t),
-        };
         let row = sqlx::query(&format!(
             "SELECT {SUMMARY_COLUMNS}, l.error_message, l.upstream_model, l.ttfb_us,
                     l.cached_input_tokens, l.reasoning_tokens, l.node_id, l.fleet_group, l.user_agent,
@@ -1638,7 +1628,7 @@ impl Admin for AdminService {
         &self,
         req: Request<GetSpendRequest>,
     ) -> Result<Response<GetSpendResponse>, Status> {
-        let caller = self.caller(&req).await?;
+        let team = self.team_scope(&req).await?;
         let r = req.into_inner();
         // Grouping column and the name looked up per group (not per row) from the group's `id`;
         // only these fixed fragments enter the SQL.
@@ -1663,10 +1653,6 @@ impl Admin for AdminService {
         if since >= until {
             return Err(AdminError::Invalid("since must be before until".into()).into());
         }
-        let team = match caller {
-            Caller::PlatformAdmin => None,
-            Caller::TeamViewer(t) => Some(t),
-        };
         let rows = sqlx::query(&format!(
             "SELECT g.id::text AS key, {name} AS name, g.* FROM (
                  SELECT {key} AS id,

@@ -365,9 +365,12 @@ impl Purger {
         .execute(&mut *tx)
         .await?;
         // The folding job must not move these days' pending counts while they are read.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('weir.usage_rollup'))")
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(&format!(
+            "SELECT pg_advisory_xact_lock({})",
+            crate::usage_rollup::FOLD_LOCK
+        ))
+        .execute(&mut *tx)
+        .await?;
         let mut counts = Counts::default();
         for day in days {
             counts += day_counts(&mut *tx, *day).await?;

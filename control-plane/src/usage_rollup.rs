@@ -10,6 +10,10 @@ use uuid::Uuid;
 
 use crate::leaderboard::{bucket_of, HarnessTotals, ModelUse, UserTotals};
 
+/// The advisory lock the folding job holds; a purge takes it to read day counts that the fold
+/// must not move meanwhile.
+pub const FOLD_LOCK: &str = "hashtext('weir.usage_rollup')";
+
 /// One request's contribution, as ingest knows it.
 #[derive(Debug, Clone)]
 pub struct Usage<'a> {
@@ -136,10 +140,9 @@ pub async fn record(
 /// take turns (an advisory lock), so rollup rows are never contended.
 pub async fn fold(pool: &PgPool) -> Result<u64, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let got: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('weir.usage_rollup'))")
-            .fetch_one(&mut *tx)
-            .await?;
+    let got: bool = sqlx::query_scalar(&format!("SELECT pg_try_advisory_xact_lock({FOLD_LOCK})"))
+        .fetch_one(&mut *tx)
+        .await?;
     if !got {
         return Ok(0);
     }
