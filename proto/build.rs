@@ -26,6 +26,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // Admin messages double as the JSON shapes `weirctl --output json` prints.
         .type_attribute(".weir.admin.v1", "#[derive(serde::Serialize)]")
+        // Price files (`weirctl prices load`) are the SetPrices request body, read strictly.
+        .type_attribute(
+            ".weir.admin.v1.SetPricesRequest",
+            "#[derive(serde::Deserialize)] #[serde(default, deny_unknown_fields)]",
+        )
+        .type_attribute(
+            ".weir.admin.v1.SetPriceRequest",
+            "#[derive(serde::Deserialize)] #[serde(default, deny_unknown_fields)]",
+        )
+        .type_attribute(
+            ".weir.admin.v1.PriceRates",
+            "#[derive(serde::Deserialize)] #[serde(default, deny_unknown_fields)]",
+        )
         .compile_fds(fds)?;
     Ok(())
 }

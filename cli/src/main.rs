@@ -82,6 +82,9 @@ enum Command {
     /// Admin tokens and their roles.
     #[command(subcommand, name = "admin-tokens")]
     AdminTokens(AdminTokensCmd),
+    /// Model prices.
+    #[command(subcommand)]
+    Prices(PricesCmd),
     /// Spend from the ledger, grouped, with counts by pricing status.
     Spend {
         /// user, team, service_account, model or provider.
@@ -433,6 +436,31 @@ fn secret_from_stdin() -> Result<String, Failure> {
     Ok(secret)
 }
 
+/// Reads a price file: JSON, or TOML when the name ends in `.toml`.
+fn read_price_file(path: &std::path::Path) -> Result<SetPricesRequest, Failure> {
+    let bad = |e: String| Failure {
+        code: 7,
+        message: format!("{}: {e}", path.display()),
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let value: serde_json::Value = if path.extension().is_some_and(|e| e == "toml") {
+        toml::from_str(&text).map_err(|e| bad(e.to_string()))?
+    } else {
+        serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?
+    };
+    serde_json::from_value(value).map_err(|e| bad(e.to_string()))
+}
+
+#[derive(Subcommand)]
+enum PricesCmd {
+    /// Set the prices in FILE (JSON or .toml: the body of POST /api/v1/admin/prices, a list
+    /// `prices` of SetPriceRequest) in one transaction: all or none. See docs/cost.md.
+    Load {
+        /// The price file.
+        file: std::path::PathBuf,
+    },
+}
+
 #[derive(Subcommand)]
 enum ModelsCmd {
     /// List models with their targets and prices.
@@ -454,7 +482,8 @@ enum ModelsCmd {
         #[command(flatten)]
         policy: PolicyArgs,
     },
-    /// Set a model's price (US dollars per million tokens); applies to new requests.
+    /// Set a model's base price (US dollars per million tokens); applies to new requests. For
+    /// cache writes, tiers and the other kinds, use `weirctl prices load`.
     Price {
         #[arg(long)]
         model: String,
@@ -850,10 +879,18 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
                     input_per_mtok: input_price,
                     cached_input_per_mtok: cached_input_price,
                     output_per_mtok: output_price,
+                    ..Default::default()
                 })
                 .await?
                 .into_inner();
             p.price(&r);
+        }
+        Command::Prices(PricesCmd::Load { file }) => {
+            let req = read_price_file(&file)?;
+            let r = c.set_prices(req).await?.into_inner();
+            for price in &r.prices {
+                p.price(price);
+            }
         }
         Command::Users(UsersCmd::List) => {
             let r = c.list_users(ListUsersRequest {}).await?.into_inner();

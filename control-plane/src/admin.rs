@@ -630,7 +630,7 @@ impl Admin for AdminService {
             }
         }
         let keys: Vec<String> = models.iter().map(|m| m.key.clone()).collect();
-        let prices = current_prices(&self.pool, &keys)
+        let prices = crate::prices::current(&self.pool, &keys)
             .await
             .map_err(AdminError::from)?;
         for m in &mut models {
@@ -642,42 +642,21 @@ impl Admin for AdminService {
     async fn set_price(&self, req: Request<SetPriceRequest>) -> Result<Response<Price>, Status> {
         self.admin(&req).await?;
         let r = req.into_inner();
-        validate::validate_key("model", &r.model_key).map_err(AdminError::from)?;
-        let parse = |field: &str, v: &str| {
-            pricing::parse_usd_per_mtok(v).map_err(|e| AdminError::Invalid(format!("{field}: {e}")))
-        };
-        let input = parse("input_per_mtok", &r.input_per_mtok)?;
-        let output = parse("output_per_mtok", &r.output_per_mtok)?;
-        let cached = if r.cached_input_per_mtok.is_empty() {
-            input
-        } else {
-            parse("cached_input_per_mtok", &r.cached_input_per_mtok)?
-        };
-        let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
-        let row = sqlx::query(
-            "INSERT INTO prices (model_key, input_pusd_per_token, cached_input_pusd_per_token,
-                                 output_pusd_per_token)
-             VALUES ($1, $2, $3, $4) RETURNING id, valid_from",
-        )
-        .bind(&r.model_key)
-        .bind(input)
-        .bind(cached)
-        .bind(output)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(AdminError::from)?;
-        bump(&mut tx, ResourceType::Pricing)
-            .await
-            .map_err(AdminError::from)?;
-        tx.commit().await.map_err(AdminError::from)?;
-        Ok(Response::new(Price {
-            model_key: r.model_key,
-            input_per_mtok: pricing::format_usd_per_mtok(input),
-            cached_input_per_mtok: pricing::format_usd_per_mtok(cached),
-            output_per_mtok: pricing::format_usd_per_mtok(output),
-            valid_from: ts(row.get("valid_from")),
-            version: row.get("id"),
-        }))
+        let mut out = self.store_prices(std::slice::from_ref(&r)).await?;
+        Ok(Response::new(out.remove(0)))
+    }
+
+    async fn set_prices(
+        &self,
+        req: Request<SetPricesRequest>,
+    ) -> Result<Response<SetPricesResponse>, Status> {
+        self.admin(&req).await?;
+        let r = req.into_inner();
+        if r.prices.is_empty() {
+            return Err(AdminError::Invalid("prices: give at least one price".into()).into());
+        }
+        let prices = self.store_prices(&r.prices).await?;
+        Ok(Response::new(SetPricesResponse { prices }))
     }
 
     async fn create_user(&self, req: Request<CreateUserRequest>) -> Result<Response<User>, Status> {
@@ -1916,6 +1895,34 @@ impl Admin for AdminService {
 }
 
 impl AdminService {
+    /// Validates every price first, then stores them all in one transaction.
+    async fn store_prices(&self, reqs: &[SetPriceRequest]) -> Result<Vec<Price>, AdminError> {
+        let now = Utc::now();
+        let mut parsed = Vec::with_capacity(reqs.len());
+        for (i, r) in reqs.iter().enumerate() {
+            let at = |e: String| {
+                if reqs.len() == 1 {
+                    AdminError::Invalid(e)
+                } else {
+                    AdminError::Invalid(format!("prices[{i}] ({}): {e}", r.model_key))
+                }
+            };
+            validate::validate_key("model", &r.model_key).map_err(|e| at(e.message))?;
+            let sheet = crate::prices::sheet_from_request(r).map_err(at)?;
+            let from = crate::prices::valid_from(&r.valid_from, now).map_err(at)?;
+            parsed.push((r.model_key.as_str(), sheet, from));
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut out = Vec::with_capacity(parsed.len());
+        for (model, sheet, from) in &parsed {
+            let (id, valid_from) = crate::prices::insert(&mut tx, model, sheet, *from).await?;
+            out.push(crate::prices::to_message(model, id, valid_from, sheet));
+        }
+        bump(&mut tx, ResourceType::Pricing).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
     /// The team a caller is confined to, if any.
     async fn team_scope<T>(&self, req: &Request<T>) -> Result<Option<Uuid>, AdminError> {
         Ok(match self.caller(req).await? {
@@ -2429,31 +2436,6 @@ fn decode_cursor(s: &str) -> Result<(DateTime<Utc>, Uuid), AdminError> {
         .ok_or_else(bad)?;
     let id = Uuid::parse_str(id).map_err(|_| bad())?;
     Ok((at, id))
-}
-
-async fn current_prices(pool: &PgPool, models: &[String]) -> Result<Vec<Price>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT DISTINCT ON (model_key) id, model_key, input_pusd_per_token,
-                cached_input_pusd_per_token, output_pusd_per_token, valid_from
-         FROM prices WHERE model_key = ANY($1) AND valid_from <= now()
-         ORDER BY model_key, valid_from DESC, id DESC",
-    )
-    .bind(models)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Price {
-            model_key: r.get("model_key"),
-            input_per_mtok: pricing::format_usd_per_mtok(r.get("input_pusd_per_token")),
-            cached_input_per_mtok: pricing::format_usd_per_mtok(
-                r.get("cached_input_pusd_per_token"),
-            ),
-            output_per_mtok: pricing::format_usd_per_mtok(r.get("output_pusd_per_token")),
-            valid_from: ts(r.get("valid_from")),
-            version: r.get("id"),
-        })
-        .collect())
 }
 
 #[cfg(test)]

@@ -729,25 +729,36 @@ pub async fn fleet_spend(
     Ok(sum.unwrap_or(0))
 }
 
-/// The price in force now for every priced model.
+/// For every priced model, the version in force now and any that start later.
 async fn read_pricing(tx: &mut Tx<'_>) -> Result<PriceSet, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT DISTINCT ON (model_key) id, model_key, input_pusd_per_token,
-                cached_input_pusd_per_token, output_pusd_per_token
-         FROM prices WHERE valid_from <= now()
-         ORDER BY model_key, valid_from DESC, id DESC",
+        "(SELECT DISTINCT ON (model_key) id, model_key, input_pusd_per_token,
+                cached_input_pusd_per_token, output_pusd_per_token, extra, valid_from
+          FROM prices WHERE valid_from <= now()
+          ORDER BY model_key, valid_from DESC, id DESC)
+         UNION ALL
+         (SELECT id, model_key, input_pusd_per_token, cached_input_pusd_per_token,
+                 output_pusd_per_token, extra, valid_from
+          FROM prices WHERE valid_from > now())
+         ORDER BY model_key, valid_from, id",
     )
     .fetch_all(&mut **tx)
     .await?;
     Ok(PriceSet {
         prices: rows
             .into_iter()
-            .map(|r| ModelPrice {
-                model_key: r.get("model_key"),
-                input_pusd_per_token: r.get("input_pusd_per_token"),
-                cached_input_pusd_per_token: r.get("cached_input_pusd_per_token"),
-                output_pusd_per_token: r.get("output_pusd_per_token"),
-                price_id: r.get("id"),
+            .map(|r| {
+                let extra: serde_json::Value = r.get("extra");
+                let valid_from: chrono::DateTime<chrono::Utc> = r.get("valid_from");
+                ModelPrice {
+                    model_key: r.get("model_key"),
+                    input_pusd_per_token: r.get("input_pusd_per_token"),
+                    cached_input_pusd_per_token: r.get("cached_input_pusd_per_token"),
+                    output_pusd_per_token: r.get("output_pusd_per_token"),
+                    price_id: r.get("id"),
+                    extra_json: extra.to_string(),
+                    valid_from_unix_ms: valid_from.timestamp_millis(),
+                }
             })
             .collect(),
     })

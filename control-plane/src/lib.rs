@@ -7,6 +7,7 @@
 //! - [`config_snapshot`]: the versioned config read from Postgres and published on change.
 //! - [`config_stream`]: the xDS-like stream data planes subscribe to.
 //! - [`log_ingest`]: request-log batches in, one transaction each, ack after commit.
+//! - [`prices`]: model price versions (rates per usage kind, tiers), stored and read back.
 //! - [`provider_secrets`]: upstream secrets sealed before they reach Postgres.
 //! - [`purge_policy`], [`purge`]: request-log retention rules, and purges that drop whole days.
 //! - [`admin`]: the admin service.
@@ -28,6 +29,7 @@ pub mod leaderboard;
 pub mod log_ingest;
 pub mod openapi;
 pub mod partitions;
+pub mod prices;
 pub mod provider_secrets;
 pub mod purge;
 pub mod purge_policy;

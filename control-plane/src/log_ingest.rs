@@ -23,7 +23,7 @@ use weir_proto::logs::{BatchAck, LogBatch, RequestLog};
 use crate::partitions::Partitions;
 use crate::purge::DayCounts;
 use crate::usage_rollup;
-use weir_proto::pricing::{self, Price, Usage};
+use weir_proto::pricing::{self, PriceSheet};
 
 /// Batches of one stream written at once.
 const CONCURRENT_BATCHES: usize = 4;
@@ -180,61 +180,84 @@ impl LogWriter {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let mut prices: HashMap<String, Vec<(i64, DateTime<Utc>, Price)>> = HashMap::new();
+        type Versions = Vec<(i64, DateTime<Utc>, Option<PriceSheet>)>;
+        let mut prices: HashMap<String, Versions> = HashMap::new();
         if !models.is_empty() {
             let fetched = sqlx::query(
                 "SELECT id, model_key, valid_from, input_pusd_per_token, cached_input_pusd_per_token,
-                        output_pusd_per_token
+                        output_pusd_per_token, extra
                  FROM prices WHERE model_key = ANY($1) ORDER BY valid_from DESC, id DESC",
             )
             .bind(&models)
             .fetch_all(&self.pool)
             .await?;
             for r in fetched {
+                let id: i64 = r.get("id");
+                let extra: serde_json::Value = r.get("extra");
+                let sheet = PriceSheet::from_parts(
+                    r.get("input_pusd_per_token"),
+                    r.get("cached_input_pusd_per_token"),
+                    r.get("output_pusd_per_token"),
+                    &extra,
+                )
+                // Stored by the admin API after validation; a row that no longer reads prices
+                // nothing rather than something wrong.
+                .inspect_err(|e| tracing::error!(price_id = id, "unreadable price row: {e}"))
+                .ok();
                 prices.entry(r.get("model_key")).or_default().push((
-                    r.get("id"),
+                    id,
                     r.get("valid_from"),
-                    Price {
-                        input: r.get("input_pusd_per_token"),
-                        cached_input: r.get("cached_input_pusd_per_token"),
-                        output: r.get("output_pusd_per_token"),
-                    },
+                    sheet,
                 ));
             }
         }
         for row in rows.iter_mut().filter(|r| !r.rec.attempts.is_empty()) {
-            let usage = row.rec.usage.as_ref();
-            let input = usage.and_then(|u| u.input_tokens);
-            let output = usage.and_then(|u| u.output_tokens);
-            // Embeddings report no output; a response that reports neither reported no usage.
-            if input.is_none() && output.is_none() {
-                row.pricing_status = Some("usage_missing");
-                continue;
-            }
-            let (input, output) = (input.unwrap_or(0), output.unwrap_or(0));
             let valid = prices
                 .get(&row.rec.model_key)
                 .and_then(|ps| ps.iter().find(|(_, from, _)| *from <= row.at));
-            let Some((id, _, price)) = valid else {
-                row.pricing_status = Some("unpriced");
-                continue;
-            };
-            let u = Usage {
-                input,
-                cached_input: usage.and_then(|u| u.cached_input_tokens).unwrap_or(0),
-                output,
-            };
-            match pricing::cost(u, *price) {
-                Some(c) => {
-                    row.cost = Some(c);
-                    row.pricing_status = Some("priced");
-                    row.price_id = Some(*id);
-                }
-                None => row.pricing_status = Some("unpriced"),
+            let sheet = valid.and_then(|(_, _, s)| s.as_ref());
+            let settled = pricing::settle(row.rec.usage.as_ref(), sheet, &[]);
+            row.pricing_status = Some(settled.status());
+            row.cost = settled.cost();
+            let provider_cost = row
+                .rec
+                .usage
+                .as_ref()
+                .is_some_and(|u| u.provider_cost_pusd.is_some());
+            if settled.cost().is_some() && !provider_cost {
+                row.price_id = valid.map(|(id, _, _)| *id);
             }
         }
         Ok(())
     }
+}
+
+/// The usage kinds beyond the ledger's own columns, as stored in `usage_extra`.
+fn usage_extra(u: &weir_proto::logs::Usage) -> serde_json::Value {
+    let mut o = serde_json::Map::new();
+    let kinds = [
+        ("cache_write_5m_tokens", u.cache_write_5m_tokens),
+        ("cache_write_1h_tokens", u.cache_write_1h_tokens),
+        ("audio_input_tokens", u.audio_input_tokens),
+        ("audio_output_tokens", u.audio_output_tokens),
+        ("image_input_tokens", u.image_input_tokens),
+        ("image_output_tokens", u.image_output_tokens),
+    ];
+    for (k, v) in kinds {
+        if let Some(v) = v {
+            o.insert(k.into(), v.into());
+        }
+    }
+    if let Some(c) = u.provider_cost_pusd {
+        o.insert("provider_cost_pusd".into(), c.into());
+    }
+    if !u.service_tier.is_empty() {
+        o.insert("service_tier".into(), pg_text(&u.service_tier).into());
+    }
+    if u.estimated {
+        o.insert("estimated".into(), true.into());
+    }
+    serde_json::Value::Object(o)
 }
 
 /// A UUIDv7 and the instant it names.
@@ -360,7 +383,7 @@ async fn insert_summaries(tx: &mut Tx<'_>, rows: &[Decoded<'_>]) -> Result<Vec<U
     let mut turn_kind: Vec<Option<String>> = Vec::with_capacity(n);
     for r in rows {
         let rec = r.rec;
-        let usage = rec.usage.unwrap_or_default();
+        let usage = rec.usage.clone().unwrap_or_default();
         let caller = rec.caller.clone().unwrap_or_default();
         let harness = rec.harness.clone().unwrap_or_default();
         log_id.push(r.id);
@@ -647,9 +670,10 @@ async fn insert_ledger(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<Vec<Uui
     let mut status = Vec::new();
     let mut cost = Vec::new();
     let mut price = Vec::new();
+    let mut extra = Vec::new();
     for r in rows {
         let caller = r.rec.caller.clone().unwrap_or_default();
-        let usage = r.rec.usage.unwrap_or_default();
+        let usage = r.rec.usage.clone().unwrap_or_default();
         ids.push(r.id);
         ats.push(r.at);
         key.push(opt_uuid(&caller.api_key_id));
@@ -666,14 +690,16 @@ async fn insert_ledger(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<Vec<Uui
         status.push(r.pricing_status.unwrap_or("usage_missing").to_string());
         cost.push(r.cost);
         price.push(r.price_id);
+        extra.push(usage_extra(&usage));
     }
     sqlx::query_scalar(
         "INSERT INTO usage_cost_events (log_id, created_at, api_key_id, user_id, team_id,
             service_account_id, model_key, provider_key, upstream_model, input_tokens,
-            cached_input_tokens, output_tokens, reasoning_tokens, pricing_status, cost_pusd, price_id)
+            cached_input_tokens, output_tokens, reasoning_tokens, pricing_status, cost_pusd, price_id,
+            usage_extra)
          SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::uuid[], $4::uuid[], $5::uuid[],
             $6::uuid[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[],
-            $12::bigint[], $13::bigint[], $14::text[], $15::bigint[], $16::bigint[])
+            $12::bigint[], $13::bigint[], $14::text[], $15::bigint[], $16::bigint[], $17::jsonb[])
          ON CONFLICT (log_id) DO NOTHING
          RETURNING log_id",
     )
@@ -693,6 +719,7 @@ async fn insert_ledger(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<Vec<Uui
     .bind(status)
     .bind(cost)
     .bind(price)
+    .bind(extra)
     .fetch_all(&mut **tx)
     .await
 }

@@ -22,6 +22,7 @@
 //! - [`genai_content`]: message content for spans, from the redacted payload.
 //! - [`otlp_export`]: batched, bounded OTLP span export.
 //! - [`telemetry_sinks`]: the node's live OTLP destinations, from its environment and config.
+//! - [`token_estimate`]: prompt tokens counted locally when a stream ends before its usage.
 //! - [`request_record`]: what the request path hands to the log worker.
 //! - [`log_shipper`]: the bounded queue and the batching, at-least-once shipper.
 //! - [`gateway_error`]: every error a client can see, as OpenAI error JSON.
@@ -50,6 +51,7 @@ pub mod snapshot;
 pub mod snapshot_store;
 pub mod sse_transcript;
 pub mod telemetry_sinks;
+pub mod token_estimate;
 pub mod trace_context;
 pub mod upstream;
 pub mod usage;

@@ -659,7 +659,7 @@ async fn proxy_operation(
         let rec = guard.rec();
         rec.limits = subjects;
         rec.limiter = Some(gw.limiter.clone());
-        rec.price = snap.prices.get(&model).copied();
+        rec.price = snap.price_at(&model, crate::limits::now_ms());
     }
     let client_wants_usage = fields
         .stream_options

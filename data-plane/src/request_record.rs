@@ -118,7 +118,7 @@ pub struct RequestRecord {
     /// The limiter that admitted it.
     pub limiter: Option<Arc<crate::limits::Limiter>>,
     /// The model's price at admission, for the node's own spend count.
-    pub price: Option<weir_proto::pricing::Price>,
+    pub price: Option<Arc<weir_proto::pricing::PriceSheet>>,
     /// Node identity.
     pub node_id: Arc<str>,
     /// Fleet group.
@@ -255,11 +255,21 @@ impl RequestRecord {
                 "usage": usage_json,
                 "error": facts.error.clone().unwrap_or(Value::Null),
             });
-            (
-                facts.usage,
-                Some(facts.invoked_tools()),
-                (wrapped, !kept_all),
-            )
+            let invoked = facts.invoked_tools();
+            let produced = self.attempts.iter().rev().find(|a| a.produced_response);
+            // A stream that ended before the provider's usage (client abort, cut upstream) is
+            // billed anyway: its prompt is counted here and the row marked estimated.
+            let usage = facts.usage.or_else(|| {
+                produced.map(|a| pb::Usage {
+                    input_tokens: Some(crate::token_estimate::prompt_tokens(
+                        &request_json,
+                        &a.upstream_model,
+                    )),
+                    estimated: true,
+                    ..pb::Usage::default()
+                })
+            });
+            (usage, Some(invoked), (wrapped, !kept_all))
         } else {
             let body = payload_policy::body_value(&self.response_body);
             if traced {
@@ -431,17 +441,7 @@ impl RequestRecord {
 impl RequestRecord {
     /// The request's cost at the node's price, when usage and a price are known.
     fn cost(&self, usage: Option<&pb::Usage>) -> Option<i64> {
-        match (usage, &self.price) {
-            (Some(u), Some(price)) => weir_proto::pricing::cost(
-                weir_proto::pricing::Usage {
-                    input: u.input_tokens.unwrap_or(0),
-                    cached_input: u.cached_input_tokens.unwrap_or(0),
-                    output: u.output_tokens.unwrap_or(0),
-                },
-                *price,
-            ),
-            _ => None,
-        }
+        weir_proto::pricing::settle(usage, self.price.as_deref(), &[]).cost()
     }
 
     /// Counts the request's tokens and cost against the limits that admitted it.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use weir_proto::config::{discovery_response::Resources, ResourceType, RoutePolicy};
-use weir_proto::pricing::Price;
+use weir_proto::pricing::PriceSheet;
 use weir_proto::validate::{self, Invalid};
 
 use crate::limits::SubjectLimits;
@@ -126,11 +126,15 @@ pub struct Snapshot {
     pub policy: Option<Arc<Policy>>,
     /// Limits by subject (`key:<id>`, `user:<id>`, `team:<id>`).
     pub limits: HashMap<String, Arc<SubjectLimits>>,
-    /// Prices in force by model key.
-    pub prices: HashMap<String, Price>,
+    /// Price versions by model key: the one in force when the set came and any later ones,
+    /// oldest first.
+    pub prices: HashMap<String, Arc<PriceVersions>>,
     /// OTLP sinks pushed by the control plane.
     pub sinks: Arc<Vec<SinkConfig>>,
 }
+
+/// A model's price versions: (valid from, Unix ms; the sheet), oldest first.
+pub type PriceVersions = Vec<(i64, Arc<PriceSheet>)>;
 
 /// Every resource type a node subscribes to: the required ones, then the optional telemetry
 /// sinks (a node serves before any sink arrives).
@@ -160,6 +164,16 @@ impl Snapshot {
         REQUIRED
             .iter()
             .all(|t| self.versions.contains_key(&(*t as i32)))
+    }
+
+    /// The price version of `model` in force at `now_ms`.
+    pub fn price_at(&self, model: &str, now_ms: i64) -> Option<Arc<PriceSheet>> {
+        let versions = self.prices.get(model)?;
+        versions
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= now_ms)
+            .map(|(_, sheet)| sheet.clone())
     }
 
     /// The version held for `t`, or "" when none.
@@ -270,18 +284,36 @@ impl Snapshot {
                 ResourceType::Limits
             }
             Resources::Pricing(set) => {
-                next.prices = set
-                    .prices
-                    .iter()
-                    .map(|p| {
-                        (
-                            p.model_key.clone(),
-                            Price {
-                                input: p.input_pusd_per_token,
-                                cached_input: p.cached_input_pusd_per_token,
-                                output: p.output_pusd_per_token,
-                            },
-                        )
+                let mut prices: HashMap<String, Vec<(i64, Arc<PriceSheet>)>> = HashMap::new();
+                for p in &set.prices {
+                    let extra = if p.extra_json.is_empty() {
+                        serde_json::Value::Null
+                    } else {
+                        serde_json::from_str(&p.extra_json).map_err(|e| Invalid {
+                            code: "invalid_price",
+                            message: format!("price {} of {}: {e}", p.price_id, p.model_key),
+                        })?
+                    };
+                    let sheet = PriceSheet::from_parts(
+                        p.input_pusd_per_token,
+                        p.cached_input_pusd_per_token,
+                        p.output_pusd_per_token,
+                        &extra,
+                    )
+                    .map_err(|e| Invalid {
+                        code: "invalid_price",
+                        message: format!("price {} of {}: {e}", p.price_id, p.model_key),
+                    })?;
+                    prices
+                        .entry(p.model_key.clone())
+                        .or_default()
+                        .push((p.valid_from_unix_ms, Arc::new(sheet)));
+                }
+                next.prices = prices
+                    .into_iter()
+                    .map(|(k, mut v)| {
+                        v.sort_by_key(|(from, _)| *from);
+                        (k, Arc::new(v))
                     })
                     .collect();
                 ResourceType::Pricing

@@ -6,38 +6,74 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 use weir_proto::logs::Usage;
 
-/// Usage from an OpenAI `usage` object; `None` when absent or null.
+/// Usage from an OpenAI-shaped `usage` object (Chat Completions or Responses names); `None`
+/// when absent or null. Also reads what OpenAI-compatible providers add to the shape:
+/// OpenRouter's own `cost`, and reasoning that Gemini's compatibility endpoint leaves out of
+/// `completion_tokens` (seen as `total_tokens` above prompt + completion), which is added back
+/// so output always includes reasoning.
+///
+/// Sources: OpenAI `CompletionUsage` and `ResponseUsage`
+/// (https://platform.openai.com/docs/api-reference/chat/object, openai-python
+/// `types/completion_usage.py`, `types/responses/response_usage.py`): cached tokens are inside
+/// prompt tokens, reasoning and audio inside completion tokens. OpenRouter
+/// (https://openrouter.ai/docs/use-cases/usage-accounting): `usage.cost` in credits (US
+/// dollars). Gemini's OpenAI compatibility (openai/openai-python#2544): thoughts outside
+/// `completion_tokens`, inside `total_tokens`.
 pub fn from_openai_usage(u: &Value) -> Option<Usage> {
     let obj = u.as_object()?;
     let n = |v: Option<&Value>| v.and_then(Value::as_u64);
-    let input = n(obj.get("prompt_tokens")).or(n(obj.get("input_tokens")));
-    let output = n(obj.get("completion_tokens")).or(n(obj.get("output_tokens")));
-    let cached = n(obj
+    let prompt = n(obj.get("prompt_tokens")).or(n(obj.get("input_tokens")));
+    let completion = n(obj.get("completion_tokens")).or(n(obj.get("output_tokens")));
+    let in_details = obj
         .get("prompt_tokens_details")
-        .or(obj.get("input_tokens_details"))
-        .and_then(|d| d.get("cached_tokens")));
-    let reasoning = n(obj
+        .or(obj.get("input_tokens_details"));
+    let out_details = obj
         .get("completion_tokens_details")
-        .or(obj.get("output_tokens_details"))
-        .and_then(|d| d.get("reasoning_tokens")));
-    let total = n(obj.get("total_tokens")).or(match (input, output) {
+        .or(obj.get("output_tokens_details"));
+    let detail = |d: Option<&Value>, k: &str| n(d.and_then(|d| d.get(k)));
+    let reported_total = n(obj.get("total_tokens"));
+    if prompt.is_none() && completion.is_none() && reported_total.is_none() {
+        return None;
+    }
+    let mut reasoning = detail(out_details, "reasoning_tokens");
+    let mut output = completion;
+    // Reasoning reported apart: the total says so.
+    if let (Some(p), Some(c), Some(t)) = (prompt, completion, reported_total) {
+        let apart = t.saturating_sub(p.saturating_add(c));
+        if apart > 0 {
+            output = Some(c.saturating_add(apart));
+            reasoning = Some(reasoning.unwrap_or(0).max(apart));
+        }
+    }
+    let total = reported_total.or(match (prompt, output) {
         (Some(i), Some(o)) => i.checked_add(o),
         _ => None,
     });
-    if input.is_none() && output.is_none() && total.is_none() {
-        return None;
-    }
     Some(Usage {
-        input_tokens: input,
+        input_tokens: prompt,
         output_tokens: output,
-        cached_input_tokens: cached,
+        cached_input_tokens: detail(in_details, "cached_tokens"),
         reasoning_tokens: reasoning,
         total_tokens: total,
+        audio_input_tokens: detail(in_details, "audio_tokens").filter(|t| *t > 0),
+        audio_output_tokens: detail(out_details, "audio_tokens").filter(|t| *t > 0),
+        provider_cost_pusd: obj
+            .get("cost")
+            .and_then(Value::as_number)
+            .and_then(weir_proto::pricing::usd_number_to_pusd),
+        ..Usage::default()
     })
 }
 
 /// Usage from an Anthropic `usage` object, normalised: input counts cache reads and writes too
-/// (Anthropic's `input_tokens` excludes them), cached input is the cache reads.
+/// (Anthropic's `input_tokens` excludes them), cached input is the cache reads, and cache
+/// writes are split by lifetime when `cache_creation` says so (else they are 5-minute writes,
+/// the default lifetime).
+///
+/// Source: https://docs.claude.com/en/api/messages (`usage`: `input_tokens`,
+/// `cache_creation_input_tokens`, `cache_read_input_tokens`, `cache_creation.
+/// ephemeral_5m_input_tokens` / `ephemeral_1h_input_tokens`, `output_tokens`, `service_tier`);
+/// anthropic-sdk-python `types/usage.py`.
 pub fn from_anthropic_usage(u: &Value) -> Option<Usage> {
     let obj = u.as_object()?;
     let n = |k: &str| obj.get(k).and_then(Value::as_u64);
@@ -46,22 +82,64 @@ pub fn from_anthropic_usage(u: &Value) -> Option<Usage> {
         return None;
     }
     let cached = n("cache_read_input_tokens");
-    let input =
-        input.map(|i| i + cached.unwrap_or(0) + n("cache_creation_input_tokens").unwrap_or(0));
+    let writes = n("cache_creation_input_tokens").unwrap_or(0);
+    let split = obj.get("cache_creation").and_then(Value::as_object);
+    let (w5m, w1h) = match split {
+        Some(c) => {
+            let k = |key: &str| c.get(key).and_then(Value::as_u64).unwrap_or(0);
+            (
+                k("ephemeral_5m_input_tokens"),
+                k("ephemeral_1h_input_tokens"),
+            )
+        }
+        None => (writes, 0),
+    };
+    // The lifetimes' sum is the writes; the larger figure wins if a provider disagrees.
+    let writes = writes.max(w5m + w1h);
+    let input = input.map(|i| i + cached.unwrap_or(0) + writes);
+    let positive = |v: u64| (v > 0).then_some(v);
     Some(Usage {
         input_tokens: input,
         output_tokens: output,
         cached_input_tokens: cached,
-        reasoning_tokens: None,
         total_tokens: match (input, output) {
             (Some(i), Some(o)) => i.checked_add(o),
             _ => None,
         },
+        cache_write_5m_tokens: positive(writes - w1h),
+        cache_write_1h_tokens: positive(w1h),
+        service_tier: obj
+            .get("service_tier")
+            .and_then(Value::as_str)
+            .map(crate::usage::tier_name)
+            .unwrap_or_default(),
+        ..Usage::default()
     })
+}
+
+/// A service tier name as stored: lowercase, capped.
+pub fn tier_name(s: &str) -> String {
+    s.chars().take(32).collect::<String>().to_ascii_lowercase()
 }
 
 /// Usage and invoked tool calls of a whole (non-streamed) response body of `operation`.
 pub fn response_facts(operation: &str, body: &Value) -> (Option<Usage>, Option<u32>) {
+    let (usage, calls) = response_facts_inner(operation, body);
+    (usage.map(|u| with_tier(u, body.get("service_tier"))), calls)
+}
+
+/// Fills the service tier from the response object's `service_tier` (OpenAI says which tier
+/// served, and bills that one) when the usage object did not carry one.
+fn with_tier(mut u: Usage, tier: Option<&Value>) -> Usage {
+    if u.service_tier.is_empty() {
+        if let Some(t) = tier.and_then(Value::as_str) {
+            u.service_tier = tier_name(t);
+        }
+    }
+    u
+}
+
+fn response_facts_inner(operation: &str, body: &Value) -> (Option<Usage>, Option<u32>) {
     let usage = body.get("usage");
     match operation {
         "messages" => {
@@ -174,10 +252,10 @@ impl StreamFacts {
             _ => {}
         }
         if let Some(u) = chunk.get("usage").and_then(from_openai_usage) {
-            self.usage = Some(u);
+            self.usage = Some(with_tier(u, chunk.get("service_tier")));
         }
         if let Some(u) = chunk.pointer("/response/usage").and_then(from_openai_usage) {
-            self.usage = Some(u);
+            self.usage = Some(with_tier(u, chunk.pointer("/response/service_tier")));
         }
         if let Some(e) = chunk.get("error").filter(|e| !e.is_null()) {
             self.error = Some(e.clone());
@@ -269,7 +347,7 @@ mod tests {
         f.observe(&json!({"type": "message_start", "message": {"model": "claude", "usage": {"input_tokens": 12, "output_tokens": 1}}}));
         f.observe(&json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use"}}));
         f.observe(&json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}}));
-        let u = f.usage.unwrap();
+        let u = f.usage.clone().unwrap();
         assert_eq!((u.input_tokens, u.output_tokens), (Some(12), Some(9)));
         assert_eq!(f.invoked_tools(), 1);
         assert_eq!(f.model.as_deref(), Some("claude"));
@@ -311,5 +389,196 @@ mod tests {
         assert_eq!(f.invoked_tools(), 2);
         assert_eq!(f.usage.unwrap().total_tokens, Some(7));
         assert_eq!(f.model.as_deref(), Some("gpt"));
+    }
+
+    /// The usage a whole response and the same response streamed report.
+    fn both_ways(operation: &str, body: &Value, events: &[Value]) -> (Usage, Usage) {
+        let (whole, _) = response_facts(operation, body);
+        let mut f = StreamFacts::default();
+        for e in events {
+            f.observe(e);
+        }
+        (
+            whole.expect("whole usage"),
+            f.usage.expect("streamed usage"),
+        )
+    }
+
+    fn per_mtok(s: &str) -> i64 {
+        weir_proto::pricing::parse_usd_per_mtok(s).unwrap()
+    }
+
+    /// Provider shapes as their API references document them, priced by hand; the same usage
+    /// streamed and not streamed costs the same.
+    #[test]
+    fn provider_shapes_price_like_by_hand() {
+        use weir_proto::pricing::{settle, LongContext, PriceSheet, Pricing, Rates};
+        let simple =
+            |i: &str, c: &str, o: &str| PriceSheet::simple(per_mtok(i), per_mtok(c), per_mtok(o));
+        // OpenAI Chat Completions, gpt-4o ($2.50 / $1.25 cached / $10): the usage chunk comes
+        // last with empty choices (stream_options.include_usage).
+        let chat_usage = json!({"prompt_tokens": 10_000, "completion_tokens": 500,
+            "total_tokens": 10_500, "prompt_tokens_details": {"cached_tokens": 4_000, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}});
+        let chat = (
+            "chat",
+            json!({"object": "chat.completion", "service_tier": "default", "choices": [], "usage": chat_usage}),
+            vec![
+                json!({"object": "chat.completion.chunk", "service_tier": "default", "choices": [{"index": 0, "delta": {"content": "hi"}}], "usage": null}),
+                json!({"object": "chat.completion.chunk", "service_tier": "default", "choices": [], "usage": chat_usage}),
+            ],
+            simple("2.50", "1.25", "10"),
+            15_000_000_000i64 + 5_000_000_000 + 5_000_000_000,
+        );
+        // OpenAI Responses, o4-mini ($1.10 / $0.275 / $4.40), reasoning inside output; the
+        // stream's usage is in response.completed.
+        let resp_usage = json!({"input_tokens": 2_000, "input_tokens_details": {"cached_tokens": 1_024},
+            "output_tokens": 3_000, "output_tokens_details": {"reasoning_tokens": 2_500}, "total_tokens": 5_000});
+        let responses = (
+            "responses",
+            json!({"object": "response", "output": [], "usage": resp_usage}),
+            vec![
+                json!({"type": "response.created", "response": {"usage": null}}),
+                json!({"type": "response.completed", "response": {"output": [], "usage": resp_usage}}),
+            ],
+            simple("1.10", "0.275", "4.40"),
+            1_073_600_000 + 281_600_000 + 13_200_000_000,
+        );
+        // Anthropic Messages, Claude Sonnet 4.5: input_tokens excludes cache reads and writes;
+        // the write lifetimes come in cache_creation; the stream's message_delta carries the
+        // final output count.
+        let sonnet = PriceSheet {
+            base: Rates {
+                cache_write_5m: Some(per_mtok("3.75")),
+                cache_write_1h: Some(per_mtok("6")),
+                ..simple("3", "0.30", "15").base
+            },
+            ..Default::default()
+        };
+        let start_usage = json!({"input_tokens": 50, "cache_read_input_tokens": 10_000,
+            "cache_creation_input_tokens": 3_000,
+            "cache_creation": {"ephemeral_5m_input_tokens": 2_000, "ephemeral_1h_input_tokens": 1_000},
+            "output_tokens": 1, "service_tier": "standard"});
+        let mut whole_usage = start_usage.clone();
+        whole_usage["output_tokens"] = json!(400);
+        let anthropic = (
+            "messages",
+            json!({"type": "message", "content": [], "usage": whole_usage}),
+            vec![
+                json!({"type": "message_start", "message": {"model": "claude-sonnet-4-5", "usage": start_usage}}),
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "hi"}}),
+                json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 400}}),
+            ],
+            sonnet,
+            150_000_000i64 + 3_000_000_000 + 7_500_000_000 + 6_000_000_000 + 6_000_000_000,
+        );
+        // Gemini through its OpenAI compatibility, 2.5 Pro past 200k input: thoughts are left
+        // out of completion_tokens but counted in total_tokens; output is billed with them, at
+        // the long-context rates ($2.50 / $15) for the whole request.
+        let gemini_pro = PriceSheet {
+            long_context: Some(LongContext {
+                above_input_tokens: 200_000,
+                rates: simple("2.50", "0.25", "15").base,
+            }),
+            ..simple("1.25", "0.125", "10")
+        };
+        let gemini_usage =
+            json!({"prompt_tokens": 250_000, "completion_tokens": 2_000, "total_tokens": 255_000});
+        let gemini = (
+            "chat",
+            json!({"object": "chat.completion", "choices": [], "usage": gemini_usage}),
+            vec![json!({"object": "chat.completion.chunk", "choices": [], "usage": gemini_usage})],
+            gemini_pro,
+            625_000_000_000i64 + 75_000_000_000,
+        );
+        // OpenRouter reports its own cost (credits, US dollars): that is the bill, whatever
+        // the sheet says.
+        let or_usage = json!({"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110,
+            "cost": 0.000123, "cost_details": {"upstream_inference_cost": null}});
+        let openrouter = (
+            "chat",
+            json!({"object": "chat.completion", "choices": [], "usage": or_usage}),
+            vec![json!({"object": "chat.completion.chunk", "choices": [], "usage": or_usage})],
+            simple("1", "1", "1"),
+            123_000_000i64,
+        );
+        // A flex-tier response is priced at the flex rates (gpt-5: $0.625 / $0.0625 / $5).
+        let flex_usage =
+            json!({"prompt_tokens": 10_000, "completion_tokens": 2_000, "total_tokens": 12_000});
+        let flex = (
+            "chat",
+            json!({"object": "chat.completion", "service_tier": "flex", "choices": [], "usage": flex_usage}),
+            vec![
+                json!({"object": "chat.completion.chunk", "service_tier": "flex", "choices": [], "usage": flex_usage}),
+            ],
+            PriceSheet {
+                service_tiers: [("flex".to_string(), simple("0.625", "0.0625", "5").base)].into(),
+                ..simple("1.25", "0.125", "10")
+            },
+            6_250_000_000i64 + 10_000_000_000,
+        );
+        for (name, (operation, body, events, sheet, want)) in [
+            ("openai chat", chat),
+            ("openai responses", responses),
+            ("anthropic", anthropic),
+            ("gemini compat", gemini),
+            ("openrouter", openrouter),
+            ("flex tier", flex),
+        ] {
+            let (whole, streamed) = both_ways(operation, &body, &events);
+            assert_eq!(whole, streamed, "{name}: streamed and whole usage differ");
+            assert_eq!(
+                settle(Some(&whole), Some(&sheet), &[]),
+                Pricing::Priced(want),
+                "{name}: {whole:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn normalised_kinds() {
+        // Anthropic writes without the lifetime split are 5-minute writes (the default TTL).
+        let u = from_anthropic_usage(&json!({"input_tokens": 1, "output_tokens": 1,
+            "cache_creation_input_tokens": 7}))
+        .unwrap();
+        assert_eq!(
+            (
+                u.cache_write_5m_tokens,
+                u.cache_write_1h_tokens,
+                u.input_tokens
+            ),
+            (Some(7), None, Some(8))
+        );
+        // Gemini's thoughts apart: output and reasoning include them; total unchanged.
+        let u = from_openai_usage(
+            &json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 298}),
+        )
+        .unwrap();
+        assert_eq!(
+            (u.output_tokens, u.reasoning_tokens, u.total_tokens),
+            (Some(288), Some(283), Some(298))
+        );
+        // OpenAI's reasoning is inside completion tokens: nothing added.
+        let u = from_openai_usage(
+            &json!({"prompt_tokens": 10, "completion_tokens": 50, "total_tokens": 60,
+            "completion_tokens_details": {"reasoning_tokens": 40}}),
+        )
+        .unwrap();
+        assert_eq!((u.output_tokens, u.reasoning_tokens), (Some(50), Some(40)));
+        // Audio on both sides.
+        let u = from_openai_usage(&json!({"prompt_tokens": 10, "completion_tokens": 20,
+            "prompt_tokens_details": {"audio_tokens": 4}, "completion_tokens_details": {"audio_tokens": 15}})).unwrap();
+        assert_eq!(
+            (u.audio_input_tokens, u.audio_output_tokens),
+            (Some(4), Some(15))
+        );
+        // A negative or non-numeric provider cost is ignored, never stored.
+        let u = from_openai_usage(&json!({"prompt_tokens": 1, "completion_tokens": 1, "cost": -1}))
+            .unwrap();
+        assert_eq!(u.provider_cost_pusd, None);
+        let u =
+            from_openai_usage(&json!({"prompt_tokens": 1, "completion_tokens": 1, "cost": "0.1"}))
+                .unwrap();
+        assert_eq!(u.provider_cost_pusd, None);
     }
 }

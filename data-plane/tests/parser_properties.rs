@@ -41,7 +41,7 @@ fn transcript(events: &[Bytes]) -> (Vec<Vec<u8>>, Option<u64>, u32) {
     }
     (
         datas,
-        facts.usage.and_then(|u| u.total_tokens),
+        facts.usage.as_ref().and_then(|u| u.total_tokens),
         facts.invoked_tools(),
     )
 }

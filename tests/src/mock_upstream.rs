@@ -219,6 +219,21 @@ async fn handle(obs: Arc<Observed>, req: Request<Incoming>) -> Result<Response<B
     Ok(resp)
 }
 
+/// A usage object the test asks for (`metadata.mock_usage`, JSON text), returned verbatim in
+/// the provider's own shape so every usage field can be exercised through the gateway.
+fn mock_usage(body: &Value) -> Option<Value> {
+    body.pointer("/metadata/mock_usage")
+        .and_then(Value::as_str)
+        .and_then(|s| serde_json::from_str(s).ok())
+}
+
+/// The service tier the test asks the mock to report (`metadata.mock_service_tier`).
+fn mock_tier(body: &Value) -> Option<String> {
+    body.pointer("/metadata/mock_service_tier")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
 fn last_user_text(body: &Value) -> String {
     body.get("messages")
         .and_then(Value::as_array)
@@ -263,13 +278,16 @@ fn chat(obs: Arc<Observed>, body: &Value) -> Response<Body> {
     }
     let prompt_tokens = tokens(&last_user_text(body));
     let completion_tokens = ANSWER.len() as u64;
-    let usage = json!({
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0},
+    let usage = mock_usage(body).unwrap_or_else(|| {
+        json!({
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        })
     });
+    let tier = mock_tier(body);
     let id = format!("chatcmpl-mock-{}", uuid::Uuid::new_v4().simple());
     if body["stream"] != Value::Bool(true) {
         let message = if model == "mock-tools" {
@@ -285,14 +303,15 @@ fn chat(obs: Arc<Observed>, body: &Value) -> Response<Body> {
         } else {
             "stop"
         };
-        return json_response(
-            StatusCode::OK,
-            json!({
-                "id": id, "object": "chat.completion", "created": 1_700_000_000, "model": model,
-                "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": null}],
-                "usage": usage,
-            }),
-        );
+        let mut v = json!({
+            "id": id, "object": "chat.completion", "created": 1_700_000_000, "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": null}],
+            "usage": usage,
+        });
+        if let Some(t) = &tier {
+            v["service_tier"] = json!(t);
+        }
+        return json_response(StatusCode::OK, v);
     }
     let include_usage = body
         .pointer("/stream_options/include_usage")
@@ -312,6 +331,9 @@ fn chat(obs: Arc<Observed>, body: &Value) -> Response<Body> {
             });
             if include_usage {
                 c["usage"] = Value::Null;
+            }
+            if let Some(t) = &tier {
+                c["service_tier"] = json!(t);
             }
             Bytes::from(format!("data: {c}\n\n"))
         };
@@ -364,10 +386,13 @@ fn chat(obs: Arc<Observed>, body: &Value) -> Response<Body> {
             }
         }
         if include_usage {
-            let c = json!({
+            let mut c = json!({
                 "id": id, "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
                 "choices": [], "usage": usage,
             });
+            if let Some(t) = &tier {
+                c["service_tier"] = json!(t);
+            }
             let _ = tx
                 .send(Ok(Frame::data(Bytes::from(format!("data: {c}\n\n")))))
                 .await;
@@ -554,21 +579,26 @@ fn messages(obs: Arc<Observed>, body: &Value) -> Response<Body> {
         json!([{"type": "text", "text": ANSWER.concat()}])
     };
     let stop = if tools { "tool_use" } else { "end_turn" };
-    let out_tokens = ANSWER.len() as u64;
+    let usage = mock_usage(body).unwrap_or_else(|| {
+        json!({"input_tokens": prompt, "output_tokens": ANSWER.len() as u64,
+               "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0})
+    });
+    let out_tokens = usage["output_tokens"].as_u64().unwrap_or(0);
     if body["stream"] != Value::Bool(true) {
         return json_response(
             StatusCode::OK,
             json!({"id": id, "type": "message", "role": "assistant", "model": model, "content": content,
-                   "stop_reason": stop, "stop_sequence": null,
-                   "usage": {"input_tokens": prompt, "output_tokens": out_tokens,
-                             "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}),
+                   "stop_reason": stop, "stop_sequence": null, "usage": usage}),
         );
     }
+    // As Anthropic streams it: everything but the final output count in message_start.
+    let mut start_usage = usage.clone();
+    start_usage["output_tokens"] = json!(1);
     let mut events = vec![named(
         "message_start",
         json!({"type": "message_start", "message": {"id": id, "type": "message", "role": "assistant",
             "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": prompt, "output_tokens": 1, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}}),
+            "usage": start_usage}}),
     )];
     if tools {
         events.push(named("content_block_start", json!({"type": "content_block_start", "index": 0,

@@ -52,6 +52,7 @@ fn record(i: usize, user: &str, key: &str) -> RequestLog {
             cached_input_tokens: Some(0),
             reasoning_tokens: Some(0),
             total_tokens: Some(28),
+            ..Default::default()
         }),
         caller: Some(Caller {
             api_key_id: key.into(),

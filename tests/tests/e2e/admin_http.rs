@@ -410,6 +410,7 @@ async fn leaderboard_and_harness_usage_follow_their_ranking_rules() {
                 input_per_mtok: "1".into(),
                 cached_input_per_mtok: String::new(),
                 output_per_mtok: "0".into(),
+                ..Default::default()
             })
             .await
             .unwrap();

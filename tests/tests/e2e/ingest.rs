@@ -36,6 +36,7 @@ fn record(request_id: &str, model: &str, input: u64, cached: u64, output: u64) -
             cached_input_tokens: Some(cached),
             reasoning_tokens: None,
             total_tokens: Some(input + output),
+            ..Default::default()
         }),
         caller: Some(Caller {
             api_key_id: Uuid::now_v7().to_string(),

@@ -4,6 +4,7 @@
 mod admin_auth;
 mod admin_http;
 mod chart;
+mod cost;
 mod embedded_pg;
 mod fleet;
 mod foundation;
