@@ -85,8 +85,12 @@ enum Command {
     /// Model prices.
     #[command(subcommand)]
     Prices(PricesCmd),
-    /// Spend from the ledger, grouped, with counts by pricing status.
+    /// Spend from the ledger, grouped, with counts by pricing status; `spend unpriced` lists
+    /// models with usage that could not be priced.
+    #[command(args_conflicts_with_subcommands = true)]
     Spend {
+        #[command(subcommand)]
+        what: Option<SpendCmd>,
         /// user, team, service_account, model or provider.
         #[arg(long, default_value = "user")]
         by: String,
@@ -452,6 +456,40 @@ fn read_price_file(path: &std::path::Path) -> Result<SetPricesRequest, Failure> 
 }
 
 #[derive(Subcommand)]
+enum SpendCmd {
+    /// The provider's own cost report beside Weir's ledger, per UTC day and model, with the
+    /// difference. The control plane fetches the report with the admin key named by its
+    /// settings (OPENAI_ADMIN_KEY / ANTHROPIC_ADMIN_KEY by default) unless --file gives one.
+    Reconcile {
+        /// openai or anthropic.
+        #[arg(long)]
+        provider: String,
+        /// First UTC day, YYYY-MM-DD.
+        #[arg(long)]
+        from: String,
+        /// Last UTC day, YYYY-MM-DD (included).
+        #[arg(long)]
+        to: String,
+        /// A saved report: JSON page(s) of the provider's cost API, or a CSV export.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+        /// Weir provider whose ledger rows count (repeatable); default: those pointing at the
+        /// provider's API host.
+        #[arg(long = "weir-provider")]
+        weir_providers: Vec<String>,
+    },
+    /// Models with usage but no price (or no rate for a usage kind or tier they used).
+    Unpriced {
+        /// From (RFC 3339; default 30 days ago).
+        #[arg(long, default_value = "")]
+        since: String,
+        /// Until (RFC 3339, exclusive; default now).
+        #[arg(long, default_value = "")]
+        until: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum PricesCmd {
     /// Set the prices in FILE (JSON or .toml: the body of POST /api/v1/admin/prices, a list
     /// `prices` of SetPriceRequest) in one transaction: all or none. See docs/cost.md.
@@ -518,6 +556,9 @@ struct PolicyArgs {
     /// Time allowed for the whole request, streams included.
     #[arg(long, default_value_t = 0)]
     total_timeout_ms: u32,
+    /// Refuse requests while the model has no price (nothing unpriced is spent).
+    #[arg(long)]
+    require_price: bool,
 }
 
 #[derive(Subcommand)]
@@ -860,6 +901,7 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
                         backoff_ms: policy.backoff_ms,
                         first_byte_timeout_ms: policy.first_byte_timeout_ms,
                         total_timeout_ms: policy.total_timeout_ms,
+                        require_price: policy.require_price,
                     }),
                     fleet_groups: groups,
                 })
@@ -1112,7 +1154,52 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
                 .into_inner();
             p.harness_usage(&r, chart);
         }
-        Command::Spend { by, since, until } => {
+        Command::Spend {
+            what:
+                Some(SpendCmd::Reconcile {
+                    provider,
+                    from,
+                    to,
+                    file,
+                    weir_providers,
+                }),
+            ..
+        } => {
+            let report = match file {
+                Some(path) => std::fs::read_to_string(&path).map_err(|e| Failure {
+                    code: 7,
+                    message: format!("{}: {e}", path.display()),
+                })?,
+                None => String::new(),
+            };
+            let r = c
+                .reconcile_spend(ReconcileSpendRequest {
+                    provider,
+                    from,
+                    to,
+                    report,
+                    weir_providers,
+                })
+                .await?
+                .into_inner();
+            p.reconciliation(&r);
+        }
+        Command::Spend {
+            what: Some(SpendCmd::Unpriced { since, until }),
+            ..
+        } => {
+            let r = c
+                .list_unpriced(ListUnpricedRequest { since, until })
+                .await?
+                .into_inner();
+            p.unpriced(&r);
+        }
+        Command::Spend {
+            what: None,
+            by,
+            since,
+            until,
+        } => {
             let r = c
                 .get_spend(GetSpendRequest {
                     group_by: by,

@@ -477,6 +477,85 @@ impl Printer {
         println!("{t}");
     }
 
+    /// A reconciliation: provider, Weir and the difference per day and model.
+    pub fn reconciliation(&self, r: &ReconcileSpendResponse) {
+        if let Format::Json = self.format {
+            return self.json(r);
+        }
+        let mut t = table(&[
+            "DAY",
+            "MODEL",
+            "PROVIDER $",
+            "WEIR $",
+            "DIFFERENCE $",
+            "REQUESTS",
+            "UNPRICED",
+        ]);
+        let total = r.total.clone().unwrap_or_default();
+        for l in r.lines.iter().chain(std::iter::once(&total)) {
+            t.add_row(vec![
+                if l.day.is_empty() {
+                    "total".into()
+                } else {
+                    l.day.clone()
+                },
+                l.model.clone(),
+                l.provider_usd.clone(),
+                l.weir_usd.clone(),
+                l.difference_usd.clone(),
+                l.requests.to_string(),
+                l.unpriced.to_string(),
+            ]);
+        }
+        println!("{t}");
+        println!(
+            "report from the provider's {}; Weir providers: {}",
+            if r.source == "api" { "API" } else { "file" },
+            r.weir_providers.join(", ")
+        );
+    }
+
+    /// Models with unpriced usage.
+    pub fn unpriced(&self, r: &ListUnpricedResponse) {
+        if let Format::Json = self.format {
+            return self.json(r);
+        }
+        if r.models.is_empty() {
+            println!("no unpriced usage from {} to {}", r.since, r.until);
+            return;
+        }
+        let mut t = table(&[
+            "MODEL",
+            "PROVIDER",
+            "UPSTREAM MODEL",
+            "REQUESTS",
+            "INPUT",
+            "OUTPUT",
+            "LAST SEEN",
+            "MISSING",
+        ]);
+        for m in &r.models {
+            let missing = if !m.has_price {
+                "a price".to_string()
+            } else if m.service_tiers.is_empty() {
+                "a rate for a usage kind".to_string()
+            } else {
+                format!("a rate (tiers: {})", m.service_tiers.join(", "))
+            };
+            t.add_row(vec![
+                m.model_key.clone(),
+                m.provider_key.clone(),
+                m.upstream_model.clone(),
+                m.requests.to_string(),
+                m.input_tokens.to_string(),
+                m.output_tokens.to_string(),
+                m.last_seen.clone(),
+                missing,
+            ]);
+        }
+        println!("{t}");
+    }
+
     /// A price.
     pub fn price(&self, p: &Price) {
         if let Format::Json = self.format {

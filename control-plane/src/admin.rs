@@ -120,13 +120,20 @@ pub struct AdminService {
     pool: PgPool,
     secrets: Option<Arc<SecretBox>>,
     purger: Arc<Purger>,
+    reconcile: crate::reconcile::fetch::Sources,
 }
 
 impl AdminService {
     /// A service on `pool`; `secrets` seals provider secrets (none: storing one is refused);
     /// `purger` runs manual purges.
-    pub fn new(pool: PgPool, secrets: Option<Arc<SecretBox>>, purger: Arc<Purger>) -> Self {
+    pub fn new(
+        pool: PgPool,
+        secrets: Option<Arc<SecretBox>>,
+        purger: Arc<Purger>,
+        reconcile: crate::reconcile::fetch::Sources,
+    ) -> Self {
         AdminService {
+            reconcile,
             pool,
             secrets,
             purger,
@@ -524,6 +531,7 @@ impl Admin for AdminService {
                 backoff_ms: policy.backoff_ms,
                 first_byte_timeout_ms: policy.first_byte_timeout_ms,
                 total_timeout_ms: policy.total_timeout_ms,
+                require_price: policy.require_price,
             }),
             fleet_groups: r.fleet_groups.clone(),
         };
@@ -624,6 +632,7 @@ impl Admin for AdminService {
                             backoff_ms: p.backoff_ms,
                             first_byte_timeout_ms: p.first_byte_timeout_ms,
                             total_timeout_ms: p.total_timeout_ms,
+                            require_price: p.require_price,
                         }),
                     })
                 }
@@ -1603,6 +1612,70 @@ impl Admin for AdminService {
         Ok(Response::new(detail))
     }
 
+    async fn reconcile_spend(
+        &self,
+        req: Request<ReconcileSpendRequest>,
+    ) -> Result<Response<ReconcileSpendResponse>, Status> {
+        self.admin(&req).await?;
+        let r = req.into_inner();
+        Ok(Response::new(self.reconcile_spend_inner(r).await?))
+    }
+
+    async fn list_unpriced(
+        &self,
+        req: Request<ListUnpricedRequest>,
+    ) -> Result<Response<ListUnpricedResponse>, Status> {
+        let team = self.team_scope(&req).await?;
+        let r = req.into_inner();
+        let until = optional_time("until", &r.until)?.unwrap_or_else(Utc::now);
+        let since = optional_time("since", &r.since)?.unwrap_or(until - chrono::Duration::days(30));
+        if since >= until {
+            return Err(AdminError::Invalid("since must be before until".into()).into());
+        }
+        let rows = sqlx::query(
+            "SELECT e.model_key, e.provider_key, e.upstream_model, count(*) AS requests,
+                    coalesce(sum(e.input_tokens), 0)::bigint AS input_tokens,
+                    coalesce(sum(e.output_tokens), 0)::bigint AS output_tokens,
+                    min(e.created_at) AS first_seen, max(e.created_at) AS last_seen,
+                    array_remove(array_agg(DISTINCT e.usage_extra->>'service_tier'), NULL)
+                        AS tiers,
+                    EXISTS (SELECT 1 FROM prices p WHERE p.model_key = e.model_key
+                            AND p.valid_from <= now()) AS has_price
+             FROM usage_cost_events e
+             WHERE e.pricing_status = 'unpriced' AND e.created_at >= $1 AND e.created_at < $2
+               AND ($3::uuid IS NULL OR e.team_id = $3)
+             GROUP BY 1, 2, 3
+             ORDER BY requests DESC, 1, 2, 3
+             LIMIT 1000",
+        )
+        .bind(since)
+        .bind(until)
+        .bind(team)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(AdminError::from)?;
+        let models = rows
+            .iter()
+            .map(|r| UnpricedModel {
+                model_key: r.get("model_key"),
+                provider_key: r.get("provider_key"),
+                upstream_model: r.get("upstream_model"),
+                requests: r.get::<i64, _>("requests") as u64,
+                input_tokens: r.get::<i64, _>("input_tokens") as u64,
+                output_tokens: r.get::<i64, _>("output_tokens") as u64,
+                first_seen: ts(r.get("first_seen")),
+                last_seen: ts(r.get("last_seen")),
+                has_price: r.get("has_price"),
+                service_tiers: r.get("tiers"),
+            })
+            .collect();
+        Ok(Response::new(ListUnpricedResponse {
+            models,
+            since: ts(since),
+            until: ts(until),
+        }))
+    }
+
     async fn get_spend(
         &self,
         req: Request<GetSpendRequest>,
@@ -1895,6 +1968,167 @@ impl Admin for AdminService {
 }
 
 impl AdminService {
+    /// Reads or fetches the provider's report and lays the ledger beside it.
+    async fn reconcile_spend_inner(
+        &self,
+        r: ReconcileSpendRequest,
+    ) -> Result<ReconcileSpendResponse, AdminError> {
+        use crate::reconcile::{self, Provider};
+        let provider = Provider::parse(&r.provider).map_err(AdminError::Invalid)?;
+        let day = |field: &str, v: &str| {
+            chrono::NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d").map_err(|_| {
+                AdminError::Invalid(format!("{field} {v:?} must be a day, YYYY-MM-DD"))
+            })
+        };
+        let (from, to) = (day("from", &r.from)?, day("to", &r.to)?);
+        if to < from {
+            return Err(AdminError::Invalid("to must not be before from".into()));
+        }
+        if (to - from).num_days() >= 366 {
+            return Err(AdminError::Invalid("at most 366 days at a time".into()));
+        }
+        let since = from.and_time(chrono::NaiveTime::MIN).and_utc();
+        let until = (to + chrono::Duration::days(1))
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc();
+        // The Weir providers to compare: named, or those pointing at the provider's API.
+        let providers: Vec<String> = if r.weir_providers.is_empty() {
+            sqlx::query_scalar(
+                "SELECT key FROM providers WHERE kind = $1 AND base_url ~* $2 ORDER BY key",
+            )
+            .bind(provider.kind())
+            .bind(format!(
+                "^https?://{}(:[0-9]+)?(/|$)",
+                provider.api_host().replace('.', "\\.")
+            ))
+            .fetch_all(&self.pool)
+            .await?
+        } else {
+            let known: Vec<String> =
+                sqlx::query_scalar("SELECT key FROM providers WHERE key = ANY($1)")
+                    .bind(&r.weir_providers)
+                    .fetch_all(&self.pool)
+                    .await?;
+            if let Some(missing) = r.weir_providers.iter().find(|p| !known.contains(p)) {
+                return Err(AdminError::NotFound(format!(
+                    "provider {missing:?} not found"
+                )));
+            }
+            r.weir_providers.clone()
+        };
+        if providers.is_empty() {
+            return Err(AdminError::Precondition(format!(
+                "no Weir provider of kind {} points at {}; name the ones to compare (weir_providers, \
+                 weirctl --weir-provider)",
+                provider.kind(),
+                provider.api_host()
+            )));
+        }
+        let (figures, source) = if r.report.trim().is_empty() {
+            let src = match provider {
+                Provider::OpenAi => &self.reconcile.openai,
+                Provider::Anthropic => &self.reconcile.anthropic,
+            };
+            let pages = reconcile::fetch::pages(provider, src, since, until)
+                .await
+                .map_err(|e| AdminError::Precondition(e.to_string()))?;
+            let parsed = match provider {
+                Provider::OpenAi => reconcile::parse_openai(&pages),
+                Provider::Anthropic => reconcile::parse_anthropic(&pages),
+            };
+            (parsed, "api")
+        } else {
+            let text = r.report.trim();
+            let parsed = if text.starts_with('{') || text.starts_with('[') {
+                let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+                    AdminError::Invalid(format!(
+                        "report: not JSON ({e}) although it starts like it"
+                    ))
+                })?;
+                let pages = match v {
+                    serde_json::Value::Array(pages) => pages,
+                    page => vec![page],
+                };
+                match provider {
+                    Provider::OpenAi => reconcile::parse_openai(&pages),
+                    Provider::Anthropic => reconcile::parse_anthropic(&pages),
+                }
+            } else {
+                reconcile::parse_csv(text)
+            };
+            (parsed, "report")
+        };
+        let figures: Vec<reconcile::Figure> = figures
+            .map_err(|e| AdminError::Invalid(format!("report: {e}")))?
+            .into_iter()
+            .filter(|f| f.day >= from && f.day <= to)
+            .collect();
+        let rows = sqlx::query(
+            "SELECT (created_at AT TIME ZONE 'UTC')::date AS day, upstream_model,
+                    coalesce(sum(cost_pusd), 0)::bigint AS pusd, count(*) AS requests,
+                    count(*) FILTER (WHERE cost_pusd IS NULL) AS unpriced
+             FROM usage_cost_events
+             WHERE provider_key = ANY($1) AND created_at >= $2 AND created_at < $3
+             GROUP BY 1, 2",
+        )
+        .bind(&providers)
+        .bind(since)
+        .bind(until)
+        .fetch_all(&self.pool)
+        .await?;
+        let ledger: Vec<reconcile::LedgerFigure> = rows
+            .iter()
+            .map(|row| reconcile::LedgerFigure {
+                day: row.get("day"),
+                model: row.get("upstream_model"),
+                pusd: row.get("pusd"),
+                requests: row.get::<i64, _>("requests") as u64,
+                unpriced: row.get::<i64, _>("unpriced") as u64,
+            })
+            .collect();
+        let lines = reconcile::compare(&figures, &ledger);
+        let line = |day: String, model: String, p: i64, w: i64, requests: u64, unpriced: u64| {
+            ReconciliationLine {
+                day,
+                model,
+                provider_usd: pricing::format_usd(p),
+                weir_usd: pricing::format_usd(w),
+                difference_usd: pricing::format_usd(p - w),
+                provider_pusd: p,
+                weir_pusd: w,
+                difference_pusd: p - w,
+                requests,
+                unpriced,
+            }
+        };
+        let total = line(
+            String::new(),
+            String::new(),
+            lines.iter().map(|l| l.provider_pusd).sum(),
+            lines.iter().map(|l| l.weir_pusd).sum(),
+            lines.iter().map(|l| l.requests).sum(),
+            lines.iter().map(|l| l.unpriced).sum(),
+        );
+        Ok(ReconcileSpendResponse {
+            lines: lines
+                .into_iter()
+                .map(|l| {
+                    line(
+                        l.day.to_string(),
+                        l.model,
+                        l.provider_pusd,
+                        l.weir_pusd,
+                        l.requests,
+                        l.unpriced,
+                    )
+                })
+                .collect(),
+            total: Some(total),
+            source: source.into(),
+            weir_providers: providers,
+        })
+    }
+
     /// Validates every price first, then stores them all in one transaction.
     async fn store_prices(&self, reqs: &[SetPriceRequest]) -> Result<Vec<Price>, AdminError> {
         let now = Utc::now();

@@ -498,6 +498,7 @@ pub fn policy_to_json(p: &RoutePolicy) -> serde_json::Value {
         "backoff_ms": p.backoff_ms,
         "first_byte_timeout_ms": p.first_byte_timeout_ms,
         "total_timeout_ms": p.total_timeout_ms,
+        "require_price": p.require_price,
     })
 }
 
@@ -519,6 +520,10 @@ pub fn policy_from_json(v: &serde_json::Value) -> RoutePolicy {
         backoff_ms: n("backoff_ms"),
         first_byte_timeout_ms: n("first_byte_timeout_ms"),
         total_timeout_ms: n("total_timeout_ms"),
+        require_price: v
+            .get("require_price")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false),
     }
 }
 

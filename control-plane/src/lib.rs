@@ -10,6 +10,7 @@
 //! - [`prices`]: model price versions (rates per usage kind, tiers), stored and read back.
 //! - [`provider_secrets`]: upstream secrets sealed before they reach Postgres.
 //! - [`purge_policy`], [`purge`]: request-log retention rules, and purges that drop whole days.
+//! - [`reconcile`]: providers' cost reports beside the ledger, per day and model.
 //! - [`admin`]: the admin service.
 //! - [`http_routes`], [`admin_http`], [`openapi`]: the admin service as HTTP JSON, routed by its
 //!   methods' `google.api.http` options, and the OpenAPI document describing it.
@@ -33,6 +34,7 @@ pub mod prices;
 pub mod provider_secrets;
 pub mod purge;
 pub mod purge_policy;
+pub mod reconcile;
 pub mod server;
 pub mod sessions;
 pub mod settings;

@@ -138,7 +138,12 @@ impl ControlPlane {
             settings.replica_id.clone(),
         ));
         background.push(tokio::spawn(purger.clone().keep_scheduling()));
-        let admin = AdminServer::new(AdminService::new(pool.clone(), secrets, purger.clone()));
+        let admin = AdminServer::new(AdminService::new(
+            pool.clone(),
+            secrets,
+            purger.clone(),
+            settings.reconcile.clone(),
+        ));
         let http = Arc::new(AdminHttp::new(admin.clone(), pool.clone()).map_err(StartError::Http)?);
         let http_tls = match &settings.tls {
             Some((cert, key)) => {

@@ -59,6 +59,10 @@ pub struct Settings {
     pub secrets_key: Option<Hidden>,
     /// Request-log retention: whether the schedule runs, how long logs stay, when it runs.
     pub purge: crate::purge_policy::PurgePolicy,
+    /// Where providers' cost reports are fetched from, and which environment variables hold
+    /// their admin keys (`[reconcile.openai]`, `WEIR_RECONCILE_OPENAI_URL` / `_KEY_ENV`, and
+    /// the same for Anthropic).
+    pub reconcile: crate::reconcile::fetch::Sources,
 }
 
 /// A setting whose value never appears in debug output.
@@ -82,6 +86,24 @@ struct File {
     auth: AuthSection,
     #[serde(default)]
     request_logging: RequestLoggingSection,
+    #[serde(default)]
+    reconcile: ReconcileSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReconcileSection {
+    #[serde(default)]
+    openai: SourceSection,
+    #[serde(default)]
+    anthropic: SourceSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceSection {
+    base_url: Option<String>,
+    key_env: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,6 +238,36 @@ impl Settings {
                 schedule,
             }
         };
+        let reconcile = {
+            let d = crate::reconcile::fetch::Sources::default();
+            let source = |s: SourceSection,
+                          default: crate::reconcile::fetch::Source,
+                          url_var: &str,
+                          key_var: &str| crate::reconcile::fetch::Source {
+                base_url: env(url_var)
+                    .or(s.base_url)
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or(default.base_url),
+                key_env: env(key_var)
+                    .or(s.key_env)
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or(default.key_env),
+            };
+            crate::reconcile::fetch::Sources {
+                openai: source(
+                    file.reconcile.openai,
+                    d.openai,
+                    "WEIR_RECONCILE_OPENAI_URL",
+                    "WEIR_RECONCILE_OPENAI_KEY_ENV",
+                ),
+                anthropic: source(
+                    file.reconcile.anthropic,
+                    d.anthropic,
+                    "WEIR_RECONCILE_ANTHROPIC_URL",
+                    "WEIR_RECONCILE_ANTHROPIC_KEY_ENV",
+                ),
+            }
+        };
         let dataplane_token = env("WEIR_DATAPLANE_TOKEN")
             .or(file.auth.dataplane_token)
             .filter(|t| !t.is_empty())
@@ -276,6 +328,7 @@ impl Settings {
             grpc_listen,
             http_listen,
             purge,
+            reconcile,
             admin_token: env("WEIR_ADMIN_TOKEN")
                 .or(file.auth.admin_token)
                 .filter(|t| !t.is_empty()),

@@ -41,6 +41,8 @@ pub enum GatewayError {
     RateLimited(&'static str, u64, &'static str),
     #[error("The {0}'s spend budget for this period is used up.")]
     BudgetExceeded(&'static str),
+    #[error("The model `{0}` has no price, and its route refuses unpriced requests.")]
+    ModelNotPriced(String),
     #[error("The gateway has not received its configuration yet; retry shortly.")]
     NotReady,
     #[error("Provider `{0}` is not available on this gateway node.")]
@@ -61,7 +63,9 @@ impl GatewayError {
             MissingKey | InvalidKey(_) | ExpiredKey => StatusCode::UNAUTHORIZED,
             ModelNotAllowed(_) => StatusCode::FORBIDDEN,
             ModelNotFound(_) | UnknownUrl(..) => StatusCode::NOT_FOUND,
-            UnsupportedOperation(..) | InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            UnsupportedOperation(..) | InvalidRequest(_) | ModelNotPriced(_) => {
+                StatusCode::BAD_REQUEST
+            }
             BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             InvalidJson(_)
             | MissingParameter(_)
@@ -99,6 +103,7 @@ impl GatewayError {
             | InvalidHeaderValue(..)
             | UnknownUrl(..)
             | UnsupportedOperation(..)
+            | ModelNotPriced(_)
             | InvalidRequest(_) => "invalid_request_error",
             NotReady
             | ProviderMissing(_)
@@ -119,6 +124,7 @@ impl GatewayError {
             BudgetExceeded(_) => "budget_exceeded",
             ModelNotAllowed(_) => "model_not_allowed",
             ModelNotFound(_) => "model_not_found",
+            ModelNotPriced(_) => "model_not_priced",
             BodyTooLarge(_) => "request_too_large",
             InvalidJson(_) => "invalid_json",
             MissingParameter(_) => "missing_required_parameter",
@@ -151,6 +157,7 @@ impl GatewayError {
             | InvalidHeaderValue(..)
             | UnknownUrl(..)
             | UnsupportedOperation(..)
+            | ModelNotPriced(_)
             | InvalidRequest(_) => "invalid_request",
             ProviderMissing(_) | UpstreamUnavailable(_) | UpstreamTimeout => "upstream_error",
             NotReady | Internal(_) => "internal_error",

@@ -162,6 +162,9 @@ pub struct Extra {
     pub provider: Option<&'static str>,
     /// Cost at the node's price.
     pub cost_pusd: Option<i64>,
+    /// The pricing status the node settled (`priced`, `estimated`, `unpriced`,
+    /// `usage_missing`); empty for requests that reached no provider.
+    pub pricing_status: &'static str,
 }
 
 impl Meter {
@@ -263,14 +266,20 @@ impl Meter {
                 );
             }
         }
-        let status = match (usage.is_some(), extra.cost_pusd) {
-            (true, Some(_)) => "priced",
-            (true, None) => "unpriced",
-            (false, _) => "usage_missing",
+        let status = match (extra.pricing_status, usage.is_some(), extra.cost_pusd) {
+            ("", true, Some(_)) => "priced",
+            ("", true, None) => "unpriced",
+            ("", false, _) => "usage_missing",
+            (settled, _, _) => settled,
         };
+        // By model, so unpriced usage points at the model that needs a price (model keys are
+        // configuration, a bounded set).
         self.add(
             "weir.usage_records",
-            vec![("weir.pricing_status", status.to_string())],
+            vec![
+                ("gen_ai.request.model", model.clone()),
+                ("weir.pricing_status", status.to_string()),
+            ],
             1.0,
         );
         if let Some(c) = extra.cost_pusd {
@@ -435,6 +444,7 @@ mod tests {
         let priced = Extra {
             provider: Some("anthropic"),
             cost_pusd: Some(500_000_000_000),
+            pricing_status: "priced",
         };
         m.record(&log("success", true, Some(100)), priced);
         m.record(&log("success", false, Some(3_000)), priced);
@@ -485,6 +495,27 @@ mod tests {
             panic!("sum")
         };
         assert_eq!(u.data_points.len(), 2, "priced and usage_missing");
+        // Each point names the model, so unpriced usage points at what needs a price.
+        for p in &u.data_points {
+            let attrs: Vec<&str> = p.attributes.iter().map(|kv| kv.key.as_str()).collect();
+            assert_eq!(attrs, ["gen_ai.request.model", "weir.pricing_status"]);
+        }
+        let mut m2 = Meter::new(1);
+        m2.record(
+            &log("success", false, Some(10)),
+            Extra {
+                pricing_status: "estimated",
+                ..priced
+            },
+        );
+        let r2 = m2.export(&[], 2);
+        let Some(Data::Sum(u2)) = &metric(&r2, "weir.usage_records").data else {
+            panic!("sum")
+        };
+        assert!(
+            format!("{:?}", u2.data_points[0].attributes).contains("estimated"),
+            "the node's settled status is what is counted"
+        );
         // No request ids, keys or users as attributes anywhere.
         let text = format!("{r:?}");
         assert!(!text.contains("unique-request-id"));

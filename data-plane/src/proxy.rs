@@ -620,6 +620,12 @@ async fn proxy_operation(
             op,
         );
     }
+    // The node's own price: budgets, the spend metric and the span all use it. Checked before
+    // the limits so a refused request uses none of them.
+    let price = snap.price_at(&model, now_ms());
+    if price.is_none() && route.policy.require_price {
+        return fail(guard, GatewayError::ModelNotPriced(model), &request_id, op);
+    }
     // Limits of the key, its user and its team, before any upstream call.
     let subjects: Vec<(String, Arc<SubjectLimits>)> = [
         ("key", key.id.as_str()),
@@ -659,8 +665,8 @@ async fn proxy_operation(
         let rec = guard.rec();
         rec.limits = subjects;
         rec.limiter = Some(gw.limiter.clone());
-        rec.price = snap.price_at(&model, crate::limits::now_ms());
     }
+    guard.rec().price = price;
     let client_wants_usage = fields
         .stream_options
         .as_ref()

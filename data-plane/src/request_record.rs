@@ -328,11 +328,13 @@ impl RequestRecord {
             .find(|a| a.produced_response)
             .or(self.attempts.last());
         // Priced once for budgets, metrics and the span.
-        let cost_pusd = self.cost(usage.as_ref());
+        let settled = self.settle(usage.as_ref());
+        let cost_pusd = settled.cost();
         let spend = self.count_against_limits(usage.as_ref(), cost_pusd);
         let metrics = crate::genai_metrics::Extra {
             provider: produced.map(|a| a.provider_name),
             cost_pusd,
+            pricing_status: settled.status(),
         };
         let trace = match self.trace.take() {
             Some(ctx) if traced => Some(crate::genai_trace::TraceParts {
@@ -440,8 +442,8 @@ impl RequestRecord {
 
 impl RequestRecord {
     /// The request's cost at the node's price, when usage and a price are known.
-    fn cost(&self, usage: Option<&pb::Usage>) -> Option<i64> {
-        weir_proto::pricing::settle(usage, self.price.as_deref(), &[]).cost()
+    fn settle(&self, usage: Option<&pb::Usage>) -> weir_proto::pricing::Pricing {
+        weir_proto::pricing::settle(usage, self.price.as_deref(), &[])
     }
 
     /// Counts the request's tokens and cost against the limits that admitted it.

@@ -162,6 +162,7 @@ mod tests {
                 backoff_ms: 100,
                 first_byte_timeout_ms: 2_000,
                 total_timeout_ms: 5_000,
+                require_price: false,
             },
         ));
         assert_eq!(p.max_attempts, 4);

@@ -398,6 +398,7 @@ impl Stack {
             grpc_listen: ([127, 0, 0, 1], 0).into(),
             http_listen: ([127, 0, 0, 1], 0).into(),
             purge: Default::default(),
+            reconcile: Default::default(),
             admin_token: Some(admin_token.clone()),
             dataplane_token: dataplane_token.clone(),
             replica_id: "test-cp".into(),

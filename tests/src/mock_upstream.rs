@@ -54,6 +54,9 @@ pub struct Observed {
     pub last_cancel_at: Mutex<Option<Instant>>,
     /// When the last stream finished sending (normally).
     pub last_stream_end_at: Mutex<Option<Instant>>,
+    /// Pages the cost-report endpoints serve (OpenAI's `/v1/organization/costs`, Anthropic's
+    /// `/v1/organizations/cost_report`), by path; a `page=<n>` query selects page n (from 0).
+    pub cost_pages: Mutex<std::collections::HashMap<String, Vec<Value>>>,
 }
 
 impl Observed {
@@ -207,6 +210,24 @@ async fn handle(obs: Arc<Observed>, req: Request<Incoming>) -> Result<Response<B
         (&Method::POST, "/v1/embeddings") => embeddings(&body),
         (&Method::POST, "/v1/responses") => responses(obs, &body),
         (&Method::POST, "/v1/messages") => messages(obs, &body),
+        (&Method::GET, "/v1/organization/costs" | "/v1/organizations/cost_report") => {
+            let page: usize = parts
+                .uri
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("page="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let pages = obs.cost_pages.lock().expect("lock");
+            match pages.get(&path).and_then(|p| p.get(page)) {
+                Some(v) => json_response(StatusCode::OK, v.clone()),
+                None => json_response(
+                    StatusCode::NOT_FOUND,
+                    json!({"error": {"message": format!("mock: no page {page} of {path}")}}),
+                ),
+            }
+        }
         (&Method::GET, "/v1/models") => json_response(
             StatusCode::OK,
             json!({"object": "list", "data": [{"id": "mock-model", "object": "model", "created": 0, "owned_by": "mock"}]}),

@@ -70,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
         grpc_listen: ([127, 0, 0, 1], 0).into(),
         http_listen: ([127, 0, 0, 1], 0).into(),
         purge: Default::default(),
+        reconcile: Default::default(),
         admin_token: Some(admin_token.clone()),
         dataplane_token: token.clone(),
         replica_id: "bench".into(),

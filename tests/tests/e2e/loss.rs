@@ -30,6 +30,7 @@ async fn control_plane(
         grpc_listen: ([127, 0, 0, 1], port).into(),
         http_listen: ([127, 0, 0, 1], 0).into(),
         purge: Default::default(),
+        reconcile: Default::default(),
         admin_token: Some(admin.to_string()),
         dataplane_token: token.to_string(),
         replica_id: format!("cp-{port}"),

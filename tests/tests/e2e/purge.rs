@@ -193,6 +193,7 @@ async fn replicas_racing_on_the_schedule_purge_once_a_day() {
         grpc_listen: ([127, 0, 0, 1], 0).into(),
         http_listen: ([127, 0, 0, 1], 0).into(),
         purge: stack.control_plane.purger.policy.clone(),
+        reconcile: Default::default(),
         admin_token: None,
         dataplane_token: stack.dataplane_token.clone(),
         replica_id: "test-cp-2".into(),
