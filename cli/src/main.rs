@@ -491,6 +491,18 @@ enum SpendCmd {
 
 #[derive(Subcommand)]
 enum PricesCmd {
+    /// Multiply computed costs of a provider's or a key's requests from now on, e.g. 0.8 for a
+    /// negotiated 20 % discount; 1 removes it.
+    Multiplier {
+        /// A provider key.
+        #[arg(long, conflicts_with = "key", required_unless_present = "key")]
+        provider: Option<String>,
+        /// An API key's id or display prefix.
+        #[arg(long)]
+        key: Option<String>,
+        /// The multiplier.
+        multiplier: String,
+    },
     /// Set the prices in FILE (JSON or .toml: the body of POST /api/v1/admin/prices, a list
     /// `prices` of SetPriceRequest) in one transaction: all or none. See docs/cost.md.
     Load {
@@ -926,6 +938,21 @@ async fn run(cli: Cli, p: &Printer) -> Result<(), Failure> {
                 .await?
                 .into_inner();
             p.price(&r);
+        }
+        Command::Prices(PricesCmd::Multiplier {
+            provider,
+            key,
+            multiplier,
+        }) => {
+            let r = c
+                .set_price_multiplier(SetPriceMultiplierRequest {
+                    provider: provider.unwrap_or_default(),
+                    api_key: key.unwrap_or_default(),
+                    multiplier,
+                })
+                .await?
+                .into_inner();
+            p.multiplier(&r);
         }
         Command::Prices(PricesCmd::Load { file }) => {
             let req = read_price_file(&file)?;

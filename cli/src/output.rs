@@ -515,6 +515,19 @@ impl Printer {
         );
     }
 
+    /// A multiplier set.
+    pub fn multiplier(&self, m: &PriceMultiplier) {
+        if let Format::Json = self.format {
+            return self.json(m);
+        }
+        let whom = if m.provider.is_empty() {
+            format!("key {}", m.api_key_id)
+        } else {
+            format!("provider {}", m.provider)
+        };
+        println!("{whom}: costs × {} from now on", m.multiplier);
+    }
+
     /// Models with unpriced usage.
     pub fn unpriced(&self, r: &ListUnpricedResponse) {
         if let Format::Json = self.format {

@@ -304,6 +304,7 @@ impl Admin for AdminService {
             extra_headers: r.extra_headers,
             auth_header: r.auth_header.to_ascii_lowercase(),
             api_key: r.api_key,
+            price_multiplier_ppm: None,
         };
         validate::validate_provider(&p).map_err(AdminError::from)?;
         let id = Uuid::now_v7();
@@ -473,6 +474,7 @@ impl Admin for AdminService {
             extra_headers: p.extra_headers.clone(),
             auth_header: p.auth_header.clone(),
             api_key: r.api_key.clone(),
+            price_multiplier_ppm: None,
         })
         .map_err(AdminError::from)?;
         let id = parse_id("provider id", &p.id)?;
@@ -653,6 +655,82 @@ impl Admin for AdminService {
         let r = req.into_inner();
         let mut out = self.store_prices(std::slice::from_ref(&r)).await?;
         Ok(Response::new(out.remove(0)))
+    }
+
+    async fn set_price_multiplier(
+        &self,
+        req: Request<SetPriceMultiplierRequest>,
+    ) -> Result<Response<PriceMultiplier>, Status> {
+        self.admin(&req).await?;
+        let r = req.into_inner();
+        let ppm = pricing::parse_multiplier(&r.multiplier)
+            .map_err(|e| AdminError::Invalid(format!("multiplier: {e}")))?;
+        let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
+        let out = match (r.provider.as_str(), r.api_key.as_str()) {
+            (p, "") if !p.is_empty() => {
+                let done =
+                    sqlx::query("UPDATE providers SET price_multiplier_ppm = $2 WHERE key = $1")
+                        .bind(p)
+                        .bind(ppm as i32)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(AdminError::from)?;
+                if done.rows_affected() == 0 {
+                    return Err(AdminError::NotFound(format!("provider {p:?} not found")).into());
+                }
+                bump(&mut tx, ResourceType::Providers)
+                    .await
+                    .map_err(AdminError::from)?;
+                PriceMultiplier {
+                    provider: p.to_string(),
+                    api_key_id: String::new(),
+                    multiplier: pricing::format_multiplier(ppm),
+                }
+            }
+            ("", k) if !k.is_empty() => {
+                lock_keys(&mut tx).await?;
+                let ids: Vec<Uuid> = sqlx::query_scalar(
+                    "SELECT id FROM api_keys WHERE (id::text = $1 OR display_prefix = $1)
+                       AND revoked_at IS NULL",
+                )
+                .bind(k)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(AdminError::from)?;
+                let id = match ids.as_slice() {
+                    [] => return Err(AdminError::NotFound(format!("key {k:?} not found")).into()),
+                    [id] => *id,
+                    _ => {
+                        return Err(AdminError::Invalid(format!(
+                            "{} keys share the prefix {k:?}; name the key by id",
+                            ids.len()
+                        ))
+                        .into())
+                    }
+                };
+                sqlx::query("UPDATE api_keys SET price_multiplier_ppm = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(ppm as i32)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(AdminError::from)?;
+                bump(&mut tx, ResourceType::ApiKeys)
+                    .await
+                    .map_err(AdminError::from)?;
+                PriceMultiplier {
+                    provider: String::new(),
+                    api_key_id: id.to_string(),
+                    multiplier: pricing::format_multiplier(ppm),
+                }
+            }
+            _ => {
+                return Err(
+                    AdminError::Invalid("give exactly one of provider and api_key".into()).into(),
+                )
+            }
+        };
+        tx.commit().await.map_err(AdminError::from)?;
+        Ok(Response::new(out))
     }
 
     async fn set_prices(

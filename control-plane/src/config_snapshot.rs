@@ -421,12 +421,19 @@ async fn read_snapshot(
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
 
+/// A stored multiplier for the wire: absent when it changes nothing.
+fn multiplier(ppm: i32) -> Option<u32> {
+    let ppm = ppm.max(0) as u32;
+    (ppm != weir_proto::pricing::PPM_ONE).then_some(ppm)
+}
+
 async fn read_providers(
     tx: &mut Tx<'_>,
     secrets: Option<&SecretBox>,
 ) -> Result<ProviderSet, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT id, key, kind, base_url, api_key_env, extra_headers, auth_header, secret_sealed
+        "SELECT id, key, kind, base_url, api_key_env, extra_headers, auth_header, secret_sealed,
+                price_multiplier_ppm
          FROM providers ORDER BY key",
     )
     .fetch_all(&mut **tx)
@@ -454,6 +461,7 @@ async fn read_providers(
             extra_headers: serde_json::from_value(r.get("extra_headers")).unwrap_or_default(),
             auth_header: r.get("auth_header"),
             api_key,
+            price_multiplier_ppm: multiplier(r.get("price_multiplier_ppm")),
         });
     }
     Ok(ProviderSet { providers })
@@ -575,6 +583,7 @@ async fn read_keys(
     let rows = sqlx::query(
         "SELECT k.id, k.key_hash, k.display_prefix, k.owner_user_id, k.owner_service_account_id,
                 k.user_id, k.team_id, k.allowed_models, k.expires_at, k.fleet_groups, k.change_seq,
+                k.price_multiplier_ppm,
                 COALESCE(u.request_logging_enabled, true) AS request_logging_enabled,
                 (k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())) AS active
          FROM api_keys k
@@ -611,6 +620,7 @@ async fn read_keys(
                 .unwrap_or(0),
             request_logging_enabled: r.get("request_logging_enabled"),
             fleet_groups: r.get("fleet_groups"),
+            price_multiplier_ppm: multiplier(r.get("price_multiplier_ppm")),
         };
         if r.get::<bool, _>("active") {
             upserts.insert(key.id.clone(), key.clone());

@@ -66,6 +66,8 @@ struct Decoded<'a> {
     cost: Option<i64>,
     pricing_status: Option<&'static str>,
     price_id: Option<i64>,
+    /// The provider's and the key's cost multipliers applied, parts per million.
+    multipliers: [u32; 2],
 }
 
 impl Decoded<'_> {
@@ -109,6 +111,7 @@ impl LogWriter {
                     cost: None,
                     pricing_status: None,
                     price_id: None,
+                    multipliers: [pricing::PPM_ONE; 2],
                 }),
                 None => {
                     out.rejected += 1;
@@ -211,12 +214,60 @@ impl LogWriter {
                 ));
             }
         }
+        // Discount multipliers as they are now (they apply to requests ingested after a change).
+        let provider_keys: Vec<String> = rows
+            .iter()
+            .map(|r| r.rec.provider_key.clone())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let key_ids: Vec<Uuid> = rows
+            .iter()
+            .filter_map(|r| r.rec.caller.as_ref().and_then(|c| opt_uuid(&c.api_key_id)))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let provider_ppm: HashMap<String, i32> = sqlx::query_as(
+            "SELECT key, price_multiplier_ppm FROM providers
+             WHERE key = ANY($1) AND price_multiplier_ppm <> 1000000",
+        )
+        .bind(&provider_keys)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .collect();
+        let key_ppm: HashMap<Uuid, i32> = if key_ids.is_empty() {
+            HashMap::new()
+        } else {
+            sqlx::query_as(
+                "SELECT id, price_multiplier_ppm FROM api_keys
+                 WHERE id = ANY($1) AND price_multiplier_ppm <> 1000000",
+            )
+            .bind(&key_ids)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .collect()
+        };
         for row in rows.iter_mut().filter(|r| !r.rec.attempts.is_empty()) {
+            let key_id = row
+                .rec
+                .caller
+                .as_ref()
+                .and_then(|c| opt_uuid(&c.api_key_id));
+            row.multipliers = [
+                provider_ppm
+                    .get(&row.rec.provider_key)
+                    .map_or(pricing::PPM_ONE, |p| (*p).max(0) as u32),
+                key_id
+                    .and_then(|k| key_ppm.get(&k))
+                    .map_or(pricing::PPM_ONE, |p| (*p).max(0) as u32),
+            ];
             let valid = prices
                 .get(&row.rec.model_key)
                 .and_then(|ps| ps.iter().find(|(_, from, _)| *from <= row.at));
             let sheet = valid.and_then(|(_, _, s)| s.as_ref());
-            let settled = pricing::settle(row.rec.usage.as_ref(), sheet, &[]);
+            let settled = pricing::settle(row.rec.usage.as_ref(), sheet, &row.multipliers);
             row.pricing_status = Some(settled.status());
             row.cost = settled.cost();
             let provider_cost = row
@@ -232,8 +283,9 @@ impl LogWriter {
     }
 }
 
-/// The usage kinds beyond the ledger's own columns, as stored in `usage_extra`.
-fn usage_extra(u: &weir_proto::logs::Usage) -> serde_json::Value {
+/// The usage kinds beyond the ledger's own columns, and multipliers other than 1, as stored in
+/// `usage_extra`.
+fn usage_extra(u: &weir_proto::logs::Usage, multipliers: [u32; 2]) -> serde_json::Value {
     let mut o = serde_json::Map::new();
     let kinds = [
         ("cache_write_5m_tokens", u.cache_write_5m_tokens),
@@ -256,6 +308,17 @@ fn usage_extra(u: &weir_proto::logs::Usage) -> serde_json::Value {
     }
     if u.estimated {
         o.insert("estimated".into(), true.into());
+    }
+    // Provider-reported costs are the bill as is: no multiplier was applied to them.
+    if u.provider_cost_pusd.is_none() {
+        for (name, ppm) in ["provider_multiplier_ppm", "key_multiplier_ppm"]
+            .into_iter()
+            .zip(multipliers)
+        {
+            if ppm != pricing::PPM_ONE {
+                o.insert(name.into(), ppm.into());
+            }
+        }
     }
     serde_json::Value::Object(o)
 }
@@ -690,7 +753,7 @@ async fn insert_ledger(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<Vec<Uui
         status.push(r.pricing_status.unwrap_or("usage_missing").to_string());
         cost.push(r.cost);
         price.push(r.price_id);
-        extra.push(usage_extra(&usage));
+        extra.push(usage_extra(&usage, r.multipliers));
     }
     sqlx::query_scalar(
         "INSERT INTO usage_cost_events (log_id, created_at, api_key_id, user_id, team_id,

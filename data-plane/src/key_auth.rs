@@ -69,6 +69,7 @@ mod tests {
                 allowed_models: None,
                 expires_at_ms,
                 request_logging_enabled: true,
+                price_multiplier_ppm: weir_proto::pricing::PPM_ONE,
             }),
         );
         s

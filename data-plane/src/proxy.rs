@@ -718,6 +718,7 @@ async fn proxy_operation(
             last_failure = GatewayError::ProviderMissing(target.provider_key.clone());
             continue;
         };
+        attempt.price_multiplier_ppm = provider.price_multiplier_ppm;
         let Some((shape, path)) = operation::shape(op, &provider.kind) else {
             continue;
         };

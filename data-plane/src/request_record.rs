@@ -44,6 +44,8 @@ pub struct AttemptRecord {
     pub trace: Option<crate::genai_trace::AttemptTrace>,
     /// `gen_ai.provider.name` of the provider's protocol.
     pub provider_name: &'static str,
+    /// The provider's cost multiplier, parts per million.
+    pub price_multiplier_ppm: u32,
 }
 
 impl AttemptRecord {
@@ -60,6 +62,7 @@ impl AttemptRecord {
             produced_response: false,
             trace: None,
             provider_name: "openai",
+            price_multiplier_ppm: weir_proto::pricing::PPM_ONE,
         }
     }
 }
@@ -443,7 +446,17 @@ impl RequestRecord {
 impl RequestRecord {
     /// The request's cost at the node's price, when usage and a price are known.
     fn settle(&self, usage: Option<&pb::Usage>) -> weir_proto::pricing::Pricing {
-        weir_proto::pricing::settle(usage, self.price.as_deref(), &[])
+        let provider = self
+            .attempts
+            .iter()
+            .rev()
+            .find(|a| a.produced_response)
+            .map_or(weir_proto::pricing::PPM_ONE, |a| a.price_multiplier_ppm);
+        weir_proto::pricing::settle(
+            usage,
+            self.price.as_deref(),
+            &[provider, self.key.price_multiplier_ppm],
+        )
     }
 
     /// Counts the request's tokens and cost against the limits that admitted it.

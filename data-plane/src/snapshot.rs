@@ -29,6 +29,8 @@ pub struct Provider {
     pub auth: Option<(HeaderName, HeaderValue)>,
     /// Headers added to every upstream request.
     pub extra_headers: HeaderMap,
+    /// Multiplies computed costs of requests it serves, parts per million.
+    pub price_multiplier_ppm: u32,
 }
 
 /// One target of a route.
@@ -81,6 +83,8 @@ pub struct KeyInfo {
     pub expires_at_ms: i64,
     /// Whether the owner wants request logs.
     pub request_logging_enabled: bool,
+    /// Multiplies computed costs of its requests, parts per million.
+    pub price_multiplier_ppm: u32,
 }
 
 /// What to capture of payloads.
@@ -390,6 +394,9 @@ fn apply_keys(
                     .then(|| k.allowed_models.iter().cloned().collect()),
                 expires_at_ms: k.expires_at_unix_ms,
                 request_logging_enabled: k.request_logging_enabled,
+                price_multiplier_ppm: k
+                    .price_multiplier_ppm
+                    .unwrap_or(weir_proto::pricing::PPM_ONE),
             }),
         );
     }
@@ -545,6 +552,9 @@ fn compile_provider(
         base_url: p.base_url.trim_end_matches('/').to_string(),
         auth,
         extra_headers,
+        price_multiplier_ppm: p
+            .price_multiplier_ppm
+            .unwrap_or(weir_proto::pricing::PPM_ONE),
     })
 }
 
@@ -567,6 +577,7 @@ mod tests {
                 extra_headers: Default::default(),
                 auth_header: String::new(),
                 api_key: String::new(),
+                price_multiplier_ppm: None,
             }],
         })
     }

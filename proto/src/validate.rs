@@ -356,6 +356,7 @@ mod tests {
             extra_headers: Default::default(),
             auth_header: String::new(),
             api_key: String::new(),
+            price_multiplier_ppm: None,
         }
     }
 

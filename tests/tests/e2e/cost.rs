@@ -675,3 +675,70 @@ async fn unpriced_usage_is_listed_and_a_route_can_refuse_it() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_and_key_multipliers_discount_computed_costs() {
+    let stack = Stack::start().await;
+    let key = stack.seed(&[("gpt", "mock-model")]).await;
+    // $1,000 per million tokens: the mock's 3 input + 5 output tokens cost $0.008.
+    let out = run(stack.weirctl(&[
+        "models",
+        "price",
+        "--model",
+        "gpt",
+        "--input-price",
+        "1000",
+        "--output-price",
+        "1000",
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = run(stack.weirctl(&["prices", "multiplier", "--provider", "mock", "0.8"])).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("× 0.80"), "{}", out.stdout);
+    let prefix = &key[..16];
+    let out = run(stack.weirctl(&["prices", "multiplier", "--key", prefix, "1.1"])).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    // Bad input is named and changes nothing.
+    let out = run(stack.weirctl(&["prices", "multiplier", "--provider", "mock", "-5"])).await;
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("multiplier"), "{}", out.stderr);
+    let out = run(stack.weirctl(&["prices", "multiplier", "--provider", "ghost", "0.5"])).await;
+    assert!(
+        out.stderr.contains("provider \"ghost\" not found"),
+        "{}",
+        out.stderr
+    );
+
+    let cfg = stack.data_plane.config.clone();
+    let hash = weir_proto::api_key::hash(&key);
+    let ok = eventually(Duration::from_secs(10), || {
+        let s = cfg.current.load();
+        let ready = s.prices.contains_key("gpt")
+            && s.providers
+                .get("mock")
+                .is_some_and(|p| p.price_multiplier_ppm == 800_000)
+            && s.keys
+                .get(&hash)
+                .is_some_and(|k| k.price_multiplier_ppm == 1_100_000);
+        async move { ready.then_some(()) }
+    })
+    .await;
+    assert!(ok.is_some(), "multipliers never reached the node");
+    let (status, text) = send(
+        &stack,
+        &key,
+        "/v1/chat/completions",
+        json!({"model": "gpt", "messages": [{"role": "user", "content": "Say hello please"}]}),
+        "mult-1",
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let row = ledger(&stack, "mult-1").await;
+    // 8 tokens × $0.001 × 0.8 × 1.1 = $0.00704, one rounding.
+    assert_eq!(row.get::<Option<i64>, _>("cost_pusd"), Some(7_040_000_000));
+    let extra: Value = row.get("usage_extra");
+    assert_eq!(extra["provider_multiplier_ppm"], 800_000, "{extra}");
+    assert_eq!(extra["key_multiplier_ppm"], 1_100_000, "{extra}");
+    stack.shutdown().await;
+}
