@@ -117,6 +117,12 @@ pub fn from_anthropic_usage(u: &Value) -> Option<Usage> {
     })
 }
 
+/// Fills the service tier from the request's `service_tier` when the response named none (an
+/// OpenAI-compatible provider that does not echo it): the tier asked for is the one billed.
+pub fn with_request_tier(u: Usage, request: &Value) -> Usage {
+    with_tier(u, request.get("service_tier"))
+}
+
 /// A service tier name as stored: lowercase, capped.
 pub fn tier_name(s: &str) -> String {
     s.chars().take(32).collect::<String>().to_ascii_lowercase()
@@ -533,6 +539,21 @@ mod tests {
                 "{name}: {whole:?}"
             );
         }
+    }
+
+    #[test]
+    fn tiers_come_from_the_response_else_the_request() {
+        let (u, _) = response_facts(
+            "chat",
+            &json!({"service_tier": "default", "usage": {"prompt_tokens": 1, "completion_tokens": 1}}),
+        );
+        let req = json!({"model": "m", "service_tier": "Flex"});
+        // OpenAI answers with the tier that served ("auto" comes back as "default").
+        assert_eq!(with_request_tier(u.unwrap(), &req).service_tier, "default");
+        let (u, _) = response_facts("chat", &json!({"usage": {"prompt_tokens": 1}}));
+        assert_eq!(with_request_tier(u.unwrap(), &req).service_tier, "flex");
+        let (u, _) = response_facts("chat", &json!({"usage": {"prompt_tokens": 1}}));
+        assert_eq!(with_request_tier(u.unwrap(), &json!({})).service_tier, "");
     }
 
     #[test]
