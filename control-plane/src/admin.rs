@@ -244,6 +244,30 @@ async fn lock_keys(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<(),
     Ok(())
 }
 
+/// The one key `wanted` names (its id or display prefix); revoked keys only if asked.
+async fn find_key(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    wanted: &str,
+    with_revoked: bool,
+) -> Result<Uuid, AdminError> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM api_keys WHERE (id::text = $1 OR display_prefix = $1)
+           AND ($2 OR revoked_at IS NULL)",
+    )
+    .bind(wanted)
+    .bind(with_revoked)
+    .fetch_all(&mut **tx)
+    .await?;
+    match ids.as_slice() {
+        [] => Err(AdminError::NotFound(format!("key {wanted:?} not found"))),
+        [id] => Ok(*id),
+        _ => Err(AdminError::Invalid(format!(
+            "{} keys share the prefix {wanted:?}; name the key by id",
+            ids.len()
+        ))),
+    }
+}
+
 fn nonempty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
@@ -689,25 +713,7 @@ impl Admin for AdminService {
             }
             ("", k) if !k.is_empty() => {
                 lock_keys(&mut tx).await?;
-                let ids: Vec<Uuid> = sqlx::query_scalar(
-                    "SELECT id FROM api_keys WHERE (id::text = $1 OR display_prefix = $1)
-                       AND revoked_at IS NULL",
-                )
-                .bind(k)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(AdminError::from)?;
-                let id = match ids.as_slice() {
-                    [] => return Err(AdminError::NotFound(format!("key {k:?} not found")).into()),
-                    [id] => *id,
-                    _ => {
-                        return Err(AdminError::Invalid(format!(
-                            "{} keys share the prefix {k:?}; name the key by id",
-                            ids.len()
-                        ))
-                        .into())
-                    }
-                };
+                let id = find_key(&mut tx, k, false).await?;
                 sqlx::query("UPDATE api_keys SET price_multiplier_ppm = $2 WHERE id = $1")
                     .bind(id)
                     .bind(ppm as i32)
@@ -1198,24 +1204,8 @@ impl Admin for AdminService {
         let wanted = req.into_inner().key;
         let mut tx = self.pool.begin().await.map_err(AdminError::from)?;
         lock_keys(&mut tx).await?;
-        let ids: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM api_keys WHERE id::text = $1 OR display_prefix = $1",
-        )
-        .bind(&wanted)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(AdminError::from)?;
-        let id = match ids.as_slice() {
-            [] => return Err(AdminError::NotFound(format!("key {wanted:?} not found")).into()),
-            [id] => *id,
-            _ => {
-                return Err(AdminError::Invalid(format!(
-                    "{} keys share the prefix {wanted:?}; revoke by id",
-                    ids.len()
-                ))
-                .into())
-            }
-        };
+        // Revoking an already revoked key is a no-op, not a not-found.
+        let id = find_key(&mut tx, &wanted, true).await?;
         sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)

@@ -196,17 +196,11 @@ impl LogWriter {
             .await?;
             for r in fetched {
                 let id: i64 = r.get("id");
-                let extra: serde_json::Value = r.get("extra");
-                let sheet = PriceSheet::from_parts(
-                    r.get("input_pusd_per_token"),
-                    r.get("cached_input_pusd_per_token"),
-                    r.get("output_pusd_per_token"),
-                    &extra,
-                )
-                // Stored by the admin API after validation; a row that no longer reads prices
-                // nothing rather than something wrong.
-                .inspect_err(|e| tracing::error!(price_id = id, "unreadable price row: {e}"))
-                .ok();
+                let sheet = crate::prices::sheet_from_row(&r)
+                    // Stored by the admin API after validation; a row that no longer reads prices
+                    // nothing rather than something wrong.
+                    .inspect_err(|e| tracing::error!(price_id = id, "unreadable price row: {e}"))
+                    .ok();
                 prices.entry(r.get("model_key")).or_default().push((
                     id,
                     r.get("valid_from"),

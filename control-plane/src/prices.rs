@@ -180,6 +180,17 @@ pub async fn insert(
     Ok((row.get("id"), row.get("valid_from")))
 }
 
+/// The sheet of a `prices` row (its three rate columns and `extra`).
+pub fn sheet_from_row(r: &sqlx::postgres::PgRow) -> Result<PriceSheet, String> {
+    let extra: serde_json::Value = r.get("extra");
+    PriceSheet::from_parts(
+        r.get("input_pusd_per_token"),
+        r.get("cached_input_pusd_per_token"),
+        r.get("output_pusd_per_token"),
+        &extra,
+    )
+}
+
 /// The version in force now of each of `models` that has one.
 pub async fn current(pool: &PgPool, models: &[String]) -> Result<Vec<Price>, sqlx::Error> {
     let rows = sqlx::query(
@@ -194,14 +205,7 @@ pub async fn current(pool: &PgPool, models: &[String]) -> Result<Vec<Price>, sql
     Ok(rows
         .into_iter()
         .filter_map(|r| {
-            let extra: serde_json::Value = r.get("extra");
-            let sheet = PriceSheet::from_parts(
-                r.get("input_pusd_per_token"),
-                r.get("cached_input_pusd_per_token"),
-                r.get("output_pusd_per_token"),
-                &extra,
-            )
-            .ok()?;
+            let sheet = sheet_from_row(&r).ok()?;
             let model: String = r.get("model_key");
             Some(to_message(&model, r.get("id"), r.get("valid_from"), &sheet))
         })

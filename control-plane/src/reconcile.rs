@@ -78,52 +78,68 @@ fn line_item_model(item: &str) -> String {
     }
 }
 
-/// Pages of OpenAI's Costs API (`{"object": "page", "data": [bucket]}`, each bucket with
-/// `start_time` in Unix seconds and `results` with `amount: {value, currency}` and
-/// `line_item` when grouped by line item).
-pub fn parse_openai(pages: &[Value]) -> Result<Vec<Figure>, ReportError> {
-    const WHAT: &str = "an OpenAI costs page";
+/// Every result of every daily bucket of every page (`{"data": [{<start>, "results": [...]}]}`,
+/// the shape both providers' cost APIs share), with the bucket's UTC day.
+fn each_result(
+    pages: &[Value],
+    what: &'static str,
+    day_of: impl Fn(&Value) -> Result<NaiveDate, ReportError>,
+    mut figure: impl FnMut(NaiveDate, &Value) -> Result<Figure, ReportError>,
+) -> Result<Vec<Figure>, ReportError> {
     let mut out = Vec::new();
     for page in pages {
         let buckets = page
             .get("data")
             .and_then(Value::as_array)
-            .ok_or_else(|| shape(WHAT, "no data array"))?;
+            .ok_or_else(|| shape(what, "no data array"))?;
         for b in buckets {
-            let start = b
-                .get("start_time")
-                .and_then(Value::as_i64)
-                .ok_or_else(|| shape(WHAT, "a bucket without start_time"))?;
-            let day = DateTime::<Utc>::from_timestamp(start, 0)
-                .ok_or_else(|| shape(WHAT, format!("start_time {start} is out of range")))?
-                .date_naive();
+            let day = day_of(b)?;
             let results = b
                 .get("results")
                 .and_then(Value::as_array)
-                .ok_or_else(|| shape(WHAT, "a bucket without results"))?;
+                .ok_or_else(|| shape(what, "a bucket without results"))?;
             for r in results {
-                let amount = r
-                    .get("amount")
-                    .ok_or_else(|| shape(WHAT, "a result without amount"))?;
-                let currency = amount.get("currency").and_then(Value::as_str).unwrap_or("");
-                if !currency.eq_ignore_ascii_case("usd") {
-                    return Err(ReportError::Currency(currency.to_string()));
-                }
-                let pusd = amount
-                    .get("value")
-                    .and_then(Value::as_number)
-                    .and_then(signed_usd_number)
-                    .ok_or_else(|| shape(WHAT, format!("amount {amount} is not a number")))?;
-                let model = r
-                    .get("line_item")
-                    .and_then(Value::as_str)
-                    .map(line_item_model)
-                    .unwrap_or_else(|| "(no line item)".into());
-                out.push(Figure { day, model, pusd });
+                out.push(figure(day, r)?);
             }
         }
     }
     Ok(out)
+}
+
+/// Pages of OpenAI's Costs API (`{"object": "page", "data": [bucket]}`, each bucket with
+/// `start_time` in Unix seconds and `results` with `amount: {value, currency}` and
+/// `line_item` when grouped by line item).
+pub fn parse_openai(pages: &[Value]) -> Result<Vec<Figure>, ReportError> {
+    const WHAT: &str = "an OpenAI costs page";
+    let day_of = |b: &Value| {
+        let start = b
+            .get("start_time")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| shape(WHAT, "a bucket without start_time"))?;
+        Ok(DateTime::<Utc>::from_timestamp(start, 0)
+            .ok_or_else(|| shape(WHAT, format!("start_time {start} is out of range")))?
+            .date_naive())
+    };
+    each_result(pages, WHAT, day_of, |day, r| {
+        let amount = r
+            .get("amount")
+            .ok_or_else(|| shape(WHAT, "a result without amount"))?;
+        let currency = amount.get("currency").and_then(Value::as_str).unwrap_or("");
+        if !currency.eq_ignore_ascii_case("usd") {
+            return Err(ReportError::Currency(currency.to_string()));
+        }
+        let pusd = amount
+            .get("value")
+            .and_then(Value::as_number)
+            .and_then(signed_usd_number)
+            .ok_or_else(|| shape(WHAT, format!("amount {amount} is not a number")))?;
+        let model = r
+            .get("line_item")
+            .and_then(Value::as_str)
+            .map(line_item_model)
+            .unwrap_or_else(|| "(no line item)".into());
+        Ok(Figure { day, model, pusd })
+    })
 }
 
 /// A dollar JSON number in picodollars; credits (negative amounts) keep their sign.
@@ -173,47 +189,35 @@ fn cents_to_pusd(s: &str) -> Option<i64> {
 /// `currency` and `model` when grouped by description).
 pub fn parse_anthropic(pages: &[Value]) -> Result<Vec<Figure>, ReportError> {
     const WHAT: &str = "an Anthropic cost report page";
-    let mut out = Vec::new();
-    for page in pages {
-        let buckets = page
-            .get("data")
-            .and_then(Value::as_array)
-            .ok_or_else(|| shape(WHAT, "no data array"))?;
-        for b in buckets {
-            let start = b
-                .get("starting_at")
-                .and_then(Value::as_str)
-                .ok_or_else(|| shape(WHAT, "a bucket without starting_at"))?;
-            let day = DateTime::parse_from_rfc3339(start)
-                .map_err(|e| shape(WHAT, format!("starting_at {start:?}: {e}")))?
-                .with_timezone(&Utc)
-                .date_naive();
-            let results = b
-                .get("results")
-                .and_then(Value::as_array)
-                .ok_or_else(|| shape(WHAT, "a bucket without results"))?;
-            for r in results {
-                let currency = r.get("currency").and_then(Value::as_str).unwrap_or("USD");
-                if !currency.eq_ignore_ascii_case("usd") {
-                    return Err(ReportError::Currency(currency.to_string()));
-                }
-                let amount = r
-                    .get("amount")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| shape(WHAT, "a result without a string amount"))?;
-                let pusd = cents_to_pusd(amount)
-                    .ok_or_else(|| shape(WHAT, format!("amount {amount:?} is not a decimal")))?;
-                let model = r
-                    .get("model")
-                    .and_then(Value::as_str)
-                    .or_else(|| r.get("description").and_then(Value::as_str))
-                    .unwrap_or("(no model)")
-                    .to_string();
-                out.push(Figure { day, model, pusd });
-            }
+    let day_of = |b: &Value| {
+        let start = b
+            .get("starting_at")
+            .and_then(Value::as_str)
+            .ok_or_else(|| shape(WHAT, "a bucket without starting_at"))?;
+        Ok(DateTime::parse_from_rfc3339(start)
+            .map_err(|e| shape(WHAT, format!("starting_at {start:?}: {e}")))?
+            .with_timezone(&Utc)
+            .date_naive())
+    };
+    each_result(pages, WHAT, day_of, |day, r| {
+        let currency = r.get("currency").and_then(Value::as_str).unwrap_or("USD");
+        if !currency.eq_ignore_ascii_case("usd") {
+            return Err(ReportError::Currency(currency.to_string()));
         }
-    }
-    Ok(out)
+        let amount = r
+            .get("amount")
+            .and_then(Value::as_str)
+            .ok_or_else(|| shape(WHAT, "a result without a string amount"))?;
+        let pusd = cents_to_pusd(amount)
+            .ok_or_else(|| shape(WHAT, format!("amount {amount:?} is not a decimal")))?;
+        let model = r
+            .get("model")
+            .and_then(Value::as_str)
+            .or_else(|| r.get("description").and_then(Value::as_str))
+            .unwrap_or("(no model)")
+            .to_string();
+        Ok(Figure { day, model, pusd })
+    })
 }
 
 /// A CSV export: a header naming a day column (`date`, `day`, `start_time`), a model column

@@ -209,7 +209,7 @@ impl RequestRecord {
             !service_account && (mode == "disabled" || !self.key.request_logging_enabled);
         let capture = !ledger_only && policy.as_ref().is_some_and(|p| p.captures_payloads());
         let request_json = payload_policy::body_value(&self.request_body);
-        let request_tier = serde_json::json!({"service_tier": request_json.get("service_tier")});
+        let request_tier = request_json.get("service_tier").cloned();
         let exposed = usage::exposed_tools(&request_json);
         let request_params = if traced {
             crate::genai_trace::request_params(&request_json)
@@ -333,7 +333,7 @@ impl RequestRecord {
             .or(self.attempts.last());
         // Priced once for budgets, metrics and the span.
         // The tier the provider reported, else the one the request named.
-        let usage = usage.map(|u| usage::with_request_tier(u, &request_tier));
+        let usage = usage.map(|u| usage::with_tier(u, request_tier.as_ref()));
         let settled = self.settle(usage.as_ref());
         let cost_pusd = settled.cost();
         let spend = self.count_against_limits(usage.as_ref(), cost_pusd);

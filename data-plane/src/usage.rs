@@ -117,12 +117,6 @@ pub fn from_anthropic_usage(u: &Value) -> Option<Usage> {
     })
 }
 
-/// Fills the service tier from the request's `service_tier` when the response named none (an
-/// OpenAI-compatible provider that does not echo it): the tier asked for is the one billed.
-pub fn with_request_tier(u: Usage, request: &Value) -> Usage {
-    with_tier(u, request.get("service_tier"))
-}
-
 /// A service tier name as stored: lowercase, capped.
 pub fn tier_name(s: &str) -> String {
     s.chars().take(32).collect::<String>().to_ascii_lowercase()
@@ -134,9 +128,10 @@ pub fn response_facts(operation: &str, body: &Value) -> (Option<Usage>, Option<u
     (usage.map(|u| with_tier(u, body.get("service_tier"))), calls)
 }
 
-/// Fills the service tier from the response object's `service_tier` (OpenAI says which tier
-/// served, and bills that one) when the usage object did not carry one.
-fn with_tier(mut u: Usage, tier: Option<&Value>) -> Usage {
+/// Fills the service tier when the usage has none: from the response object's `service_tier`
+/// (OpenAI says which tier served, and bills that one), else from the request's (a provider
+/// that does not echo it bills the tier asked for).
+pub fn with_tier(mut u: Usage, tier: Option<&Value>) -> Usage {
     if u.service_tier.is_empty() {
         if let Some(t) = tier.and_then(Value::as_str) {
             u.service_tier = tier_name(t);
@@ -547,13 +542,13 @@ mod tests {
             "chat",
             &json!({"service_tier": "default", "usage": {"prompt_tokens": 1, "completion_tokens": 1}}),
         );
-        let req = json!({"model": "m", "service_tier": "Flex"});
+        let req = json!("Flex");
         // OpenAI answers with the tier that served ("auto" comes back as "default").
-        assert_eq!(with_request_tier(u.unwrap(), &req).service_tier, "default");
+        assert_eq!(with_tier(u.unwrap(), Some(&req)).service_tier, "default");
         let (u, _) = response_facts("chat", &json!({"usage": {"prompt_tokens": 1}}));
-        assert_eq!(with_request_tier(u.unwrap(), &req).service_tier, "flex");
+        assert_eq!(with_tier(u.unwrap(), Some(&req)).service_tier, "flex");
         let (u, _) = response_facts("chat", &json!({"usage": {"prompt_tokens": 1}}));
-        assert_eq!(with_request_tier(u.unwrap(), &json!({})).service_tier, "");
+        assert_eq!(with_tier(u.unwrap(), None).service_tier, "");
     }
 
     #[test]
