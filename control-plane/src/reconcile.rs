@@ -572,6 +572,55 @@ mod tests {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
     }
 
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        const KEYS: &[&str] = &[
+            "data",
+            "results",
+            "start_time",
+            "starting_at",
+            "amount",
+            "value",
+            "currency",
+            "line_item",
+            "model",
+            "description",
+            "has_more",
+            "next_page",
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            "[-0-9.a-zT:Z ,]{0,24}".prop_map(Value::from),
+            prop::sample::select(
+                &["usd", "USD", "2025-11-29T00:00:00Z", "0.3", "gpt-4o, input"][..]
+            )
+            .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(5, 64, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::vec((prop::sample::select(KEYS), inner), 0..6).prop_map(|kvs| {
+                    Value::Object(kvs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+                }),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn report_parsers_never_panic(pages in proptest::collection::vec(json_value(), 0..3), text in "\\PC{0,200}") {
+            let _ = parse_openai(&pages);
+            let _ = parse_anthropic(&pages);
+            let _ = parse_csv(&text);
+            let _ = parse_csv(&format!("date,model,cost\n{text}"));
+            let _ = cents_to_pusd(&text);
+            let family = model_family(&text);
+            proptest::prop_assert!(family.len() <= text.trim().len());
+        }
+    }
+
     #[test]
     fn openai_pages() {
         // Shape of https://platform.openai.com/docs/api-reference/usage/costs_object.

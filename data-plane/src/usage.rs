@@ -95,8 +95,8 @@ pub fn from_anthropic_usage(u: &Value) -> Option<Usage> {
         None => (writes, 0),
     };
     // The lifetimes' sum is the writes; the larger figure wins if a provider disagrees.
-    let writes = writes.max(w5m + w1h);
-    let input = input.map(|i| i + cached.unwrap_or(0) + writes);
+    let writes = writes.max(w5m.saturating_add(w1h));
+    let input = input.map(|i| i.saturating_add(cached.unwrap_or(0)).saturating_add(writes));
     let positive = |v: u64| (v > 0).then_some(v);
     Some(Usage {
         input_tokens: input,
@@ -106,7 +106,7 @@ pub fn from_anthropic_usage(u: &Value) -> Option<Usage> {
             (Some(i), Some(o)) => i.checked_add(o),
             _ => None,
         },
-        cache_write_5m_tokens: positive(writes - w1h),
+        cache_write_5m_tokens: positive(writes.saturating_sub(w1h)),
         cache_write_1h_tokens: positive(w1h),
         service_tier: obj
             .get("service_tier")

@@ -429,7 +429,11 @@ pub fn apply_multipliers(cost: i64, multipliers_ppm: &[u32]) -> Option<i64> {
         num = num.checked_mul(*m as i128)?;
         den = den.checked_mul(PPM_ONE as i128)?;
     }
-    i64::try_from((num * 2 + den).div_euclid(den * 2)).ok()
+    let rounded = num
+        .checked_mul(2)?
+        .checked_add(den)?
+        .div_euclid(den.checked_mul(2)?);
+    i64::try_from(rounded).ok()
 }
 
 /// Parses a multiplier such as "0.8" or "1" into parts per million.
@@ -460,7 +464,7 @@ pub fn usd_number_to_pusd(n: &serde_json::Number) -> Option<i64> {
         return None;
     }
     // value = digits × 10^(exp - frac.len()); picodollars = value × 10^12.
-    let shift = exp - frac.len() as i32 + 12;
+    let shift = exp.saturating_sub(frac.len() as i32).saturating_add(12);
     let significant = digits.trim_start_matches('0');
     let mut v: i128 = if significant.is_empty() {
         0
@@ -872,6 +876,7 @@ mod tests {
         assert_eq!(apply_multipliers(3, &[500_000, 500_000]), Some(1));
         assert_eq!(apply_multipliers(1, &[700_000, 700_000]), Some(0));
         assert_eq!(apply_multipliers(123, &[PPM_ONE, PPM_ONE]), Some(123));
+        assert_eq!(apply_multipliers(i64::MAX, &[u32::MAX, u32::MAX]), None);
         assert_eq!(parse_multiplier("0.8"), Ok(800_000));
         assert_eq!(parse_multiplier("1"), Ok(PPM_ONE));
         assert!(parse_multiplier("-1").is_err());
