@@ -381,6 +381,31 @@ mod tests {
     }
 
     #[test]
+    fn reconcile_sources_default_to_the_providers_and_take_file_then_env() {
+        let s = Settings::resolve(File::default(), env(&[("WEIR_DATAPLANE_TOKEN", "t")])).unwrap();
+        assert_eq!(s.reconcile, crate::reconcile::fetch::Sources::default());
+        assert_eq!(s.reconcile.openai.key_env, "OPENAI_ADMIN_KEY");
+        let file: File = toml::from_str(
+            "[auth]\ndataplane_token = \"f\"\n[reconcile.openai]\nkey_env = \"OAI_ADMIN\"\n\
+             [reconcile.anthropic]\nbase_url = \"https://proxy.example/anthropic\"\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(
+            file,
+            env(&[("WEIR_RECONCILE_ANTHROPIC_KEY_ENV", "ANT_ADMIN")]),
+        )
+        .unwrap();
+        assert_eq!(s.reconcile.openai.key_env, "OAI_ADMIN");
+        assert_eq!(s.reconcile.openai.base_url, "https://api.openai.com");
+        assert_eq!(
+            s.reconcile.anthropic.base_url,
+            "https://proxy.example/anthropic"
+        );
+        assert_eq!(s.reconcile.anthropic.key_env, "ANT_ADMIN");
+        assert!(toml::from_str::<File>("[reconcile.azure]\nkey_env = \"X\"\n").is_err());
+    }
+
+    #[test]
     fn the_secrets_key_is_read_and_never_printed() {
         let key = "ab".repeat(32);
         let s = Settings::resolve(

@@ -132,6 +132,22 @@ class Observability(unittest.TestCase):
                 self.assertIn("collector", [c["name"] for c in spec["containers"]], name)
 
 
+    def test_reconciliation_settings_and_admin_key_reach_the_control_plane(self):
+        values = {
+            "controlPlane": {
+                "config": {"reconcile": {"openai": {"key_env": "OPENAI_ADMIN_KEY"}}},
+                "env": [{"name": "OPENAI_ADMIN_KEY",
+                         "valueFrom": {"secretKeyRef": {"name": "provider-admin", "key": "openai"}}}],
+            }
+        }
+        o = render(values)
+        toml = o[("ConfigMap", "weir-control-plane")]["data"]["control-plane.toml"]
+        self.assertIn("[reconcile.openai]", toml)
+        self.assertIn('key_env = "OPENAI_ADMIN_KEY"', toml)
+        env = env_of(main_container(o[("Deployment", "weir-control-plane")]["spec"]["template"]))
+        self.assertEqual(env["OPENAI_ADMIN_KEY"]["valueFrom"]["secretKeyRef"]["name"], "provider-admin")
+
+
 class Examples(unittest.TestCase):
     def test_every_example_renders(self):
         self.assertEqual(
@@ -192,6 +208,8 @@ class Schema(unittest.TestCase):
             "unknown data-plane key": lambda v: v["dataPlanes"][0].update(replica=3),
             "telemetry protocol": lambda v: v["dataPlanes"][0].update(telemetry={"protocol": "udp"}),
             "schedule": lambda v: v["controlPlane"]["config"]["request_logging"]["purge"].update(schedule="daily"),
+            "reconcile key env": lambda v: v["controlPlane"]["config"].update(reconcile={"openai": {"key_env": "sk-not-a-name"}}),
+            "reconcile provider": lambda v: v["controlPlane"]["config"].update(reconcile={"azure": {}}),
         }
         with helm.Chart.load(CHART) as chart:
             chart.validate_schema(base)
