@@ -132,6 +132,7 @@ class Observability(unittest.TestCase):
                 self.assertIn("collector", [c["name"] for c in spec["containers"]], name)
 
 
+class Reconcile(unittest.TestCase):
     def test_reconciliation_settings_and_admin_key_reach_the_control_plane(self):
         values = {
             "controlPlane": {

@@ -16,6 +16,6 @@ async fn the_chart_renders_lints_and_rejects_bad_values() {
         out.stdout, out.stderr
     );
     // unittest reports on stderr; make sure the suite ran rather than finding nothing.
-    assert!(out.stderr.contains("Ran 7 tests"), "{}", out.stderr);
+    assert!(out.stderr.contains("Ran 8 tests"), "{}", out.stderr);
     assert!(out.stderr.trim_end().ends_with("OK"), "{}", out.stderr);
 }
