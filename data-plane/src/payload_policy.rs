@@ -74,6 +74,21 @@ pub fn body_value(body: &[u8]) -> Value {
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
 }
 
+/// Only the top-level fields `keys` of a JSON object body, each parsed; every other field is
+/// scanned but never built (an agent's request is mostly `messages`, which a record without
+/// payloads does not need). `None` when the body is not a JSON object.
+pub fn top_fields(body: &[u8], keys: &[&str]) -> Option<Value> {
+    let top: std::collections::HashMap<String, &serde_json::value::RawValue> =
+        serde_json::from_slice(body).ok()?;
+    let mut out = Map::new();
+    for k in keys {
+        if let Some(raw) = top.get(*k) {
+            out.insert((*k).to_string(), serde_json::from_str(raw.get()).ok()?);
+        }
+    }
+    Some(Value::Object(out))
+}
+
 /// Redacts built-in secret keys at any depth.
 pub fn redact_keys(v: &mut Value) {
     match v {
@@ -200,6 +215,19 @@ fn shorten_strings(v: &mut Value, limit: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn top_fields_build_only_what_is_asked() {
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[1,2],"t\u0069er":1}"#;
+        assert_eq!(
+            top_fields(body, &["tools", "tier", "absent"]),
+            Some(json!({"tools": [1, 2], "tier": 1}))
+        );
+        assert_eq!(top_fields(b"[1]", &["a"]), None);
+        assert_eq!(top_fields(b"not json", &["a"]), None);
+        assert_eq!(top_fields(b"{}", &["a"]), Some(json!({})));
+    }
 
     #[test]
     fn secret_headers_are_redacted() {

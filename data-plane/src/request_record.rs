@@ -208,7 +208,18 @@ impl RequestRecord {
         let ledger_only =
             !service_account && (mode == "disabled" || !self.key.request_logging_enabled);
         let capture = !ledger_only && policy.as_ref().is_some_and(|p| p.captures_payloads());
-        let request_json = payload_policy::body_value(&self.request_body);
+        // Without payloads or a span to fill, only a few top-level fields are needed: the rest
+        // of the bodies (an agent's whole conversation) is scanned, never built.
+        let light = !capture && !traced;
+        let request_json = light
+            .then(|| {
+                payload_policy::top_fields(
+                    &self.request_body,
+                    &["tools", "functions", "service_tier"],
+                )
+            })
+            .flatten()
+            .unwrap_or_else(|| payload_policy::body_value(&self.request_body));
         let request_tier = request_json.get("service_tier").cloned();
         let exposed = usage::exposed_tools(&request_json);
         let request_params = if traced {
@@ -266,7 +277,7 @@ impl RequestRecord {
             let usage = facts.usage.or_else(|| {
                 produced.map(|a| pb::Usage {
                     input_tokens: Some(crate::token_estimate::prompt_tokens(
-                        &request_json,
+                        &payload_policy::body_value(&self.request_body),
                         &a.upstream_model,
                     )),
                     estimated: true,
@@ -275,7 +286,15 @@ impl RequestRecord {
             });
             (usage, Some(invoked), (wrapped, !kept_all))
         } else {
-            let body = payload_policy::body_value(&self.response_body);
+            let body = light
+                .then(|| {
+                    payload_policy::top_fields(
+                        &self.response_body,
+                        &["usage", "service_tier", "choices", "content", "output"],
+                    )
+                })
+                .flatten()
+                .unwrap_or_else(|| payload_policy::body_value(&self.response_body));
             if traced {
                 response_facts.observe(&body);
             }
@@ -554,5 +573,99 @@ impl Drop for RecordGuard {
             rec.duration = rec.started.elapsed();
             self.queue.submit(rec);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(mode: &str, operation: &'static str, request: Value, response: Value) -> RequestLog {
+        let key = Arc::new(KeyInfo {
+            id: "k".into(),
+            display_prefix: "weir_sk_x".into(),
+            user_id: "u".into(),
+            team_id: String::new(),
+            service_account_id: String::new(),
+            allowed_models: None,
+            expires_at_ms: 0,
+            request_logging_enabled: true,
+            price_multiplier_ppm: weir_proto::pricing::PPM_ONE,
+        });
+        let policy = Arc::new(Policy {
+            capture_mode: mode.into(),
+            request_max_bytes: 1 << 20,
+            response_max_bytes: 1 << 20,
+            stream_max_events: 128,
+            redaction_paths: Vec::new(),
+            version: "1".into(),
+        });
+        let mut rec = RequestRecord::new(
+            operation,
+            "r".into(),
+            Instant::now(),
+            key,
+            Some(policy),
+            HeaderMap::new(),
+            "n".into(),
+            "g".into(),
+        );
+        rec.request_body = Bytes::from(request.to_string());
+        rec.response_body = Bytes::from(response.to_string());
+        let mut attempt = AttemptRecord::for_target("p", "m");
+        attempt.produced_response = true;
+        rec.attempts.push(attempt);
+        rec.into_log().log
+    }
+
+    /// A record without payloads reads only a few top-level fields; it must learn exactly what
+    /// a record with payloads learns from whole bodies.
+    #[test]
+    fn records_without_payloads_learn_the_same_facts() {
+        let cases = [
+            (
+                "chat_completions",
+                json!({"model": "m", "service_tier": "flex", "messages": [{"role": "user", "content": "hi"}],
+                       "tools": [{"type": "function"}, {"type": "function"}], "functions": [{}]}),
+                json!({"choices": [{"message": {"tool_calls": [{}, {}, {}]}}],
+                       "usage": {"prompt_tokens": 10, "completion_tokens": 4, "prompt_tokens_details": {"cached_tokens": 2}}}),
+            ),
+            (
+                "messages",
+                json!({"model": "m", "system": "s", "messages": []}),
+                json!({"content": [{"type": "tool_use"}, {"type": "text"}], "service_tier": "x",
+                       "usage": {"input_tokens": 3, "output_tokens": 1, "cache_read_input_tokens": 5, "service_tier": "batch"}}),
+            ),
+            (
+                "responses",
+                json!({"input": "hello"}),
+                json!({"output": [{"type": "function_call"}], "service_tier": "priority",
+                       "usage": {"input_tokens": 1, "output_tokens": 2}}),
+            ),
+            // Not JSON objects: both fall back to the whole (string) body.
+            (
+                "chat_completions",
+                json!(["not", "an", "object"]),
+                json!("oops"),
+            ),
+        ];
+        for (op, req, resp) in cases {
+            let light = record("summary_only", op, req.clone(), resp.clone());
+            let full = record("redacted_payloads", op, req, resp);
+            assert!(light.request_payload.is_empty() && !full.request_payload.is_empty());
+            assert_eq!(light.usage, full.usage, "{op}");
+            assert_eq!(light.exposed_tool_count, full.exposed_tool_count, "{op}");
+            assert_eq!(light.invoked_tool_count, full.invoked_tool_count, "{op}");
+        }
+        let light = record(
+            "summary_only",
+            "chat_completions",
+            json!({"service_tier": "flex", "tools": [{}, {}], "functions": [{}]}),
+            json!({"choices": [{"message": {"tool_calls": [{}]}}], "usage": {"prompt_tokens": 1}}),
+        );
+        assert_eq!(light.exposed_tool_count, Some(3));
+        assert_eq!(light.invoked_tool_count, Some(1));
+        assert_eq!(light.usage.unwrap().service_tier, "flex");
     }
 }
