@@ -42,6 +42,18 @@ pub enum AdminError {
     Database(#[from] sqlx::Error),
 }
 
+impl From<crate::reconcile::ReconcileError> for AdminError {
+    fn from(e: crate::reconcile::ReconcileError) -> Self {
+        use crate::reconcile::ReconcileError as R;
+        match e {
+            R::Database(e) => AdminError::Database(e),
+            R::Invalid(_) | R::Report(_) => AdminError::Invalid(e.to_string()),
+            R::UnknownProvider(_) => AdminError::NotFound(e.to_string()),
+            R::NoProviders { .. } | R::Fetch(_) => AdminError::Precondition(e.to_string()),
+        }
+    }
+}
+
 impl From<PurgeError> for AdminError {
     fn from(e: PurgeError) -> Self {
         match e {
@@ -2036,125 +2048,12 @@ impl Admin for AdminService {
 }
 
 impl AdminService {
-    /// Reads or fetches the provider's report and lays the ledger beside it.
+    /// Runs a reconciliation and answers it with exact dollar figures and a total.
     async fn reconcile_spend_inner(
         &self,
         r: ReconcileSpendRequest,
     ) -> Result<ReconcileSpendResponse, AdminError> {
-        use crate::reconcile::{self, Provider};
-        let provider = Provider::parse(&r.provider).map_err(AdminError::Invalid)?;
-        let day = |field: &str, v: &str| {
-            chrono::NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d").map_err(|_| {
-                AdminError::Invalid(format!("{field} {v:?} must be a day, YYYY-MM-DD"))
-            })
-        };
-        let (from, to) = (day("from", &r.from)?, day("to", &r.to)?);
-        if to < from {
-            return Err(AdminError::Invalid("to must not be before from".into()));
-        }
-        if (to - from).num_days() >= 366 {
-            return Err(AdminError::Invalid("at most 366 days at a time".into()));
-        }
-        let since = from.and_time(chrono::NaiveTime::MIN).and_utc();
-        let until = (to + chrono::Duration::days(1))
-            .and_time(chrono::NaiveTime::MIN)
-            .and_utc();
-        // The Weir providers to compare: named, or those pointing at the provider's API.
-        let providers: Vec<String> = if r.weir_providers.is_empty() {
-            sqlx::query_scalar(
-                "SELECT key FROM providers WHERE kind = $1 AND base_url ~* $2 ORDER BY key",
-            )
-            .bind(provider.kind())
-            .bind(format!(
-                "^https?://{}(:[0-9]+)?(/|$)",
-                provider.api_host().replace('.', "\\.")
-            ))
-            .fetch_all(&self.pool)
-            .await?
-        } else {
-            let known: Vec<String> =
-                sqlx::query_scalar("SELECT key FROM providers WHERE key = ANY($1)")
-                    .bind(&r.weir_providers)
-                    .fetch_all(&self.pool)
-                    .await?;
-            if let Some(missing) = r.weir_providers.iter().find(|p| !known.contains(p)) {
-                return Err(AdminError::NotFound(format!(
-                    "provider {missing:?} not found"
-                )));
-            }
-            r.weir_providers.clone()
-        };
-        if providers.is_empty() {
-            return Err(AdminError::Precondition(format!(
-                "no Weir provider of kind {} points at {}; name the ones to compare (weir_providers, \
-                 weirctl --weir-provider)",
-                provider.kind(),
-                provider.api_host()
-            )));
-        }
-        let (figures, source) = if r.report.trim().is_empty() {
-            let src = match provider {
-                Provider::OpenAi => &self.reconcile.openai,
-                Provider::Anthropic => &self.reconcile.anthropic,
-            };
-            let pages = reconcile::fetch::pages(provider, src, since, until)
-                .await
-                .map_err(|e| AdminError::Precondition(e.to_string()))?;
-            let parsed = match provider {
-                Provider::OpenAi => reconcile::parse_openai(&pages),
-                Provider::Anthropic => reconcile::parse_anthropic(&pages),
-            };
-            (parsed, "api")
-        } else {
-            let text = r.report.trim();
-            let parsed = if text.starts_with('{') || text.starts_with('[') {
-                let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-                    AdminError::Invalid(format!(
-                        "report: not JSON ({e}) although it starts like it"
-                    ))
-                })?;
-                let pages = match v {
-                    serde_json::Value::Array(pages) => pages,
-                    page => vec![page],
-                };
-                match provider {
-                    Provider::OpenAi => reconcile::parse_openai(&pages),
-                    Provider::Anthropic => reconcile::parse_anthropic(&pages),
-                }
-            } else {
-                reconcile::parse_csv(text)
-            };
-            (parsed, "report")
-        };
-        let figures: Vec<reconcile::Figure> = figures
-            .map_err(|e| AdminError::Invalid(format!("report: {e}")))?
-            .into_iter()
-            .filter(|f| f.day >= from && f.day <= to)
-            .collect();
-        let rows = sqlx::query(
-            "SELECT (created_at AT TIME ZONE 'UTC')::date AS day, upstream_model,
-                    coalesce(sum(cost_pusd), 0)::bigint AS pusd, count(*) AS requests,
-                    count(*) FILTER (WHERE cost_pusd IS NULL) AS unpriced
-             FROM usage_cost_events
-             WHERE provider_key = ANY($1) AND created_at >= $2 AND created_at < $3
-             GROUP BY 1, 2",
-        )
-        .bind(&providers)
-        .bind(since)
-        .bind(until)
-        .fetch_all(&self.pool)
-        .await?;
-        let ledger: Vec<reconcile::LedgerFigure> = rows
-            .iter()
-            .map(|row| reconcile::LedgerFigure {
-                day: row.get("day"),
-                model: row.get("upstream_model"),
-                pusd: row.get("pusd"),
-                requests: row.get::<i64, _>("requests") as u64,
-                unpriced: row.get::<i64, _>("unpriced") as u64,
-            })
-            .collect();
-        let lines = reconcile::compare(&figures, &ledger);
+        let done = crate::reconcile::run(&self.pool, &self.reconcile, &r).await?;
         let line = |day: String, model: String, p: i64, w: i64, requests: u64, unpriced: u64| {
             ReconciliationLine {
                 day,
@@ -2169,6 +2068,7 @@ impl AdminService {
                 unpriced,
             }
         };
+        let lines = done.lines;
         let total = line(
             String::new(),
             String::new(),
@@ -2192,8 +2092,8 @@ impl AdminService {
                 })
                 .collect(),
             total: Some(total),
-            source: source.into(),
-            weir_providers: providers,
+            source: done.source.into(),
+            weir_providers: done.providers,
         })
     }
 

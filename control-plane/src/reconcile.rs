@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
+use sqlx::{PgPool, Row};
+use weir_proto::admin::ReconcileSpendRequest;
 use weir_proto::pricing;
 
 /// Providers whose reports Weir reads.
@@ -42,6 +44,29 @@ impl Provider {
             Provider::Anthropic => "api.anthropic.com",
         }
     }
+
+    /// Figures from pages of this provider's cost API.
+    pub fn parse_pages(self, pages: &[Value]) -> Result<Vec<Figure>, ReportError> {
+        match self {
+            Provider::OpenAi => parse_openai(pages),
+            Provider::Anthropic => parse_anthropic(pages),
+        }
+    }
+
+    /// Figures from a saved report: JSON (one page of the cost API, or an array of pages), else
+    /// CSV.
+    pub fn parse_report(self, text: &str) -> Result<Vec<Figure>, ReportError> {
+        let text = text.trim();
+        if !(text.starts_with('{') || text.starts_with('[')) {
+            return parse_csv(text);
+        }
+        let v: Value =
+            serde_json::from_str(text).map_err(|e| ReportError::NotJson(e.to_string()))?;
+        match v {
+            Value::Array(pages) => self.parse_pages(&pages),
+            page => self.parse_pages(&[page]),
+        }
+    }
 }
 
 /// One figure: a day, a model, an amount in picodollars.
@@ -62,6 +87,8 @@ pub enum ReportError {
     Shape(&'static str, String),
     #[error("the report's currency is {0:?}, not US dollars")]
     Currency(String),
+    #[error("not JSON ({0}) although it starts like it")]
+    NotJson(String),
 }
 
 fn shape(what: &'static str, detail: impl Into<String>) -> ReportError {
@@ -387,6 +414,165 @@ pub fn compare(provider: &[Figure], weir: &[LedgerFigure]) -> Vec<Line> {
     out.into_values().collect()
 }
 
+/// Why a reconciliation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("report: {0}")]
+    Report(#[from] ReportError),
+    #[error("provider {0:?} not found")]
+    UnknownProvider(String),
+    #[error(
+        "no Weir provider of kind {kind} points at {host}; name the ones to compare \
+         (weir_providers, weirctl --weir-provider)"
+    )]
+    NoProviders {
+        /// The Weir provider kind looked for.
+        kind: &'static str,
+        /// The provider's API host.
+        host: &'static str,
+    },
+    #[error(transparent)]
+    Fetch(#[from] fetch::FetchError),
+    #[error("database unavailable: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// A reconciliation: both sides per day and model, where the provider's side came from, and
+/// which Weir providers were compared.
+#[derive(Debug)]
+pub struct Reconciliation {
+    /// By day, then model.
+    pub lines: Vec<Line>,
+    /// "api" (fetched) or "report" (given).
+    pub source: &'static str,
+    /// Weir provider keys whose ledger rows were summed.
+    pub providers: Vec<String>,
+}
+
+/// The whole days [from, to] of a request, as a time range.
+fn days(r: &ReconcileSpendRequest) -> Result<(NaiveDate, NaiveDate), ReconcileError> {
+    let day = |field: &str, v: &str| {
+        NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d").map_err(|_| {
+            ReconcileError::Invalid(format!("{field} {v:?} must be a day, YYYY-MM-DD"))
+        })
+    };
+    let (from, to) = (day("from", &r.from)?, day("to", &r.to)?);
+    if to < from {
+        return Err(ReconcileError::Invalid("to must not be before from".into()));
+    }
+    if (to - from).num_days() >= 366 {
+        return Err(ReconcileError::Invalid("at most 366 days at a time".into()));
+    }
+    Ok((from, to))
+}
+
+/// The Weir providers to compare: those named (all must exist), else those of the provider's
+/// kind whose base URL is its API host.
+async fn weir_providers(
+    pool: &PgPool,
+    provider: Provider,
+    named: &[String],
+) -> Result<Vec<String>, ReconcileError> {
+    let keys: Vec<String> = if named.is_empty() {
+        sqlx::query_scalar(
+            "SELECT key FROM providers WHERE kind = $1 AND base_url ~* $2 ORDER BY key",
+        )
+        .bind(provider.kind())
+        .bind(format!(
+            "^https?://{}(:[0-9]+)?(/|$)",
+            provider.api_host().replace('.', "\\.")
+        ))
+        .fetch_all(pool)
+        .await?
+    } else {
+        let known: Vec<String> =
+            sqlx::query_scalar("SELECT key FROM providers WHERE key = ANY($1)")
+                .bind(named)
+                .fetch_all(pool)
+                .await?;
+        if let Some(missing) = named.iter().find(|p| !known.contains(p)) {
+            return Err(ReconcileError::UnknownProvider(missing.clone()));
+        }
+        named.to_vec()
+    };
+    if keys.is_empty() {
+        return Err(ReconcileError::NoProviders {
+            kind: provider.kind(),
+            host: provider.api_host(),
+        });
+    }
+    Ok(keys)
+}
+
+/// The ledger's cost per UTC day and upstream model for `providers` in [since, until).
+async fn ledger(
+    pool: &PgPool,
+    providers: &[String],
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<LedgerFigure>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT (created_at AT TIME ZONE 'UTC')::date AS day, upstream_model,
+                coalesce(sum(cost_pusd), 0)::bigint AS pusd, count(*) AS requests,
+                count(*) FILTER (WHERE cost_pusd IS NULL) AS unpriced
+         FROM usage_cost_events
+         WHERE provider_key = ANY($1) AND created_at >= $2 AND created_at < $3
+         GROUP BY 1, 2",
+    )
+    .bind(providers)
+    .bind(since)
+    .bind(until)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|row| LedgerFigure {
+            day: row.get("day"),
+            model: row.get("upstream_model"),
+            pusd: row.get("pusd"),
+            requests: row.get::<i64, _>("requests") as u64,
+            unpriced: row.get::<i64, _>("unpriced") as u64,
+        })
+        .collect())
+}
+
+/// Reads the given report or fetches the provider's, and lays the ledger beside it.
+pub async fn run(
+    pool: &PgPool,
+    sources: &fetch::Sources,
+    r: &ReconcileSpendRequest,
+) -> Result<Reconciliation, ReconcileError> {
+    let provider = Provider::parse(&r.provider).map_err(ReconcileError::Invalid)?;
+    let (from, to) = days(r)?;
+    let since = from.and_time(chrono::NaiveTime::MIN).and_utc();
+    let until = (to + chrono::Duration::days(1))
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc();
+    let providers = weir_providers(pool, provider, &r.weir_providers).await?;
+    let (figures, source) = if r.report.trim().is_empty() {
+        let src = match provider {
+            Provider::OpenAi => &sources.openai,
+            Provider::Anthropic => &sources.anthropic,
+        };
+        let pages = fetch::pages(provider, src, since, until).await?;
+        (provider.parse_pages(&pages)?, "api")
+    } else {
+        (provider.parse_report(&r.report)?, "report")
+    };
+    let figures: Vec<Figure> = figures
+        .into_iter()
+        .filter(|f| f.day >= from && f.day <= to)
+        .collect();
+    let ledger = ledger(pool, &providers, since, until).await?;
+    Ok(Reconciliation {
+        lines: compare(&figures, &ledger),
+        source,
+        providers,
+    })
+}
+
 /// Fetching the provider's report over its admin API.
 pub mod fetch {
     use super::Provider;
@@ -667,6 +853,27 @@ mod tests {
         assert_eq!(cents_to_pusd("-1"), Some(-10_000_000_000));
         assert_eq!(cents_to_pusd("1e3"), None);
     }
+
+    #[test]
+    fn saved_reports_are_json_pages_or_csv() {
+        let page = json!({"data": [{"start_time": 1_764_374_400, "results": [
+            {"amount": {"value": 1, "currency": "usd"}, "line_item": "gpt-4o, input"}]}]});
+        let one = Provider::OpenAi.parse_report(&page.to_string()).unwrap();
+        let many = Provider::OpenAi
+            .parse_report(&json!([page.clone(), page]).to_string())
+            .unwrap();
+        assert_eq!((one.len(), many.len()), (1, 2));
+        let csv = Provider::Anthropic
+            .parse_report("day,model,amount_usd\n2025-11-29,claude,0.5\n")
+            .unwrap();
+        assert_eq!(csv[0].pusd, PUSD_HALF);
+        assert!(matches!(
+            Provider::OpenAi.parse_report("{not json"),
+            Err(ReportError::NotJson(_))
+        ));
+    }
+
+    const PUSD_HALF: i64 = pricing::PUSD_PER_USD / 2;
 
     #[test]
     fn csv_exports() {

@@ -276,10 +276,15 @@ impl RequestRecord {
             // billed anyway: its prompt is counted here and the row marked estimated.
             let usage = facts.usage.or_else(|| {
                 produced.map(|a| pb::Usage {
-                    input_tokens: Some(crate::token_estimate::prompt_tokens(
-                        &payload_policy::body_value(&self.request_body),
-                        &a.upstream_model,
-                    )),
+                    input_tokens: Some(if light {
+                        // The light parse kept only a few fields: read the whole prompt.
+                        crate::token_estimate::prompt_tokens(
+                            &payload_policy::body_value(&self.request_body),
+                            &a.upstream_model,
+                        )
+                    } else {
+                        crate::token_estimate::prompt_tokens(&request_json, &a.upstream_model)
+                    }),
                     estimated: true,
                     ..pb::Usage::default()
                 })

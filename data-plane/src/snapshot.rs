@@ -290,21 +290,7 @@ impl Snapshot {
             Resources::Pricing(set) => {
                 let mut prices: HashMap<String, Vec<(i64, Arc<PriceSheet>)>> = HashMap::new();
                 for p in &set.prices {
-                    let extra = if p.extra_json.is_empty() {
-                        serde_json::Value::Null
-                    } else {
-                        serde_json::from_str(&p.extra_json).map_err(|e| Invalid {
-                            code: "invalid_price",
-                            message: format!("price {} of {}: {e}", p.price_id, p.model_key),
-                        })?
-                    };
-                    let sheet = PriceSheet::from_parts(
-                        p.input_pusd_per_token,
-                        p.cached_input_pusd_per_token,
-                        p.output_pusd_per_token,
-                        &extra,
-                    )
-                    .map_err(|e| Invalid {
+                    let sheet = PriceSheet::from_config(p).map_err(|e| Invalid {
                         code: "invalid_price",
                         message: format!("price {} of {}: {e}", p.price_id, p.model_key),
                     })?;

@@ -111,7 +111,7 @@ pub fn from_anthropic_usage(u: &Value) -> Option<Usage> {
         service_tier: obj
             .get("service_tier")
             .and_then(Value::as_str)
-            .map(crate::usage::tier_name)
+            .map(tier_name)
             .unwrap_or_default(),
         ..Usage::default()
     })

@@ -184,6 +184,21 @@ impl PriceSheet {
         serde_json::from_value(serde_json::Value::Object(v)).map_err(|e| e.to_string())
     }
 
+    /// The sheet a config-stream price version carries (its three rates and `extra_json`).
+    pub fn from_config(p: &crate::config::ModelPrice) -> Result<PriceSheet, String> {
+        let extra = if p.extra_json.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&p.extra_json).map_err(|e| e.to_string())?
+        };
+        PriceSheet::from_parts(
+            p.input_pusd_per_token,
+            p.cached_input_pusd_per_token,
+            p.output_pusd_per_token,
+            &extra,
+        )
+    }
+
     /// Rejects negative rates and tier names that are not plain lowercase words.
     pub fn validate(&self) -> Result<(), String> {
         let mut all = vec![("base", &self.base)];

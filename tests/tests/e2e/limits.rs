@@ -19,6 +19,35 @@ async fn outcome(stack: &Stack, rid: &str) -> (i32, String) {
     .unwrap_or_else(|| panic!("{rid} not logged"))
 }
 
+/// Prices `gpt` at $0.40 per output token (the mock answers with 5: $2 a request) and gives
+/// user alice a daily budget of `usd` dollars, with weirctl.
+async fn price_at_2_dollars_a_request_with_a_daily_budget(stack: &Stack, usd: &str) {
+    let out = run(stack.weirctl(&[
+        "models",
+        "price",
+        "--model",
+        "gpt",
+        "--input-price",
+        "0",
+        "--output-price",
+        "400000",
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = run(stack.weirctl(&[
+        "limits",
+        "set",
+        "--user",
+        "alice",
+        "--budget-usd",
+        usd,
+        "--period",
+        "day",
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
 async fn wait_limits(
     stack: &Stack,
     subject_prefix: &str,
@@ -87,32 +116,9 @@ async fn requests_per_minute_and_budgets_refuse_before_the_upstream() {
     .expect("limit removed");
     assert_eq!(send("rl-4".into()).await.unwrap().status(), 200);
 
-    // A budget: $1 per token of output makes every request cost more than the $5 budget after
-    // a few requests; the node counts its own spend until the fleet sum catches up.
-    let out = run(stack.weirctl(&[
-        "models",
-        "price",
-        "--model",
-        "gpt",
-        "--input-price",
-        "0",
-        "--output-price",
-        "400000",
-    ]))
-    .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let out = run(stack.weirctl(&[
-        "limits",
-        "set",
-        "--user",
-        "alice",
-        "--budget-usd",
-        "5",
-        "--period",
-        "day",
-    ]))
-    .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    // A $5 budget at $2 a request: the third request is refused; the node counts its own spend
+    // until the fleet sum catches up.
+    price_at_2_dollars_a_request_with_a_daily_budget(&stack, "5").await;
     wait_limits(&stack, "user:", |l| l.budget_pusd.is_some()).await;
     let cfg = stack.data_plane.config.clone();
     eventually(Duration::from_secs(10), || {
@@ -176,31 +182,7 @@ async fn three_nodes_share_one_budget_within_the_documented_bound() {
     let key = stack.seed(&[("gpt", "mock-model")]).await;
     let dp2 = Stack::start_data_plane(&stack.control_plane, &stack.dataplane_token, "dp-2").await;
     let dp3 = Stack::start_data_plane(&stack.control_plane, &stack.dataplane_token, "dp-3").await;
-    // $0.40 per output token; the mock answers with 5: $2 a request.
-    let out = run(stack.weirctl(&[
-        "models",
-        "price",
-        "--model",
-        "gpt",
-        "--input-price",
-        "0",
-        "--output-price",
-        "400000",
-    ]))
-    .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let out = run(stack.weirctl(&[
-        "limits",
-        "set",
-        "--user",
-        "alice",
-        "--budget-usd",
-        "60",
-        "--period",
-        "day",
-    ]))
-    .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    price_at_2_dollars_a_request_with_a_daily_budget(&stack, "60").await;
     for cfg in [
         stack.data_plane.config.clone(),
         dp2.config.clone(),
