@@ -13,9 +13,7 @@ use weir_proto::admin::*;
 use weir_proto::config::{self as cfg, ResourceType};
 use weir_proto::validate;
 
-use crate::config_snapshot::{
-    bump, fleet_spend, policy_from_json, policy_to_json, sink_from_row, StoredLimits,
-};
+use crate::config_snapshot::{bump, policy_from_json, policy_to_json, sink_from_row, StoredLimits};
 use crate::leaderboard::{self, Range};
 use crate::provider_secrets::{SecretBox, SecretError};
 use crate::purge::{PurgeError, Purger};
@@ -2369,10 +2367,10 @@ async fn list_limits(pool: &PgPool) -> Result<Vec<Limits>, AdminError> {
     )
     .fetch_all(pool)
     .await?;
-    let mut conn = pool.acquire().await?;
     let now_ms = Utc::now().timestamp_millis();
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
+    let mut parsed = Vec::with_capacity(rows.len());
+    let mut budgeted = Vec::new();
+    for r in &rows {
         let kind: String = r.get("kind");
         let id: Uuid = r.get("id");
         let stored: StoredLimits = serde_json::from_value(r.get("limits")).unwrap_or_default();
@@ -2381,10 +2379,20 @@ async fn list_limits(pool: &PgPool) -> Result<Vec<Limits>, AdminError> {
         } else {
             stored.budget_period.clone()
         };
-        let spent = fleet_spend(&mut conn, &kind, id, &period, now_ms).await?;
+        budgeted.push(crate::budget_spend::Subject {
+            kind: kind.clone(),
+            id,
+            period: period.clone(),
+        });
+        parsed.push((kind, id, r.get::<String, _>("name"), stored, period));
+    }
+    let mut conn = pool.acquire().await?;
+    let spent = crate::budget_spend::spends(&mut conn, &budgeted, now_ms).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for ((kind, id, name, stored, period), spent) in parsed.into_iter().zip(spent) {
         out.push(Limits {
             subject: format!("{kind}:{id}"),
-            name: r.get("name"),
+            name,
             requests_per_minute: stored.requests_per_minute,
             tokens_per_minute: stored.tokens_per_minute,
             budget_usd: stored

@@ -19,6 +19,7 @@ use weir_proto::config::{
     SubjectLimit, Target, TelemetrySink, TelemetrySinkSet,
 };
 
+use crate::budget_spend;
 use crate::provider_secrets::{SecretBox, SecretError};
 
 /// The NOTIFY channel admin writes signal on.
@@ -687,8 +688,9 @@ async fn read_limits(tx: &mut Tx<'_>) -> Result<LimitSet, sqlx::Error> {
             .bind(SPEND_MARGIN_MS)
             .fetch_one(&mut **tx)
             .await?;
-    let mut limits = Vec::with_capacity(rows.len());
-    for r in rows {
+    let mut stored_limits = Vec::with_capacity(rows.len());
+    let mut budgeted = Vec::new();
+    for r in &rows {
         let kind: String = r.get("kind");
         let id: Uuid = r.get("id");
         let stored: StoredLimits = serde_json::from_value(r.get("limits")).unwrap_or_default();
@@ -697,8 +699,22 @@ async fn read_limits(tx: &mut Tx<'_>) -> Result<LimitSet, sqlx::Error> {
         } else {
             stored.budget_period.clone()
         };
+        if stored.budget_pusd.is_some() {
+            budgeted.push(budget_spend::Subject {
+                kind: kind.clone(),
+                id,
+                period: period.clone(),
+            });
+        }
+        stored_limits.push((kind, id, stored, period));
+    }
+    let mut spent = budget_spend::spends(tx, &budgeted, as_of_ms)
+        .await?
+        .into_iter();
+    let mut limits = Vec::with_capacity(stored_limits.len());
+    for (kind, id, stored, period) in stored_limits {
         let spent = match stored.budget_pusd {
-            Some(_) => fleet_spend(tx, &kind, id, &period, as_of_ms).await?,
+            Some(_) => spent.next().unwrap_or(0),
             None => 0,
         };
         limits.push(SubjectLimit {
@@ -712,36 +728,6 @@ async fn read_limits(tx: &mut Tx<'_>) -> Result<LimitSet, sqlx::Error> {
         });
     }
     Ok(LimitSet { limits })
-}
-
-/// The ledger's spend of one subject in its current budget period, up to `as_of_ms`.
-pub async fn fleet_spend(
-    conn: &mut sqlx::PgConnection,
-    kind: &str,
-    id: Uuid,
-    period: &str,
-    as_of_ms: i64,
-) -> Result<i64, sqlx::Error> {
-    let column = match kind {
-        "key" => "api_key_id",
-        "user" => "user_id",
-        _ => "team_id",
-    };
-    let since = match period {
-        "day" => "date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'",
-        "total" => "'-infinity'::timestamptz",
-        _ => "date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'",
-    };
-    let sum: Option<i64> = sqlx::query_scalar(&format!(
-        "SELECT sum(cost_pusd)::bigint FROM usage_cost_events
-         WHERE {column} = $1 AND created_at >= {since}
-           AND created_at <= to_timestamp($2::double precision / 1000)"
-    ))
-    .bind(id)
-    .bind(as_of_ms)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(sum.unwrap_or(0))
 }
 
 /// For every priced model, the version in force now and any that start later.

@@ -21,6 +21,7 @@
 
 pub mod admin;
 pub mod admin_http;
+pub mod budget_spend;
 pub mod config_snapshot;
 pub mod config_stream;
 pub mod database;

@@ -78,6 +78,7 @@ impl Decoded<'_> {
         let usage = self.rec.usage.as_ref();
         usage_rollup::Usage {
             at: self.at,
+            api_key_id: caller.and_then(|c| opt_uuid(&c.api_key_id)),
             user_id: caller.and_then(|c| opt_uuid(&c.user_id)),
             team_id: caller.and_then(|c| opt_uuid(&c.team_id)),
             model_key: &self.rec.model_key,

@@ -18,6 +18,7 @@ pub const FOLD_LOCK: &str = "hashtext('weir.usage_rollup')";
 #[derive(Debug, Clone)]
 pub struct Usage<'a> {
     pub at: DateTime<Utc>,
+    pub api_key_id: Option<Uuid>,
     pub user_id: Option<Uuid>,
     pub team_id: Option<Uuid>,
     pub model_key: &'a str,
@@ -43,7 +44,14 @@ struct Sums {
     invoked_n: i64,
 }
 
-type Key<'a> = (DateTime<Utc>, Option<Uuid>, Option<Uuid>, &'a str, &'a str);
+type Key<'a> = (
+    DateTime<Utc>,
+    Option<Uuid>,
+    Option<Uuid>,
+    &'a str,
+    &'a str,
+    Option<Uuid>,
+);
 
 /// Appends a batch's totals (grouped in memory, so a batch is a few rows) to the pending table.
 pub async fn record(
@@ -58,7 +66,14 @@ pub async fn record(
             u.harness_key
         };
         let s = groups
-            .entry((bucket_of(u.at), u.user_id, u.team_id, u.model_key, harness))
+            .entry((
+                bucket_of(u.at),
+                u.user_id,
+                u.team_id,
+                u.model_key,
+                harness,
+                u.api_key_id,
+            ))
             .or_default();
         if s.label.is_empty() {
             s.label = u.harness_label.replace('\0', "");
@@ -81,7 +96,8 @@ pub async fn record(
         return Ok(());
     }
     let n = groups.len();
-    let (mut bucket, mut user, mut team, mut model, mut harness, mut label) = (
+    let (mut bucket, mut user, mut team, mut model, mut harness, mut label, mut key) = (
+        Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -90,8 +106,9 @@ pub async fn record(
         Vec::with_capacity(n),
     );
     let mut cols: [Vec<i64>; 8] = Default::default();
-    for ((b, u, t, m, h), s) in groups {
+    for ((b, u, t, m, h, k), s) in groups {
         bucket.push(b);
+        key.push(k);
         user.push(u);
         team.push(t);
         model.push(m.replace('\0', ""));
@@ -115,7 +132,7 @@ pub async fn record(
         "INSERT INTO usage_rollup_pending
          SELECT * FROM UNNEST($1::timestamptz[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
             $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[],
-            $12::bigint[], $13::bigint[], $14::bigint[])",
+            $12::bigint[], $13::bigint[], $14::bigint[], $15::uuid[])",
     )
     .bind(bucket)
     .bind(user)
@@ -131,6 +148,7 @@ pub async fn record(
     .bind(en)
     .bind(is)
     .bind(inn)
+    .bind(key)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -184,6 +202,17 @@ pub async fn fold(pool: &PgPool) -> Result<u64, sqlx::Error> {
                                       ELSE EXCLUDED.harness_label END,
                  requests = usage_rollup_harnesses.requests + EXCLUDED.requests,
                  cost_pusd = usage_rollup_harnesses.cost_pusd + EXCLUDED.cost_pusd
+         ),
+         spend AS (
+             INSERT INTO usage_rollup_spend (kind, subject, bucket, cost_pusd)
+             SELECT s.kind, s.subject, m.bucket, sum(m.cost_pusd)
+             FROM moved m
+             CROSS JOIN LATERAL (VALUES ('key', m.api_key_id), ('user', m.user_id),
+                                        ('team', m.team_id)) AS s (kind, subject)
+             WHERE s.subject IS NOT NULL
+             GROUP BY 1, 2, 3
+             ON CONFLICT (kind, subject, bucket) DO UPDATE SET
+                 cost_pusd = usage_rollup_spend.cost_pusd + EXCLUDED.cost_pusd
          )
          SELECT count(*) FROM moved",
     )

@@ -122,6 +122,10 @@ async fn main() -> anyhow::Result<()> {
         secrets_key: None,
     })
     .await?;
+    // Experiments (e.g. what an index costs) run their SQL here, before anything is sent.
+    if let Ok(sql) = std::env::var("BENCH_SETUP_SQL") {
+        sqlx::raw_sql(&sql).execute(&cp.pool).await?;
+    }
     let url = format!("http://{}", cp.grpc_addr);
     // Pre-build every record so the measurement is the control plane's work, not ours.
     let users: Vec<String> = (0..50).map(|_| Uuid::now_v7().to_string()).collect();

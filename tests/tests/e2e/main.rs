@@ -3,6 +3,7 @@
 
 mod admin_auth;
 mod admin_http;
+mod budget_spend;
 mod chart;
 mod cost;
 mod embedded_pg;
