@@ -151,6 +151,7 @@ pub fn start(
     config: Arc<crate::config_stream::ConfigState>,
 ) -> LogQueue {
     let inbox = Arc::new(Inbox::new(settings.log_queue_records.max(1)));
+    let nice = settings.log_worker_nice;
     let counters = Arc::new(LogCounters::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (done_tx, done_rx) = oneshot::channel();
@@ -159,12 +160,12 @@ pub fn start(
     let exporter_parts = (tls, spans.clone(), config);
     let inbox_w = inbox.clone();
     // The worker parses, redacts and encodes every record: real CPU work. It runs on a thread
-    // of its own, at a lower priority, so it never holds up a request-serving worker thread;
-    // the kernel hands it whatever CPU the proxy leaves.
+    // of its own, by default at a lower priority (`log_worker_nice`), so it never holds up a
+    // request-serving thread; the kernel hands it whatever CPU the proxy leaves.
     std::thread::Builder::new()
         .name("weir-log-worker".into())
         .spawn(move || {
-            lower_priority();
+            lower_priority(nice);
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -182,13 +183,14 @@ pub fn start(
     }
 }
 
-/// Nice value of the log worker thread (higher is lower priority).
-const WORKER_NICE: i32 = 10;
-
-fn lower_priority() {
+/// Sets the calling thread's nice value; 0 leaves it as it is.
+fn lower_priority(nice: i32) {
+    if nice <= 0 {
+        return;
+    }
     // On Linux `setpriority(PRIO_PROCESS, 0, …)` applies to the calling thread only.
     // SAFETY: plain syscall on the current thread; no memory is shared.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, WORKER_NICE) };
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
     if rc != 0 {
         tracing::debug!("could not lower the log worker's priority");
     }

@@ -46,6 +46,10 @@ struct Cli {
     /// Request-log records kept unacked while the control plane is unreachable.
     #[arg(long, env = "WEIR_LOG_BUFFER_RECORDS")]
     log_buffer_records: Option<usize>,
+    /// Nice value of the log worker thread (0–19): higher yields more CPU to serving when the
+    /// machine is saturated, at the risk of dropping (and counting) request logs.
+    #[arg(long, env = "WEIR_LOG_WORKER_NICE", value_parser = clap::value_parser!(i32).range(0..=19))]
+    log_worker_nice: Option<i32>,
     /// Probe a running node's /healthz on --listen and exit 0 when it answers 200 (for
     /// container health checks).
     #[arg(long)]
@@ -89,6 +93,9 @@ async fn main() -> anyhow::Result<()> {
     s.control_plane_ca = cli.control_plane_ca;
     if let Some(n) = cli.log_buffer_records {
         s.log_buffer_records = n;
+    }
+    if let Some(n) = cli.log_worker_nice {
+        s.log_worker_nice = n;
     }
     let dp = DataPlane::start(s)
         .await

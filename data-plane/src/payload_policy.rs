@@ -78,13 +78,64 @@ pub fn body_value(body: &[u8]) -> Value {
 /// scanned but never built (an agent's request is mostly `messages`, which a record without
 /// payloads does not need). `None` when the body is not a JSON object.
 pub fn top_fields(body: &[u8], keys: &[&str]) -> Option<Value> {
-    let top: std::collections::HashMap<String, &serde_json::value::RawValue> =
-        serde_json::from_slice(body).ok()?;
-    let mut out = Map::new();
-    for k in keys {
-        if let Some(raw) = top.get(*k) {
-            out.insert((*k).to_string(), serde_json::from_str(raw.get()).ok()?);
+    use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+    use serde_json::value::RawValue;
+    use std::borrow::Cow;
+
+    /// A key, borrowed from the body unless it had escapes.
+    struct Key<'de>(Cow<'de, str>);
+    impl<'de> serde::Deserialize<'de> for Key<'de> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Key<'de>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a key")
+                }
+                fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                    Ok(Key(Cow::Borrowed(v)))
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                    Ok(Key(Cow::Owned(v.to_string())))
+                }
+            }
+            d.deserialize_str(V)
         }
+    }
+    /// The wanted fields of one object, raw; the rest skipped without allocating.
+    struct Wanted<'k>(&'k [&'k str]);
+    impl<'de> DeserializeSeed<'de> for Wanted<'_> {
+        type Value = Vec<(usize, &'de RawValue)>;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Wanted<'_> {
+        type Value = Vec<(usize, &'de RawValue)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = Vec::new();
+            while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+                match self.0.iter().position(|w| *w == k) {
+                    Some(i) => found.push((i, map.next_value::<&'de RawValue>()?)),
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(found)
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let found = Wanted(keys).deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    let mut out = Map::new();
+    // A repeated key keeps its last value, as a full parse would.
+    for (i, raw) in found {
+        out.insert(keys[i].to_string(), serde_json::from_str(raw.get()).ok()?);
     }
     Some(Value::Object(out))
 }
@@ -227,6 +278,17 @@ mod tests {
         assert_eq!(top_fields(b"[1]", &["a"]), None);
         assert_eq!(top_fields(b"not json", &["a"]), None);
         assert_eq!(top_fields(b"{}", &["a"]), Some(json!({})));
+        assert_eq!(
+            top_fields(br#"{"a":1,"a":2}"#, &["a"]),
+            Some(json!({"a": 2})),
+            "a repeated key keeps its last value"
+        );
+        assert_eq!(top_fields(br#"{"a":1} x"#, &["a"]), None, "trailing bytes");
+        assert_eq!(
+            top_fields(br#"{"a":[1,}"#, &["b"]),
+            None,
+            "a bad skipped value"
+        );
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub struct Settings {
     pub log_queue_records: usize,
     /// Records kept (sealed in batches) until the control plane acks them.
     pub log_buffer_records: usize,
+    /// Nice value of the log worker thread: how much it yields to request serving when the CPU
+    /// is short (0 competes equally; higher values yield more and may drop records).
+    pub log_worker_nice: i32,
     /// Records per batch.
     pub log_batch_records: usize,
     /// Longest a partial batch waits before it is sent.
@@ -66,6 +69,7 @@ impl Settings {
             max_response_bytes: 64 * 1024 * 1024,
             log_queue_records: 16_384,
             log_buffer_records: 200_000,
+            log_worker_nice: 10,
             log_batch_records: 512,
             log_batch_delay: Duration::from_millis(100),
             log_drain_timeout: Duration::from_secs(5),
