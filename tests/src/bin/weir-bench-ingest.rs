@@ -94,6 +94,11 @@ fn record(i: usize, user: &str, key: &str) -> RequestLog {
     }
 }
 
+/// The control plane's own allocator (control-plane/src/main.rs), so the in-process control
+/// plane measured here allocates as the shipped binary does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let total = arg("--records", 200_000)?;
