@@ -344,7 +344,8 @@ fn pg_text(s: &str) -> String {
     }
 }
 
-/// Payload bytes as text Postgres will accept as jsonb: valid JSON with no `\u0000` escape.
+/// Payload bytes as text Postgres will accept as json and can read back as text: valid JSON
+/// with no `\u0000` escape (which `->>` cannot turn into text).
 /// The common case (valid UTF-8 JSON without NUL escapes) is checked without building a value
 /// and passed through as is.
 fn pg_json(bytes: &[u8]) -> Option<String> {

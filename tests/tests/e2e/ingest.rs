@@ -111,6 +111,27 @@ async fn batches_are_idempotent_on_the_log_id() {
             .await
             .unwrap();
     assert_eq!(note, "nul \u{FFFD} inside");
+    // Payloads are stored as the gateway wrote them (json, not jsonb's normalised form), with
+    // lz4 on the day partitions where the server has it (migrations 0006 and 0018).
+    let stored: Vec<String> = sqlx::query_scalar("SELECT response::text FROM request_log_payloads")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, [r#"{"body":{"ok":true}}"#; 2]);
+    let compression: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT c.relname::text, format_type(a.atttypid, a.atttypmod), a.attcompression::text
+         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname IN ('request', 'response')
+         WHERE i.inhparent = 'request_log_payloads'::regclass",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(!compression.is_empty(), "a day partition exists");
+    for (partition, ty, method) in compression {
+        assert_eq!(ty, "json", "{partition}");
+        assert_eq!(method, "l", "{partition} compresses payloads with lz4");
+    }
     // A record whose id is not a UUIDv7 can never be written: rejected, the rest still land.
     let mut bad = record("bad", "m", 1, 0, 1);
     bad.log_id = Uuid::new_v4().as_bytes().to_vec();
