@@ -2374,11 +2374,7 @@ async fn list_limits(pool: &PgPool) -> Result<Vec<Limits>, AdminError> {
         let kind: String = r.get("kind");
         let id: Uuid = r.get("id");
         let stored: StoredLimits = serde_json::from_value(r.get("limits")).unwrap_or_default();
-        let period = if stored.budget_period.is_empty() {
-            "month".to_string()
-        } else {
-            stored.budget_period.clone()
-        };
+        let period = stored.period();
         budgeted.push(crate::budget_spend::Subject {
             kind: kind.clone(),
             id,

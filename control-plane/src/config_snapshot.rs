@@ -673,6 +673,17 @@ pub struct StoredLimits {
     pub budget_period: String,
 }
 
+impl StoredLimits {
+    /// The budget period, `month` when none was stored.
+    pub fn period(&self) -> String {
+        if self.budget_period.is_empty() {
+            "month".to_string()
+        } else {
+            self.budget_period.clone()
+        }
+    }
+}
+
 /// Reads every subject with limits, and the fleet spend of those with budgets.
 async fn read_limits(tx: &mut Tx<'_>) -> Result<LimitSet, sqlx::Error> {
     let rows = sqlx::query(
@@ -694,11 +705,7 @@ async fn read_limits(tx: &mut Tx<'_>) -> Result<LimitSet, sqlx::Error> {
         let kind: String = r.get("kind");
         let id: Uuid = r.get("id");
         let stored: StoredLimits = serde_json::from_value(r.get("limits")).unwrap_or_default();
-        let period = if stored.budget_period.is_empty() {
-            "month".to_string()
-        } else {
-            stored.budget_period.clone()
-        };
+        let period = stored.period();
         if stored.budget_pusd.is_some() {
             budgeted.push(budget_spend::Subject {
                 kind: kind.clone(),
