@@ -144,6 +144,29 @@ pub fn record(
     }
 }
 
+/// A loopback port nothing listens on, for a process the test starts that must be told its
+/// port up front. Taken below the kernel's ephemeral range (32768+ on Linux), so no `:0` bind
+/// and no outgoing connection of a parallel test can take it between this check and the
+/// process's own bind, and never the same twice in one test process.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Start somewhere per process, so concurrent test binaries rarely probe the same ports.
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 600) as u16 * 20,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    loop {
+        let n = u32::from(NEXT.fetch_add(1, Ordering::Relaxed));
+        let port = (20_000 + n.wrapping_sub(20_000) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// A random secret for tokens.
 pub fn random_token() -> String {
     format!("t{}", uuid::Uuid::new_v4().simple())

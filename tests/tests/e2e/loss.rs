@@ -8,15 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use weir_control_plane::embedded_pg::{Durability, EmbeddedPostgres};
-use weir_e2e::{eventually, mock_upstream::MockUpstream, random_token, Stack};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use weir_e2e::{eventually, free_port, mock_upstream::MockUpstream, random_token, Stack};
 
 async fn control_plane(
     url: &str,

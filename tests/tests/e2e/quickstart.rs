@@ -2,20 +2,11 @@
 //! completion, weirctl shows the log within 2 s, and Ctrl-C stops everything.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use weir_e2e::{bin, bin_dir, eventually, repo_root, run};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use weir_e2e::{bin, bin_dir, eventually, free_port, repo_root, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quickstart_serves_logs_and_stops_on_ctrl_c() {
