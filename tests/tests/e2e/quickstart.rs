@@ -24,6 +24,9 @@ async fn quickstart_serves_logs_and_stops_on_ctrl_c() {
     let target_dir = bin_dir().parent().unwrap().to_path_buf();
     let child = Command::new(repo_root().join("scripts/quickstart"))
         .env("WEIR_QUICKSTART_PROFILE", "debug")
+        // scripts/test built the binaries; `cargo test` builds weirctl with other features, so
+        // a build here would relink it while parallel tests are running it.
+        .env("WEIR_QUICKSTART_BUILD", "0")
         .env("CARGO_TARGET_DIR", &target_dir)
         .env("WEIR_DATA_DIR", data.path())
         .env("WEIR_LISTEN", &listen)
