@@ -414,7 +414,9 @@ fn metrics(gw: &Gateway) -> Response<Body> {
 /// A fresh request id: 32 hex characters of a UUIDv7, so ids sort by time and land at the right
 /// edge of the request-id index instead of on random pages of it.
 fn new_request_id() -> String {
-    uuid::Uuid::now_v7().simple().to_string()
+    crate::request_record::time_ordered_id()
+        .simple()
+        .to_string()
 }
 
 /// The caller's `x-request-id` when acceptable, a new one when absent, an error when malformed.

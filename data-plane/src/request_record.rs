@@ -158,7 +158,7 @@ impl RequestRecord {
         group: Arc<str>,
     ) -> Self {
         RequestRecord {
-            log_id: Uuid::now_v7(),
+            log_id: time_ordered_id(),
             request_id,
             operation,
             stream: false,
@@ -581,9 +581,48 @@ impl Drop for RecordGuard {
     }
 }
 
+/// A UUIDv7 from this thread alone: the millisecond, then random bits. `Uuid::now_v7` orders
+/// ids within a millisecond through one process-wide mutex, which every serving thread would
+/// take for each request; nothing here needs order finer than the millisecond (listings and
+/// indexes only need ids to grow with time, and ingest reads `created_at` from the millisecond).
+pub fn time_ordered_id() -> Uuid {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        now.as_secs(),
+        now.subsec_nanos(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_ordered_ids_are_v7_of_this_millisecond_and_distinct() {
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let ids: Vec<Uuid> = (0..1000).map(|_| time_ordered_id()).collect();
+        let after = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let unique: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len());
+        for id in &ids {
+            assert_eq!(id.get_version_num(), 7);
+            let (secs, nanos) = id.get_timestamp().unwrap().to_unix();
+            let ms = secs * 1000 + u64::from(nanos / 1_000_000);
+            assert!(
+                (before..=after).contains(&ms),
+                "{ms} outside {before}..={after}"
+            );
+        }
+    }
     use serde_json::json;
 
     fn record(mode: &str, operation: &'static str, request: Value, response: Value) -> RequestLog {
