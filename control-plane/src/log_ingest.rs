@@ -1,9 +1,11 @@
 //! Log ingest: the `weir.logs.v1.LogIngest` service and the batch writer behind it.
 //!
-//! Each batch is written in one transaction with one bulk `INSERT … SELECT FROM UNNEST(…)` per
-//! table, and acked only after commit. The summary insert is `ON CONFLICT DO NOTHING RETURNING
-//! log_id`, and children and ledger rows are written only for the ids it returned, so a resent
-//! batch writes nothing twice.
+//! Each batch is written in one transaction and acked only after commit. Almost every batch is
+//! new, so it goes in by `COPY` into every table (no per-row conflict probe, no arrays to
+//! unnest). A batch holding a record that is already stored (the resend after a lost ack) fails
+//! that `COPY` on the primary key and is written again on the dedupe path: the summary insert is
+//! `INSERT … SELECT FROM UNNEST(…) ON CONFLICT DO NOTHING RETURNING log_id`, and children and
+//! ledger rows are written only for the ids it returned, so a resent batch writes nothing twice.
 
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
@@ -50,6 +52,22 @@ pub struct WriteOutcome {
     pub duplicates: u32,
     /// Records that can never be written.
     pub rejected: u32,
+    /// The batch held a record already stored, so it took the dedupe path.
+    pub deduplicated: bool,
+}
+
+/// How a batch's rows go in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// Every row by `COPY`; fails on the first record already stored.
+    Fresh,
+    /// Summaries and ledger rows skip records already stored.
+    Dedupe,
+}
+
+/// Postgres `unique_violation`: the fresh path met a record already stored.
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("23505"))
 }
 
 /// Writes batches of request logs.
@@ -137,17 +155,46 @@ impl LogWriter {
 
         let (ledger_only, logged): (Vec<Decoded<'_>>, Vec<Decoded<'_>>) =
             rows.into_iter().partition(|r| r.rec.ledger_only);
-        let mut tx = self.pool.begin().await?;
-        let inserted: HashSet<Uuid> = if logged.is_empty() {
-            HashSet::new()
-        } else {
-            insert_summaries(&mut tx, &logged)
-                .await?
-                .into_iter()
-                .collect()
+        let written = match self.write_rows(&logged, &ledger_only, Path::Fresh).await {
+            Err(e) if is_unique_violation(&e) => {
+                tracing::debug!(
+                    "batch holds records already stored; writing it on the dedupe path"
+                );
+                out.deduplicated = true;
+                self.write_rows(&logged, &ledger_only, Path::Dedupe).await?
+            }
+            written => written?,
         };
-        let new_rows: Vec<&Decoded<'_>> =
-            logged.iter().filter(|r| inserted.contains(&r.id)).collect();
+        out.inserted = written as u32;
+        out.duplicates = (logged.len() + ledger_only.len() - written) as u32;
+        Ok(out)
+    }
+
+    /// Writes the rows in one transaction; returns how many records were new.
+    async fn write_rows(
+        &self,
+        logged: &[Decoded<'_>],
+        ledger_only: &[Decoded<'_>],
+        path: Path,
+    ) -> Result<usize, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let new_rows: Vec<&Decoded<'_>> = match path {
+            Path::Fresh => {
+                copy_summaries(&mut tx, logged).await?;
+                logged.iter().collect()
+            }
+            Path::Dedupe => {
+                let inserted: HashSet<Uuid> = if logged.is_empty() {
+                    HashSet::new()
+                } else {
+                    insert_summaries(&mut tx, logged)
+                        .await?
+                        .into_iter()
+                        .collect()
+                };
+                logged.iter().filter(|r| inserted.contains(&r.id)).collect()
+            }
+        };
         // Rows per day and table, so a purge knows what a day holds without scanning it.
         let mut days = DayCounts::default();
         days.add(0, new_rows.iter().map(|r| r.at));
@@ -155,29 +202,40 @@ impl LogWriter {
         days.add(2, insert_tags(&mut tx, &new_rows).await?);
         days.add(3, insert_attempts(&mut tx, &new_rows).await?);
         days.record(&mut tx).await?;
-        insert_ledger(&mut tx, &new_rows).await?;
         // Opted-out owners: spend is still recorded (the ledger is idempotent on its own).
         let ledger_refs: Vec<&Decoded<'_>> = ledger_only.iter().collect();
-        let ledger_new: HashSet<Uuid> = insert_ledger(&mut tx, &ledger_refs)
-            .await?
-            .into_iter()
-            .collect();
-        let ledger_inserted = ledger_new.len();
+        let ledger_new: Vec<&Decoded<'_>> = match path {
+            Path::Fresh => {
+                copy_ledger(&mut tx, new_rows.iter().chain(&ledger_refs).copied()).await?;
+                ledger_refs
+                    .into_iter()
+                    .filter(|r| r.pricing_status.is_some())
+                    .collect()
+            }
+            Path::Dedupe => {
+                insert_ledger(&mut tx, &new_rows).await?;
+                let ids: HashSet<Uuid> = insert_ledger(&mut tx, &ledger_refs)
+                    .await?
+                    .into_iter()
+                    .collect();
+                ledger_refs
+                    .into_iter()
+                    .filter(|r| ids.contains(&r.id))
+                    .collect()
+            }
+        };
         // Leaderboard totals count each request once: only rows this batch actually added.
         usage_rollup::record(
             &mut tx,
             new_rows
                 .iter()
+                .chain(&ledger_new)
                 .copied()
-                .chain(ledger_only.iter().filter(|r| ledger_new.contains(&r.id)))
                 .map(Decoded::usage),
         )
         .await?;
         tx.commit().await?;
-        out.inserted = (inserted.len() + ledger_inserted) as u32;
-        out.duplicates =
-            (logged.len() - inserted.len() + ledger_only.len() - ledger_inserted) as u32;
-        Ok(out)
+        Ok(new_rows.len() + ledger_new.len())
     }
 
     /// Prices every provider-backed record with the price valid at its time.
@@ -588,45 +646,101 @@ async fn insert_summaries(tx: &mut Tx<'_>, rows: &[Decoded<'_>]) -> Result<Vec<U
 struct CopyRows {
     buf: Vec<u8>,
     rows: usize,
+    /// Fields of the row being written so far.
+    fields: usize,
 }
 
 impl CopyRows {
-    /// Appends one field; `None` is SQL NULL.
-    fn field(&mut self, first: bool, v: Option<&str>) {
-        if !first {
+    fn separate(&mut self) {
+        if self.fields > 0 {
             self.buf.push(b'\t');
         }
+        self.fields += 1;
+    }
+
+    /// Appends a text field, escaped; NUL (which Postgres text cannot hold) becomes U+FFFD.
+    fn text(&mut self, text: &str) {
+        self.separate();
+        // Copies the runs between the few bytes COPY treats specially (payloads are kilobytes
+        // of JSON with only the odd backslash), not byte by byte.
+        let bytes = text.as_bytes();
+        let mut run = 0;
+        for (i, b) in bytes.iter().enumerate() {
+            let escaped: &[u8] = match b {
+                b'\\' => b"\\\\",
+                b'\t' => b"\\t",
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                b'\0' => "\u{FFFD}".as_bytes(),
+                _ => continue,
+            };
+            self.buf.extend_from_slice(&bytes[run..i]);
+            self.buf.extend_from_slice(escaped);
+            run = i + 1;
+        }
+        self.buf.extend_from_slice(&bytes[run..]);
+    }
+
+    /// Appends SQL NULL.
+    fn null(&mut self) {
+        self.separate();
+        self.buf.extend_from_slice(b"\\N");
+    }
+
+    /// Appends a text field or NULL.
+    fn opt_text(&mut self, v: Option<&str>) {
         match v {
-            None => self.buf.extend_from_slice(b"\\N"),
-            Some(text) => {
-                // Copies the runs between the few bytes COPY treats specially (payloads are
-                // kilobytes of JSON with only the odd backslash), not byte by byte.
-                let bytes = text.as_bytes();
-                let mut run = 0;
-                for (i, b) in bytes.iter().enumerate() {
-                    let escaped: &[u8] = match b {
-                        b'\\' => b"\\\\",
-                        b'\t' => b"\\t",
-                        b'\n' => b"\\n",
-                        b'\r' => b"\\r",
-                        _ => continue,
-                    };
-                    self.buf.extend_from_slice(&bytes[run..i]);
-                    self.buf.extend_from_slice(escaped);
-                    run = i + 1;
-                }
-                self.buf.extend_from_slice(&bytes[run..]);
-            }
+            Some(t) => self.text(t),
+            None => self.null(),
         }
     }
 
-    /// Appends one row of fields.
-    fn row(&mut self, fields: &[Option<&str>]) {
-        for (i, f) in fields.iter().enumerate() {
-            self.field(i == 0, *f);
+    /// Appends an integer or NULL.
+    fn int(&mut self, v: Option<i64>) {
+        match v {
+            Some(v) => {
+                self.separate();
+                self.buf
+                    .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+            }
+            None => self.null(),
         }
+    }
+
+    /// Appends a boolean.
+    fn bool(&mut self, v: bool) {
+        self.separate();
+        self.buf.push(if v { b't' } else { b'f' });
+    }
+
+    /// Appends a UUID or NULL.
+    fn uuid(&mut self, v: Option<Uuid>) {
+        match v {
+            Some(v) => {
+                self.separate();
+                self.buf.extend_from_slice(
+                    v.hyphenated()
+                        .encode_lower(&mut Uuid::encode_buffer())
+                        .as_bytes(),
+                );
+            }
+            None => self.null(),
+        }
+    }
+
+    /// Ends the row being written.
+    fn end_row(&mut self) {
         self.buf.push(b'\n');
         self.rows += 1;
+        self.fields = 0;
+    }
+
+    /// Appends one row of text fields; `None` is SQL NULL.
+    fn row(&mut self, fields: &[Option<&str>]) {
+        for f in fields {
+            self.opt_text(*f);
+        }
+        self.end_row();
     }
 
     /// Sends the rows with `statement` (a `COPY ... FROM STDIN`).
@@ -656,6 +770,165 @@ fn pg_timestamp(at: DateTime<Utc>) -> String {
         at.second(),
         at.timestamp_subsec_micros().min(999_999)
     )
+}
+
+/// The capture policy a record was written under, as stored in `request_logs.policy`.
+#[derive(serde::Serialize)]
+struct PolicyColumn<'a> {
+    capture_mode: &'a str,
+    request_max_bytes: u32,
+    response_max_bytes: u32,
+    stream_max_events: u32,
+    policy_version: &'a str,
+    operation: &'a str,
+    stream: bool,
+}
+
+fn policy_column(rec: &RequestLog) -> String {
+    let p = rec.policy.as_ref();
+    let column = PolicyColumn {
+        capture_mode: p.map_or("", |p| p.capture_mode.as_str()),
+        request_max_bytes: p.map_or(0, |p| p.request_max_bytes),
+        response_max_bytes: p.map_or(0, |p| p.response_max_bytes),
+        stream_max_events: p.map_or(0, |p| p.stream_max_events),
+        policy_version: p.map_or("", |p| p.policy_version.as_str()),
+        operation: &rec.operation,
+        stream: rec.stream,
+    };
+    serde_json::to_string(&column).expect("a struct of strings and numbers serializes")
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// The summaries of a batch none of whose records is stored yet.
+async fn copy_summaries(tx: &mut Tx<'_>, rows: &[Decoded<'_>]) -> Result<(), sqlx::Error> {
+    let mut copy = CopyRows::default();
+    for r in rows {
+        let rec = r.rec;
+        let usage = rec.usage.as_ref();
+        let caller = rec.caller.as_ref();
+        let harness = rec.harness.as_ref();
+        let caller_id =
+            |f: fn(&weir_proto::logs::Caller) -> &str| caller.and_then(|c| opt_uuid(f(c)));
+        let tokens = |f: fn(&weir_proto::logs::Usage) -> Option<u64>| opt_i64(usage.and_then(f));
+        let tag = |k: &str| {
+            rec.tags
+                .iter()
+                .find(|t| t.key == k)
+                .map(|t| t.value.as_str())
+        };
+        copy.opt_text(Some(&r.id_text));
+        copy.opt_text(Some(&r.at_text));
+        copy.text(&rec.request_id);
+        copy.text(&rec.operation);
+        copy.bool(rec.stream);
+        copy.text(&rec.model_key);
+        copy.text(&rec.provider_key);
+        copy.text(&rec.upstream_model);
+        copy.int(Some(i64::from(rec.status_code as i32)));
+        copy.text(&rec.outcome);
+        copy.text(&rec.error_message);
+        copy.int(Some(opt_i64(Some(rec.duration_us)).unwrap_or(i64::MAX)));
+        copy.int(opt_i64(rec.ttfb_us));
+        copy.int(tokens(|u| u.input_tokens));
+        copy.int(tokens(|u| u.output_tokens));
+        copy.int(tokens(|u| u.cached_input_tokens));
+        copy.int(tokens(|u| u.reasoning_tokens));
+        copy.int(tokens(|u| u.total_tokens));
+        copy.int(r.cost);
+        copy.opt_text(r.pricing_status);
+        copy.uuid(caller_id(|c| &c.api_key_id));
+        copy.uuid(caller_id(|c| &c.user_id));
+        copy.uuid(caller_id(|c| &c.team_id));
+        copy.uuid(caller_id(|c| &c.service_account_id));
+        copy.text(&rec.node_id);
+        copy.text(&rec.fleet_group);
+        let harness_key = harness.map_or("", |h| h.key.as_str());
+        copy.text(if harness_key.is_empty() {
+            "unknown"
+        } else {
+            harness_key
+        });
+        copy.text(harness.map_or("", |h| h.label.as_str()));
+        copy.text(harness.map_or("", |h| h.version.as_str()));
+        copy.text(harness.map_or("", |h| h.user_agent.as_str()));
+        copy.opt_text(tag("service"));
+        copy.opt_text(tag("component"));
+        copy.opt_text(tag("env"));
+        copy.int(rec.exposed_tool_count.map(|v| i64::from(v as i32)));
+        copy.int(rec.invoked_tool_count.map(|v| i64::from(v as i32)));
+        copy.int(Some(rec.attempts.len().min(i16::MAX as usize) as i64));
+        copy.bool(rec.request_payload_truncated);
+        copy.bool(rec.response_payload_truncated);
+        copy.text(&policy_column(rec));
+        copy.opt_text(non_empty(&rec.session_id));
+        copy.opt_text(non_empty(&rec.session_source));
+        copy.opt_text(non_empty(&rec.turn_kind));
+        copy.end_row();
+    }
+    copy.send(
+        tx,
+        "COPY request_logs (
+            log_id, created_at, request_id, operation, stream, model_key, provider_key,
+            upstream_model, status_code, outcome, error_message, duration_us, ttfb_us,
+            input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, total_tokens,
+            cost_pusd, pricing_status, api_key_id, user_id, team_id, service_account_id, node_id,
+            fleet_group, harness_key, harness_label, harness_version, user_agent, service,
+            component, env, exposed_tool_count, invoked_tool_count, attempt_count,
+            request_payload_truncated, response_payload_truncated, policy, session_id,
+            session_source, turn_kind)
+         FROM STDIN",
+    )
+    .await
+}
+
+/// Ledger rows for the provider-backed records among `rows`, none of which is stored yet.
+async fn copy_ledger<'a, 'r: 'a>(
+    tx: &mut Tx<'_>,
+    rows: impl Iterator<Item = &'a Decoded<'r>>,
+) -> Result<(), sqlx::Error> {
+    let mut copy = CopyRows::default();
+    for r in rows {
+        let Some(status) = r.pricing_status else {
+            continue;
+        };
+        let caller = r.rec.caller.as_ref();
+        let usage = r.rec.usage.as_ref();
+        let caller_id =
+            |f: fn(&weir_proto::logs::Caller) -> &str| caller.and_then(|c| opt_uuid(f(c)));
+        let tokens = |f: fn(&weir_proto::logs::Usage) -> Option<u64>| opt_i64(usage.and_then(f));
+        copy.opt_text(Some(&r.id_text));
+        copy.opt_text(Some(&r.at_text));
+        copy.uuid(caller_id(|c| &c.api_key_id));
+        copy.uuid(caller_id(|c| &c.user_id));
+        copy.uuid(caller_id(|c| &c.team_id));
+        copy.uuid(caller_id(|c| &c.service_account_id));
+        copy.text(&r.rec.model_key);
+        copy.text(&r.rec.provider_key);
+        copy.text(&r.rec.upstream_model);
+        copy.int(tokens(|u| u.input_tokens));
+        copy.int(tokens(|u| u.cached_input_tokens));
+        copy.int(tokens(|u| u.output_tokens));
+        copy.int(tokens(|u| u.reasoning_tokens));
+        copy.text(status);
+        copy.int(r.cost);
+        copy.int(r.price_id);
+        let no_usage = weir_proto::logs::Usage::default();
+        let extra = usage_extra(usage.unwrap_or(&no_usage), r.multipliers);
+        copy.text(&extra.to_string());
+        copy.end_row();
+    }
+    copy.send(
+        tx,
+        "COPY usage_cost_events (log_id, created_at, api_key_id, user_id, team_id,
+            service_account_id, model_key, provider_key, upstream_model, input_tokens,
+            cached_input_tokens, output_tokens, reasoning_tokens, pricing_status, cost_pusd,
+            price_id, usage_extra)
+         FROM STDIN",
+    )
+    .await
 }
 
 async fn insert_payloads(

@@ -87,9 +87,11 @@ async fn batches_are_idempotent_on_the_log_id() {
         (first.inserted, first.duplicates, first.rejected),
         (2, 0, 0)
     );
+    assert!(!first.deduplicated, "a new batch goes in by COPY");
     // The resend of a batch (lost ack) writes nothing twice.
     let again = writer.write(&batch).await.unwrap();
     assert_eq!((again.inserted, again.duplicates), (0, 2));
+    assert!(again.deduplicated);
     for (table, want) in [
         ("request_logs", 2),
         ("request_log_payloads", 2),
@@ -140,6 +142,130 @@ async fn batches_are_idempotent_on_the_log_id() {
         .await
         .unwrap();
     assert_eq!((mixed.inserted, mixed.rejected), (1, 1));
+}
+
+/// Every column of a record's rows, without its id and time.
+async fn stored_rows(pool: &PgPool, request_id: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for table in [
+        "request_logs",
+        "request_log_payloads",
+        "request_log_tags",
+        "request_log_attempts",
+        "usage_cost_events",
+    ] {
+        let rows: Vec<serde_json::Value> = sqlx::query_scalar(&format!(
+            "SELECT to_jsonb(t) - 'log_id' - 'created_at' FROM {table} t
+             WHERE log_id IN (SELECT log_id FROM request_logs WHERE request_id = $1)
+             ORDER BY 1::text"
+        ))
+        .bind(request_id)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        assert!(!rows.is_empty(), "{table} has rows for {request_id}");
+        out.push(serde_json::json!({ table: rows }));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_copy_path_and_the_dedupe_path_store_the_same_rows() {
+    let pool = pool().await;
+    sqlx::query(
+        "INSERT INTO prices (model_key, input_pusd_per_token, cached_input_pusd_per_token,
+                             output_pusd_per_token, valid_from)
+         VALUES ('m', 150000, 75000, 600000, now() - interval '1 minute')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let writer = LogWriter::new(pool.clone(), Arc::new(Partitions::default()));
+    // Every optional column set, and text COPY must escape (tab, newline, backslash, NUL).
+    let full = |request_id: &str| {
+        let mut r = record(request_id, "m", 1000, 400, 250);
+        r.error_message = "tab\there\nnew line \\ back\0slash".into();
+        r.stream = true;
+        r.exposed_tool_count = Some(3);
+        r.invoked_tool_count = Some(1);
+        r.session_id = "s-1".into();
+        r.session_source = "header".into();
+        r.turn_kind = "user".into();
+        r.request_payload_truncated = true;
+        r.node_id = "node\t1".into();
+        r.caller.as_mut().unwrap().team_id = Uuid::nil().to_string();
+        r.caller.as_mut().unwrap().api_key_id = "11111111-1111-7111-8111-111111111111".into();
+        r.caller.as_mut().unwrap().user_id = "22222222-2222-7222-8222-222222222222".into();
+        r.tags.push(Tag {
+            key: "component".into(),
+            value: "x\0y".into(),
+        });
+        r.usage.as_mut().unwrap().estimated = true;
+        r.harness = Some(weir_proto::logs::Harness {
+            key: "claude_code".into(),
+            label: "Claude Code".into(),
+            version: "2.0.1".into(),
+            user_agent: "claude-cli/2.0.1".into(),
+        });
+        r.policy = Some(weir_proto::logs::PolicyMeta {
+            capture_mode: "redacted_payloads".into(),
+            request_max_bytes: 65536,
+            response_max_bytes: 65536,
+            stream_max_events: 100,
+            policy_version: "v3".into(),
+        });
+        r.attempts.insert(
+            0,
+            Attempt {
+                number: 1,
+                provider_key: "down".into(),
+                upstream_model: "up".into(),
+                status_code: 503,
+                error_kind: "upstream_status".into(),
+                error_message: "busy".into(),
+                duration_us: 10,
+                ttfb_us: Some(5),
+                ..Default::default()
+            },
+        );
+        r.attempts[1].number = 2;
+        r
+    };
+    let copied = full("copied");
+    let out = writer.write(std::slice::from_ref(&copied)).await.unwrap();
+    assert!(!out.deduplicated);
+    // A batch with one stored record goes in on the dedupe path, the new record included.
+    let out = writer.write(&[copied, full("deduped")]).await.unwrap();
+    assert!(out.deduplicated);
+    assert_eq!((out.inserted, out.duplicates), (1, 1));
+    let (a, b) = (
+        stored_rows(&pool, "copied").await,
+        stored_rows(&pool, "deduped").await,
+    );
+    let a_text = serde_json::to_string(&a).unwrap();
+    assert_eq!(
+        a_text,
+        serde_json::to_string(&b)
+            .unwrap()
+            .replace("deduped", "copied")
+    );
+    assert!(
+        a_text.contains("\"error_message\":\"tab\\there\\nnew line \\\\ back\u{FFFD}slash\""),
+        "{a_text}"
+    );
+    assert!(
+        a_text.contains(r#""harness_key":"claude_code""#),
+        "{a_text}"
+    );
+    assert!(
+        a_text.contains(r#""pricing_status":"estimated""#),
+        "{a_text}"
+    );
+    assert!(
+        a_text.contains(r#""usage_extra":{"estimated":true}"#),
+        "{a_text}"
+    );
+    assert!(a_text.contains(r#""cost_pusd":270000000"#), "{a_text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
