@@ -10,10 +10,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::{BufMut, Bytes};
+use prost::Message;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
-use weir_proto::logs::log_ingest_client::LogIngestClient;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::Status;
 use weir_proto::logs::{BatchAck, LogBatch, RequestLog};
 
 use crate::config_stream::{connect, token_interceptor, Backoff};
@@ -197,15 +200,75 @@ fn lower_priority(nice: i32) {
 }
 
 struct Connection {
-    tx: mpsc::Sender<LogBatch>,
+    tx: mpsc::Sender<Bytes>,
     acks: tonic::Streaming<BatchAck>,
+}
+
+/// A sealed batch, encoded once: sending (and resending after a reconnect) copies bytes
+/// instead of cloning every record and encoding it again.
+struct Sealed {
+    sequence: u64,
+    records: usize,
+    /// The `LogBatch` message.
+    encoded: Bytes,
+}
+
+/// The method `PreEncoded` serves.
+const INGEST_PATH: &str = "/weir.logs.v1.LogIngest/Ingest";
+
+/// The `LogIngest/Ingest` codec with requests already encoded as `LogBatch` messages.
+#[derive(Debug, Clone, Copy, Default)]
+struct PreEncoded;
+
+/// Writes a pre-encoded message as is.
+#[derive(Debug)]
+struct RawEncoder;
+
+/// Reads acks.
+#[derive(Debug)]
+struct AckDecoder;
+
+impl Codec for PreEncoded {
+    type Encode = Bytes;
+    type Decode = BatchAck;
+    type Encoder = RawEncoder;
+    type Decoder = AckDecoder;
+
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> AckDecoder {
+        AckDecoder
+    }
+}
+
+impl Encoder for RawEncoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for AckDecoder {
+    type Item = BatchAck;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<BatchAck>, Status> {
+        BatchAck::decode(src)
+            .map(Some)
+            .map_err(|e| Status::internal(format!("undecodable batch ack: {e}")))
+    }
 }
 
 struct Worker {
     settings: Arc<Settings>,
     counters: Arc<LogCounters>,
     /// Sealed batches not yet acked, oldest first.
-    unacked: VecDeque<LogBatch>,
+    unacked: VecDeque<Sealed>,
     /// Records across `unacked`.
     unacked_records: usize,
     /// How many of `unacked` were sent on the current connection.
@@ -395,7 +458,13 @@ impl Worker {
             .store(self.unacked_records as u64, Ordering::Relaxed);
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        self.unacked.push_back(LogBatch { sequence, records });
+        let count = records.len();
+        let encoded = LogBatch { sequence, records }.encode_to_vec();
+        self.unacked.push_back(Sealed {
+            sequence,
+            records: count,
+            encoded: Bytes::from(encoded),
+        });
         self.unacked_spend.push_back(spend);
     }
 
@@ -424,7 +493,7 @@ impl Worker {
     async fn send_window(&mut self) {
         let Some(conn) = &self.conn else { return };
         while self.sent < self.unacked.len() && self.sent < WINDOW {
-            let batch = self.unacked[self.sent].clone();
+            let batch = self.unacked[self.sent].encoded.clone();
             if conn.tx.send(batch).await.is_err() {
                 self.drop_connection();
                 return;
@@ -445,7 +514,7 @@ impl Worker {
             let b = self.unacked.pop_front().expect("front exists");
             settle(self.unacked_spend.pop_front().unwrap_or_default());
             self.sent = self.sent.saturating_sub(1);
-            self.unacked_records -= b.records.len();
+            self.unacked_records -= b.records;
         }
         self.counters
             .acked
@@ -480,11 +549,21 @@ async fn open(
     url: &str,
 ) -> Result<Connection, Box<dyn std::error::Error + Send + Sync>> {
     let channel = connect(url, settings.control_plane_ca.as_deref()).await?;
-    let mut client =
-        LogIngestClient::with_interceptor(channel, token_interceptor(&settings.dataplane_token))
-            .max_encoding_message_size(64 * 1024 * 1024);
+    let service = tonic::service::interceptor::InterceptedService::new(
+        channel,
+        token_interceptor(&settings.dataplane_token),
+    );
+    let mut grpc = tonic::client::Grpc::new(service).max_encoding_message_size(64 * 1024 * 1024);
+    grpc.ready().await?;
     let (tx, rx) = mpsc::channel(WINDOW);
-    let acks = client.ingest(ReceiverStream::new(rx)).await?.into_inner();
+    let acks = grpc
+        .streaming(
+            tonic::Request::new(ReceiverStream::new(rx)),
+            http::uri::PathAndQuery::from_static(INGEST_PATH),
+            PreEncoded,
+        )
+        .await?
+        .into_inner();
     Ok(Connection { tx, acks })
 }
 
@@ -512,6 +591,17 @@ async fn sleep_until(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pre_encoded_batches_go_to_the_generated_method() {
+        assert_eq!(
+            INGEST_PATH,
+            format!(
+                "/{}/Ingest",
+                weir_proto::logs::log_ingest_server::SERVICE_NAME
+            )
+        );
+    }
 
     #[tokio::test]
     async fn an_idle_worker_is_woken_once_and_a_full_inbox_refuses() {

@@ -264,12 +264,13 @@ impl RequestRecord {
                 .as_ref()
                 .map(|u| serde_json::to_value(UsageJson::from(u)).unwrap_or(Value::Null))
                 .unwrap_or(Value::Null);
-            let wrapped = serde_json::json!({
-                "stream": true,
-                "events": events,
-                "usage": usage_json,
-                "error": facts.error.clone().unwrap_or(Value::Null),
-            });
+            // Built by moving the parts in: `json!` would serialize a deep copy of each.
+            let wrapped = object([
+                ("stream", Value::Bool(true)),
+                ("events", Value::Array(events)),
+                ("usage", usage_json),
+                ("error", facts.error.clone().unwrap_or(Value::Null)),
+            ]);
             let invoked = facts.invoked_tools();
             let produced = self.attempts.iter().rev().find(|a| a.produced_response);
             // A stream that ended before the provider's usage (client abort, cut upstream) is
@@ -308,7 +309,7 @@ impl RequestRecord {
             } else {
                 (None, None)
             };
-            (usage, invoked, (serde_json::json!({ "body": body }), false))
+            (usage, invoked, (object([("body", body)]), false))
         };
 
         let (request_payload, request_truncated, response_payload, response_truncated) =
@@ -594,6 +595,16 @@ pub fn time_ordered_id() -> Uuid {
         now.as_secs(),
         now.subsec_nanos(),
     ))
+}
+
+/// A JSON object of `fields`, moved in.
+fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    Value::Object(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
