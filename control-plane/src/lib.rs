@@ -31,6 +31,7 @@ pub mod leaderboard;
 pub mod log_ingest;
 pub mod openapi;
 pub mod partitions;
+pub mod pg_copy;
 pub mod prices;
 pub mod provider_secrets;
 pub mod purge;

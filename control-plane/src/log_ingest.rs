@@ -23,6 +23,7 @@ use weir_proto::logs::log_ingest_server::LogIngest;
 use weir_proto::logs::{BatchAck, LogBatch, RequestLog};
 
 use crate::partitions::Partitions;
+use crate::pg_copy::BinaryRows;
 use crate::purge::DayCounts;
 use crate::usage_rollup;
 use weir_proto::pricing::{self, PriceSheet};
@@ -80,9 +81,6 @@ pub struct LogWriter {
 struct Decoded<'a> {
     id: Uuid,
     at: DateTime<Utc>,
-    /// `id` and `at` as COPY text, formatted once for the record's child rows.
-    id_text: String,
-    at_text: String,
     rec: &'a RequestLog,
     cost: Option<i64>,
     pricing_status: Option<&'static str>,
@@ -129,8 +127,6 @@ impl LogWriter {
                 Some((id, at)) => rows.push(Decoded {
                     id,
                     at,
-                    id_text: id.to_string(),
-                    at_text: pg_timestamp(at),
                     rec,
                     cost: None,
                     pricing_status: None,
@@ -560,16 +556,7 @@ async fn insert_summaries(tx: &mut Tx<'_>, rows: &[Decoded<'_>]) -> Result<Vec<U
         session_id.push(opt(&rec.session_id));
         session_source.push(opt(&rec.session_source));
         turn_kind.push(opt(&rec.turn_kind));
-        let p = rec.policy.clone().unwrap_or_default();
-        policy.push(serde_json::json!({
-            "capture_mode": p.capture_mode,
-            "request_max_bytes": p.request_max_bytes,
-            "response_max_bytes": p.response_max_bytes,
-            "stream_max_events": p.stream_max_events,
-            "policy_version": p.policy_version,
-            "operation": rec.operation,
-            "stream": rec.stream,
-        }));
+        policy.push(policy_column(rec));
     }
     sqlx::query_scalar(
         "INSERT INTO request_logs (
@@ -588,7 +575,7 @@ async fn insert_summaries(tx: &mut Tx<'_>, rows: &[Decoded<'_>]) -> Result<Vec<U
             $18::bigint[], $19::bigint[], $20::text[], $21::uuid[], $22::uuid[], $23::uuid[],
             $24::uuid[], $25::text[], $26::text[], $27::text[], $28::text[], $29::text[],
             $30::text[], $31::text[], $32::text[], $33::text[], $34::int[], $35::int[],
-            $36::smallint[], $37::bool[], $38::bool[], $39::jsonb[], $40::text[], $41::text[],
+            $36::smallint[], $37::bool[], $38::bool[], $39::text[]::jsonb[], $40::text[], $41::text[],
             $42::text[])
          ON CONFLICT DO NOTHING
          RETURNING log_id",
@@ -639,137 +626,23 @@ async fn insert_summaries(tx: &mut Tx<'_>, rows: &[Decoded<'_>]) -> Result<Vec<U
     .await
 }
 
-/// Rows for `COPY ... FROM STDIN` in text format: the children of summaries this transaction
-/// just inserted are new by construction, so they skip `ON CONFLICT` and go in with COPY's
-/// multi-row inserts (fewer WAL records and executor calls than `INSERT ... SELECT`).
-#[derive(Default)]
-struct CopyRows {
-    buf: Vec<u8>,
-    rows: usize,
-    /// Fields of the row being written so far.
-    fields: usize,
-}
-
-impl CopyRows {
-    fn separate(&mut self) {
-        if self.fields > 0 {
-            self.buf.push(b'\t');
-        }
-        self.fields += 1;
+/// Sends `rows` with `COPY {table} ({columns}) FROM STDIN (FORMAT binary)`: new rows by
+/// construction (the batch's summaries, or the children of those just inserted), so they skip
+/// `ON CONFLICT` and go in with COPY's multi-row inserts.
+async fn copy_in(
+    tx: &mut Tx<'_>,
+    table: &str,
+    columns: &str,
+    rows: BinaryRows,
+) -> Result<(), sqlx::Error> {
+    if rows.rows() == 0 {
+        return Ok(());
     }
-
-    /// Appends a text field, escaped; NUL (which Postgres text cannot hold) becomes U+FFFD.
-    fn text(&mut self, text: &str) {
-        self.separate();
-        // Copies the runs between the few bytes COPY treats specially (payloads are kilobytes
-        // of JSON with only the odd backslash), not byte by byte.
-        let bytes = text.as_bytes();
-        let mut run = 0;
-        for (i, b) in bytes.iter().enumerate() {
-            let escaped: &[u8] = match b {
-                b'\\' => b"\\\\",
-                b'\t' => b"\\t",
-                b'\n' => b"\\n",
-                b'\r' => b"\\r",
-                b'\0' => "\u{FFFD}".as_bytes(),
-                _ => continue,
-            };
-            self.buf.extend_from_slice(&bytes[run..i]);
-            self.buf.extend_from_slice(escaped);
-            run = i + 1;
-        }
-        self.buf.extend_from_slice(&bytes[run..]);
-    }
-
-    /// Appends SQL NULL.
-    fn null(&mut self) {
-        self.separate();
-        self.buf.extend_from_slice(b"\\N");
-    }
-
-    /// Appends a text field or NULL.
-    fn opt_text(&mut self, v: Option<&str>) {
-        match v {
-            Some(t) => self.text(t),
-            None => self.null(),
-        }
-    }
-
-    /// Appends an integer or NULL.
-    fn int(&mut self, v: Option<i64>) {
-        match v {
-            Some(v) => {
-                self.separate();
-                self.buf
-                    .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
-            }
-            None => self.null(),
-        }
-    }
-
-    /// Appends a boolean.
-    fn bool(&mut self, v: bool) {
-        self.separate();
-        self.buf.push(if v { b't' } else { b'f' });
-    }
-
-    /// Appends a UUID or NULL.
-    fn uuid(&mut self, v: Option<Uuid>) {
-        match v {
-            Some(v) => {
-                self.separate();
-                self.buf.extend_from_slice(
-                    v.hyphenated()
-                        .encode_lower(&mut Uuid::encode_buffer())
-                        .as_bytes(),
-                );
-            }
-            None => self.null(),
-        }
-    }
-
-    /// Ends the row being written.
-    fn end_row(&mut self) {
-        self.buf.push(b'\n');
-        self.rows += 1;
-        self.fields = 0;
-    }
-
-    /// Appends one row of text fields; `None` is SQL NULL.
-    fn row(&mut self, fields: &[Option<&str>]) {
-        for f in fields {
-            self.opt_text(*f);
-        }
-        self.end_row();
-    }
-
-    /// Sends the rows with `statement` (a `COPY ... FROM STDIN`).
-    async fn send(self, tx: &mut Tx<'_>, statement: &str) -> Result<(), sqlx::Error> {
-        if self.rows == 0 {
-            return Ok(());
-        }
-        let mut copy = (**tx).copy_in_raw(statement).await?;
-        copy.send(self.buf).await?;
-        copy.finish().await?;
-        Ok(())
-    }
-}
-
-/// A timestamp as Postgres reads it back exactly (microseconds, UTC).
-fn pg_timestamp(at: DateTime<Utc>) -> String {
-    use chrono::{Datelike, Timelike};
-    // Plain integer formatting: chrono's strftime parses its pattern on every call, which was
-    // 5 % of ingest's control-plane CPU when done for every child row.
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}+00",
-        at.year(),
-        at.month(),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second(),
-        at.timestamp_subsec_micros().min(999_999)
-    )
+    let statement = format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)");
+    let mut copy = (**tx).copy_in_raw(&statement).await?;
+    copy.send(rows.finish()).await?;
+    copy.finish().await?;
+    Ok(())
 }
 
 /// The capture policy a record was written under, as stored in `request_logs.policy`.
@@ -795,7 +668,9 @@ fn policy_column(rec: &RequestLog) -> String {
         operation: &rec.operation,
         stream: rec.stream,
     };
-    serde_json::to_string(&column).expect("a struct of strings and numbers serializes")
+    let json = serde_json::to_string(&column).expect("a struct of strings and numbers serializes");
+    // jsonb cannot hold the escape of NUL.
+    json.replace("\\u0000", "\u{FFFD}")
 }
 
 fn non_empty(s: &str) -> Option<&str> {
@@ -804,7 +679,7 @@ fn non_empty(s: &str) -> Option<&str> {
 
 /// The summaries of a batch none of whose records is stored yet.
 async fn copy_summaries(tx: &mut Tx<'_>, rows: &[Decoded<'_>]) -> Result<(), sqlx::Error> {
-    let mut copy = CopyRows::default();
+    let mut copy = BinaryRows::default();
     for r in rows {
         let rec = r.rec;
         let usage = rec.usage.as_ref();
@@ -819,25 +694,26 @@ async fn copy_summaries(tx: &mut Tx<'_>, rows: &[Decoded<'_>]) -> Result<(), sql
                 .find(|t| t.key == k)
                 .map(|t| t.value.as_str())
         };
-        copy.opt_text(Some(&r.id_text));
-        copy.opt_text(Some(&r.at_text));
+        copy.begin_row();
+        copy.uuid(Some(r.id));
+        copy.timestamptz(r.at);
         copy.text(&rec.request_id);
         copy.text(&rec.operation);
         copy.bool(rec.stream);
         copy.text(&rec.model_key);
         copy.text(&rec.provider_key);
         copy.text(&rec.upstream_model);
-        copy.int(Some(i64::from(rec.status_code as i32)));
+        copy.int4(Some(rec.status_code as i32));
         copy.text(&rec.outcome);
         copy.text(&rec.error_message);
-        copy.int(Some(opt_i64(Some(rec.duration_us)).unwrap_or(i64::MAX)));
-        copy.int(opt_i64(rec.ttfb_us));
-        copy.int(tokens(|u| u.input_tokens));
-        copy.int(tokens(|u| u.output_tokens));
-        copy.int(tokens(|u| u.cached_input_tokens));
-        copy.int(tokens(|u| u.reasoning_tokens));
-        copy.int(tokens(|u| u.total_tokens));
-        copy.int(r.cost);
+        copy.int8(Some(opt_i64(Some(rec.duration_us)).unwrap_or(i64::MAX)));
+        copy.int8(opt_i64(rec.ttfb_us));
+        copy.int8(tokens(|u| u.input_tokens));
+        copy.int8(tokens(|u| u.output_tokens));
+        copy.int8(tokens(|u| u.cached_input_tokens));
+        copy.int8(tokens(|u| u.reasoning_tokens));
+        copy.int8(tokens(|u| u.total_tokens));
+        copy.int8(r.cost);
         copy.opt_text(r.pricing_status);
         copy.uuid(caller_id(|c| &c.api_key_id));
         copy.uuid(caller_id(|c| &c.user_id));
@@ -857,29 +733,29 @@ async fn copy_summaries(tx: &mut Tx<'_>, rows: &[Decoded<'_>]) -> Result<(), sql
         copy.opt_text(tag("service"));
         copy.opt_text(tag("component"));
         copy.opt_text(tag("env"));
-        copy.int(rec.exposed_tool_count.map(|v| i64::from(v as i32)));
-        copy.int(rec.invoked_tool_count.map(|v| i64::from(v as i32)));
-        copy.int(Some(rec.attempts.len().min(i16::MAX as usize) as i64));
+        copy.int4(rec.exposed_tool_count.map(|v| v as i32));
+        copy.int4(rec.invoked_tool_count.map(|v| v as i32));
+        copy.int2(rec.attempts.len().min(i16::MAX as usize) as i16);
         copy.bool(rec.request_payload_truncated);
         copy.bool(rec.response_payload_truncated);
-        copy.text(&policy_column(rec));
+        copy.jsonb(&policy_column(rec));
         copy.opt_text(non_empty(&rec.session_id));
         copy.opt_text(non_empty(&rec.session_source));
         copy.opt_text(non_empty(&rec.turn_kind));
         copy.end_row();
     }
-    copy.send(
+    copy_in(
         tx,
-        "COPY request_logs (
-            log_id, created_at, request_id, operation, stream, model_key, provider_key,
-            upstream_model, status_code, outcome, error_message, duration_us, ttfb_us,
-            input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, total_tokens,
-            cost_pusd, pricing_status, api_key_id, user_id, team_id, service_account_id, node_id,
-            fleet_group, harness_key, harness_label, harness_version, user_agent, service,
-            component, env, exposed_tool_count, invoked_tool_count, attempt_count,
-            request_payload_truncated, response_payload_truncated, policy, session_id,
-            session_source, turn_kind)
-         FROM STDIN",
+        "request_logs",
+        "log_id, created_at, request_id, operation, stream, model_key, provider_key,
+         upstream_model, status_code, outcome, error_message, duration_us, ttfb_us,
+         input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, total_tokens,
+         cost_pusd, pricing_status, api_key_id, user_id, team_id, service_account_id, node_id,
+         fleet_group, harness_key, harness_label, harness_version, user_agent, service,
+         component, env, exposed_tool_count, invoked_tool_count, attempt_count,
+         request_payload_truncated, response_payload_truncated, policy, session_id,
+         session_source, turn_kind",
+        copy,
     )
     .await
 }
@@ -889,7 +765,8 @@ async fn copy_ledger<'a, 'r: 'a>(
     tx: &mut Tx<'_>,
     rows: impl Iterator<Item = &'a Decoded<'r>>,
 ) -> Result<(), sqlx::Error> {
-    let mut copy = CopyRows::default();
+    let mut copy = BinaryRows::default();
+    let no_usage = weir_proto::logs::Usage::default();
     for r in rows {
         let Some(status) = r.pricing_status else {
             continue;
@@ -899,8 +776,9 @@ async fn copy_ledger<'a, 'r: 'a>(
         let caller_id =
             |f: fn(&weir_proto::logs::Caller) -> &str| caller.and_then(|c| opt_uuid(f(c)));
         let tokens = |f: fn(&weir_proto::logs::Usage) -> Option<u64>| opt_i64(usage.and_then(f));
-        copy.opt_text(Some(&r.id_text));
-        copy.opt_text(Some(&r.at_text));
+        copy.begin_row();
+        copy.uuid(Some(r.id));
+        copy.timestamptz(r.at);
         copy.uuid(caller_id(|c| &c.api_key_id));
         copy.uuid(caller_id(|c| &c.user_id));
         copy.uuid(caller_id(|c| &c.team_id));
@@ -908,25 +786,23 @@ async fn copy_ledger<'a, 'r: 'a>(
         copy.text(&r.rec.model_key);
         copy.text(&r.rec.provider_key);
         copy.text(&r.rec.upstream_model);
-        copy.int(tokens(|u| u.input_tokens));
-        copy.int(tokens(|u| u.cached_input_tokens));
-        copy.int(tokens(|u| u.output_tokens));
-        copy.int(tokens(|u| u.reasoning_tokens));
+        copy.int8(tokens(|u| u.input_tokens));
+        copy.int8(tokens(|u| u.cached_input_tokens));
+        copy.int8(tokens(|u| u.output_tokens));
+        copy.int8(tokens(|u| u.reasoning_tokens));
         copy.text(status);
-        copy.int(r.cost);
-        copy.int(r.price_id);
-        let no_usage = weir_proto::logs::Usage::default();
-        let extra = usage_extra(usage.unwrap_or(&no_usage), r.multipliers);
-        copy.text(&extra.to_string());
+        copy.int8(r.cost);
+        copy.int8(r.price_id);
+        copy.jsonb(&usage_extra(usage.unwrap_or(&no_usage), r.multipliers).to_string());
         copy.end_row();
     }
-    copy.send(
+    copy_in(
         tx,
-        "COPY usage_cost_events (log_id, created_at, api_key_id, user_id, team_id,
-            service_account_id, model_key, provider_key, upstream_model, input_tokens,
-            cached_input_tokens, output_tokens, reasoning_tokens, pricing_status, cost_pusd,
-            price_id, usage_extra)
-         FROM STDIN",
+        "usage_cost_events",
+        "log_id, created_at, api_key_id, user_id, team_id, service_account_id, model_key,
+         provider_key, upstream_model, input_tokens, cached_input_tokens, output_tokens,
+         reasoning_tokens, pricing_status, cost_pusd, price_id, usage_extra",
+        copy,
     )
     .await
 }
@@ -935,7 +811,7 @@ async fn insert_payloads(
     tx: &mut Tx<'_>,
     rows: &[&Decoded<'_>],
 ) -> Result<Vec<DateTime<Utc>>, sqlx::Error> {
-    let mut copy = CopyRows::default();
+    let mut copy = BinaryRows::default();
     let mut days = Vec::new();
     for r in rows {
         let (req, resp) = (
@@ -945,17 +821,23 @@ async fn insert_payloads(
         if req.is_none() && resp.is_none() {
             continue;
         }
-        copy.row(&[
-            Some(&r.id_text),
-            Some(&r.at_text),
-            req.as_deref(),
-            resp.as_deref(),
-        ]);
+        copy.begin_row();
+        copy.uuid(Some(r.id));
+        copy.timestamptz(r.at);
+        for doc in [&req, &resp] {
+            match doc {
+                Some(doc) => copy.json(doc),
+                None => copy.null(),
+            }
+        }
+        copy.end_row();
         days.push(r.at);
     }
-    copy.send(
+    copy_in(
         tx,
-        "COPY request_log_payloads (log_id, created_at, request, response) FROM STDIN",
+        "request_log_payloads",
+        "log_id, created_at, request, response",
+        copy,
     )
     .await?;
     Ok(days)
@@ -965,26 +847,27 @@ async fn insert_tags(
     tx: &mut Tx<'_>,
     rows: &[&Decoded<'_>],
 ) -> Result<Vec<DateTime<Utc>>, sqlx::Error> {
-    let mut copy = CopyRows::default();
+    let mut copy = BinaryRows::default();
     let mut days = Vec::new();
     for r in rows {
-        let (id, at) = (&r.id_text, &r.at_text);
         let mut seen = HashSet::new();
         for t in &r.rec.tags {
             if seen.insert(t.key.as_str()) {
-                copy.row(&[
-                    Some(id),
-                    Some(at),
-                    Some(&pg_text(&t.key)),
-                    Some(&pg_text(&t.value)),
-                ]);
+                copy.begin_row();
+                copy.uuid(Some(r.id));
+                copy.timestamptz(r.at);
+                copy.text(&t.key);
+                copy.text(&t.value);
+                copy.end_row();
                 days.push(r.at);
             }
         }
     }
-    copy.send(
+    copy_in(
         tx,
-        "COPY request_log_tags (log_id, created_at, key, value) FROM STDIN",
+        "request_log_tags",
+        "log_id, created_at, key, value",
+        copy,
     )
     .await?;
     Ok(days)
@@ -994,10 +877,9 @@ async fn insert_attempts(
     tx: &mut Tx<'_>,
     rows: &[&Decoded<'_>],
 ) -> Result<Vec<DateTime<Utc>>, sqlx::Error> {
-    let mut copy = CopyRows::default();
+    let mut copy = BinaryRows::default();
     let mut days = Vec::new();
     for r in rows {
-        let (id, at) = (&r.id_text, &r.at_text);
         // A record repeating an attempt number keeps the first, as the key would.
         let mut seen = HashSet::new();
         for a in &r.rec.attempts {
@@ -1005,29 +887,28 @@ async fn insert_attempts(
             if !seen.insert(no) {
                 continue;
             }
-            let duration = opt_i64(Some(a.duration_us)).unwrap_or(i64::MAX).to_string();
-            let ttfb = opt_i64(a.ttfb_us).map(|t| t.to_string());
-            copy.row(&[
-                Some(id),
-                Some(at),
-                Some(&no.to_string()),
-                Some(&pg_text(&a.provider_key)),
-                Some(&pg_text(&a.upstream_model)),
-                Some(&(a.status_code as i32).to_string()),
-                Some(&pg_text(&a.error_kind)),
-                Some(&pg_text(&a.error_message)),
-                Some(&duration),
-                ttfb.as_deref(),
-                Some(if a.produced_response { "t" } else { "f" }),
-            ]);
+            copy.begin_row();
+            copy.uuid(Some(r.id));
+            copy.timestamptz(r.at);
+            copy.int2(no);
+            copy.text(&a.provider_key);
+            copy.text(&a.upstream_model);
+            copy.int4(Some(a.status_code as i32));
+            copy.text(&a.error_kind);
+            copy.text(&a.error_message);
+            copy.int8(Some(opt_i64(Some(a.duration_us)).unwrap_or(i64::MAX)));
+            copy.int8(opt_i64(a.ttfb_us));
+            copy.bool(a.produced_response);
+            copy.end_row();
             days.push(r.at);
         }
     }
-    copy.send(
+    copy_in(
         tx,
-        "COPY request_log_attempts (log_id, created_at, attempt_no, provider_key, upstream_model,
-            status_code, error_kind, error_message, duration_us, ttfb_us, produced_response)
-         FROM STDIN",
+        "request_log_attempts",
+        "log_id, created_at, attempt_no, provider_key, upstream_model, status_code, error_kind,
+         error_message, duration_us, ttfb_us, produced_response",
+        copy,
     )
     .await?;
     Ok(days)
@@ -1193,46 +1074,6 @@ impl LogIngest for IngestService {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn copy_rows_escape_what_copy_text_format_treats_specially() {
-        let mut c = CopyRows::default();
-        c.row(&[
-            Some("a\tb"),
-            None,
-            Some("x\\y\nz\r"),
-            Some("{\"k\":\"v\\\"\"}"),
-        ]);
-        c.row(&[Some(""), Some("é日本")]);
-        assert_eq!(c.rows, 2);
-        assert_eq!(
-            String::from_utf8(c.buf).unwrap(),
-            "a\\tb\t\\N\tx\\\\y\\nz\\r\t{\"k\":\"v\\\\\"\"}\n\té日本\n"
-        );
-        let at = DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap();
-        assert_eq!(pg_timestamp(at), "2025-11-24 16:00:00.123456+00");
-    }
-
-    #[test]
-    fn timestamps_format_as_strftime_would() {
-        let micros = [
-            0i64,
-            1,
-            999_999,
-            951_782_400_000_000,     // 2000-02-29
-            1_764_000_000_123_456,   // 2025-11-24
-            4_102_444_799_999_999,   // 2099-12-31 23:59:59.999999
-            253_402_300_799_999_999, // 9999-12-31 23:59:59.999999
-        ];
-        for m in micros {
-            let at = DateTime::from_timestamp_micros(m).unwrap();
-            let want = at.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string();
-            assert_eq!(pg_timestamp(at), want, "{m}");
-        }
-        // Past year 9999 strftime writes a sign ("+10889"); this writes the bare year.
-        let last_v7 = DateTime::from_timestamp_micros((1i64 << 48) * 1000 - 1).unwrap();
-        assert_eq!(pg_timestamp(last_v7), "10889-08-02 05:31:50.655999+00");
-    }
 
     #[test]
     fn log_ids_must_be_v7() {

@@ -26,7 +26,7 @@ fn arg(name: &str, default: usize) -> anyhow::Result<usize> {
     }
 }
 
-fn record(i: usize, user: &str, key: &str) -> RequestLog {
+fn record(i: usize, user: &str, key: &str, payloads: bool) -> RequestLog {
     // ~2 KB of request and response payload, the shape a small chat produces.
     let prompt = "lorem ipsum dolor sit amet ".repeat(40);
     let request = serde_json::json!({"headers": {"authorization": "[REDACTED]", "content-type": "application/json",
@@ -71,10 +71,23 @@ fn record(i: usize, user: &str, key: &str) -> RequestLog {
                 value: format!("t-{}", i % 100),
             },
         ],
-        request_payload: serde_json::to_vec(&request).expect("json"),
-        response_payload: serde_json::to_vec(&response).expect("json"),
+        request_payload: if payloads {
+            serde_json::to_vec(&request).expect("json")
+        } else {
+            Vec::new()
+        },
+        response_payload: if payloads {
+            serde_json::to_vec(&response).expect("json")
+        } else {
+            Vec::new()
+        },
         policy: Some(PolicyMeta {
-            capture_mode: "redacted_payloads".into(),
+            capture_mode: if payloads {
+                "redacted_payloads"
+            } else {
+                "summary_only"
+            }
+            .into(),
             request_max_bytes: 65536,
             response_max_bytes: 65536,
             stream_max_events: 128,
@@ -104,6 +117,8 @@ async fn main() -> anyhow::Result<()> {
     let total = arg("--records", 200_000)?;
     let nodes = arg("--nodes", 2)?.max(1);
     let batch = arg("--batch", 512)?.max(1);
+    // --payloads 0: summary rows only, as with capture off.
+    let payloads = arg("--payloads", 1)? != 0;
     let dir = tempfile::Builder::new()
         .prefix("weir-bench-ingest-")
         .tempdir()?;
@@ -147,6 +162,7 @@ async fn main() -> anyhow::Result<()> {
                         n * per_node + j,
                         &users[j % users.len()],
                         &users[(j + 7) % users.len()],
+                        payloads,
                     )
                 })
                 .collect();
