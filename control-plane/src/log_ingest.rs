@@ -3,9 +3,10 @@
 //! Each batch is written in one transaction and acked only after commit. Almost every batch is
 //! new, so it goes in by `COPY` into every table (no per-row conflict probe, no arrays to
 //! unnest). A batch holding a record that is already stored (the resend after a lost ack) fails
-//! that `COPY` on the primary key and is written again on the dedupe path: the summary insert is
-//! `INSERT … SELECT FROM UNNEST(…) ON CONFLICT DO NOTHING RETURNING log_id`, and children and
-//! ledger rows are written only for the ids it returned, so a resent batch writes nothing twice.
+//! that `COPY` on the primary key and is written again on the dedupe path: summaries and ledger
+//! rows (the same binary rows) are staged in temporary tables and inserted with `ON CONFLICT DO
+//! NOTHING RETURNING log_id`, and children are written only for the ids that returned, so a
+//! resent batch writes nothing twice.
 
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
@@ -174,20 +175,15 @@ impl LogWriter {
         path: Path,
     ) -> Result<usize, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        let summaries = summary_rows(logged);
         let new_rows: Vec<&Decoded<'_>> = match path {
             Path::Fresh => {
-                copy_summaries(&mut tx, logged).await?;
+                copy_in(&mut tx, "request_logs", SUMMARY_COLUMNS, summaries).await?;
                 logged.iter().collect()
             }
             Path::Dedupe => {
-                let inserted: HashSet<Uuid> = if logged.is_empty() {
-                    HashSet::new()
-                } else {
-                    insert_summaries(&mut tx, logged)
-                        .await?
-                        .into_iter()
-                        .collect()
-                };
+                let inserted =
+                    insert_new(&mut tx, "request_logs", SUMMARY_COLUMNS, summaries).await?;
                 logged.iter().filter(|r| inserted.contains(&r.id)).collect()
             }
         };
@@ -199,25 +195,17 @@ impl LogWriter {
         days.add(3, insert_attempts(&mut tx, &new_rows).await?);
         days.record(&mut tx).await?;
         // Opted-out owners: spend is still recorded (the ledger is idempotent on its own).
-        let ledger_refs: Vec<&Decoded<'_>> = ledger_only.iter().collect();
+        let ledger = ledger_rows(new_rows.iter().copied().chain(ledger_only));
+        let priced = ledger_only.iter().filter(|r| r.pricing_status.is_some());
         let ledger_new: Vec<&Decoded<'_>> = match path {
             Path::Fresh => {
-                copy_ledger(&mut tx, new_rows.iter().chain(&ledger_refs).copied()).await?;
-                ledger_refs
-                    .into_iter()
-                    .filter(|r| r.pricing_status.is_some())
-                    .collect()
+                copy_in(&mut tx, "usage_cost_events", LEDGER_COLUMNS, ledger).await?;
+                priced.collect()
             }
             Path::Dedupe => {
-                insert_ledger(&mut tx, &new_rows).await?;
-                let ids: HashSet<Uuid> = insert_ledger(&mut tx, &ledger_refs)
-                    .await?
-                    .into_iter()
-                    .collect();
-                ledger_refs
-                    .into_iter()
-                    .filter(|r| ids.contains(&r.id))
-                    .collect()
+                let inserted =
+                    insert_new(&mut tx, "usage_cost_events", LEDGER_COLUMNS, ledger).await?;
+                priced.filter(|r| inserted.contains(&r.id)).collect()
             }
         };
         // Leaderboard totals count each request once: only rows this batch actually added.
@@ -455,177 +443,6 @@ fn opt_i64(v: Option<u64>) -> Option<i64> {
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
 
-async fn insert_summaries(tx: &mut Tx<'_>, rows: &[Decoded<'_>]) -> Result<Vec<Uuid>, sqlx::Error> {
-    let n = rows.len();
-    let mut log_id = Vec::with_capacity(n);
-    let mut created_at = Vec::with_capacity(n);
-    let mut request_id = Vec::with_capacity(n);
-    let mut operation = Vec::with_capacity(n);
-    let mut stream = Vec::with_capacity(n);
-    let mut model_key = Vec::with_capacity(n);
-    let mut provider_key = Vec::with_capacity(n);
-    let mut upstream_model = Vec::with_capacity(n);
-    let mut status_code = Vec::with_capacity(n);
-    let mut outcome = Vec::with_capacity(n);
-    let mut error_message = Vec::with_capacity(n);
-    let mut duration_us = Vec::with_capacity(n);
-    let mut ttfb_us = Vec::with_capacity(n);
-    let mut input_tokens = Vec::with_capacity(n);
-    let mut output_tokens = Vec::with_capacity(n);
-    let mut cached_input_tokens = Vec::with_capacity(n);
-    let mut reasoning_tokens = Vec::with_capacity(n);
-    let mut total_tokens = Vec::with_capacity(n);
-    let mut cost_pusd = Vec::with_capacity(n);
-    let mut pricing_status: Vec<Option<String>> = Vec::with_capacity(n);
-    let mut api_key_id = Vec::with_capacity(n);
-    let mut user_id = Vec::with_capacity(n);
-    let mut team_id = Vec::with_capacity(n);
-    let mut service_account_id = Vec::with_capacity(n);
-    let mut node_id = Vec::with_capacity(n);
-    let mut fleet_group = Vec::with_capacity(n);
-    let mut harness_key = Vec::with_capacity(n);
-    let mut harness_label = Vec::with_capacity(n);
-    let mut harness_version = Vec::with_capacity(n);
-    let mut user_agent = Vec::with_capacity(n);
-    let mut service: Vec<Option<String>> = Vec::with_capacity(n);
-    let mut component: Vec<Option<String>> = Vec::with_capacity(n);
-    let mut env: Vec<Option<String>> = Vec::with_capacity(n);
-    let mut exposed_tool_count = Vec::with_capacity(n);
-    let mut invoked_tool_count = Vec::with_capacity(n);
-    let mut attempt_count = Vec::with_capacity(n);
-    let mut req_trunc = Vec::with_capacity(n);
-    let mut resp_trunc = Vec::with_capacity(n);
-    let mut policy = Vec::with_capacity(n);
-    let mut session_id: Vec<Option<String>> = Vec::with_capacity(n);
-    let mut session_source: Vec<Option<String>> = Vec::with_capacity(n);
-    let mut turn_kind: Vec<Option<String>> = Vec::with_capacity(n);
-    for r in rows {
-        let rec = r.rec;
-        let usage = rec.usage.clone().unwrap_or_default();
-        let caller = rec.caller.clone().unwrap_or_default();
-        let harness = rec.harness.clone().unwrap_or_default();
-        log_id.push(r.id);
-        created_at.push(r.at);
-        request_id.push(pg_text(&rec.request_id));
-        operation.push(pg_text(&rec.operation));
-        stream.push(rec.stream);
-        model_key.push(pg_text(&rec.model_key));
-        provider_key.push(pg_text(&rec.provider_key));
-        upstream_model.push(pg_text(&rec.upstream_model));
-        status_code.push(rec.status_code as i32);
-        outcome.push(pg_text(&rec.outcome));
-        error_message.push(pg_text(&rec.error_message));
-        duration_us.push(opt_i64(Some(rec.duration_us)).unwrap_or(i64::MAX));
-        ttfb_us.push(opt_i64(rec.ttfb_us));
-        input_tokens.push(opt_i64(usage.input_tokens));
-        output_tokens.push(opt_i64(usage.output_tokens));
-        cached_input_tokens.push(opt_i64(usage.cached_input_tokens));
-        reasoning_tokens.push(opt_i64(usage.reasoning_tokens));
-        total_tokens.push(opt_i64(usage.total_tokens));
-        cost_pusd.push(r.cost);
-        pricing_status.push(r.pricing_status.map(str::to_string));
-        api_key_id.push(opt_uuid(&caller.api_key_id));
-        user_id.push(opt_uuid(&caller.user_id));
-        team_id.push(opt_uuid(&caller.team_id));
-        service_account_id.push(opt_uuid(&caller.service_account_id));
-        node_id.push(pg_text(&rec.node_id));
-        fleet_group.push(pg_text(&rec.fleet_group));
-        harness_key.push(if harness.key.is_empty() {
-            "unknown".to_string()
-        } else {
-            pg_text(&harness.key)
-        });
-        harness_label.push(pg_text(&harness.label));
-        harness_version.push(pg_text(&harness.version));
-        user_agent.push(pg_text(&harness.user_agent));
-        let tag = |k: &str| {
-            rec.tags
-                .iter()
-                .find(|t| t.key == k)
-                .map(|t| pg_text(&t.value))
-        };
-        service.push(tag("service"));
-        component.push(tag("component"));
-        env.push(tag("env"));
-        exposed_tool_count.push(rec.exposed_tool_count.map(|v| v as i32));
-        invoked_tool_count.push(rec.invoked_tool_count.map(|v| v as i32));
-        attempt_count.push(rec.attempts.len().min(i16::MAX as usize) as i16);
-        req_trunc.push(rec.request_payload_truncated);
-        resp_trunc.push(rec.response_payload_truncated);
-        let opt = |s: &str| (!s.is_empty()).then(|| pg_text(s));
-        session_id.push(opt(&rec.session_id));
-        session_source.push(opt(&rec.session_source));
-        turn_kind.push(opt(&rec.turn_kind));
-        policy.push(policy_column(rec));
-    }
-    sqlx::query_scalar(
-        "INSERT INTO request_logs (
-            log_id, created_at, request_id, operation, stream, model_key, provider_key,
-            upstream_model, status_code, outcome, error_message, duration_us, ttfb_us,
-            input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, total_tokens,
-            cost_pusd, pricing_status, api_key_id, user_id, team_id, service_account_id, node_id,
-            fleet_group, harness_key, harness_label, harness_version, user_agent, service,
-            component, env, exposed_tool_count, invoked_tool_count, attempt_count,
-            request_payload_truncated, response_payload_truncated, policy, session_id,
-            session_source, turn_kind)
-         SELECT * FROM UNNEST(
-            $1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::bool[], $6::text[],
-            $7::text[], $8::text[], $9::int[], $10::text[], $11::text[], $12::bigint[],
-            $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[],
-            $18::bigint[], $19::bigint[], $20::text[], $21::uuid[], $22::uuid[], $23::uuid[],
-            $24::uuid[], $25::text[], $26::text[], $27::text[], $28::text[], $29::text[],
-            $30::text[], $31::text[], $32::text[], $33::text[], $34::int[], $35::int[],
-            $36::smallint[], $37::bool[], $38::bool[], $39::text[]::jsonb[], $40::text[], $41::text[],
-            $42::text[])
-         ON CONFLICT DO NOTHING
-         RETURNING log_id",
-    )
-    .bind(log_id)
-    .bind(created_at)
-    .bind(request_id)
-    .bind(operation)
-    .bind(stream)
-    .bind(model_key)
-    .bind(provider_key)
-    .bind(upstream_model)
-    .bind(status_code)
-    .bind(outcome)
-    .bind(error_message)
-    .bind(duration_us)
-    .bind(ttfb_us)
-    .bind(input_tokens)
-    .bind(output_tokens)
-    .bind(cached_input_tokens)
-    .bind(reasoning_tokens)
-    .bind(total_tokens)
-    .bind(cost_pusd)
-    .bind(pricing_status)
-    .bind(api_key_id)
-    .bind(user_id)
-    .bind(team_id)
-    .bind(service_account_id)
-    .bind(node_id)
-    .bind(fleet_group)
-    .bind(harness_key)
-    .bind(harness_label)
-    .bind(harness_version)
-    .bind(user_agent)
-    .bind(service)
-    .bind(component)
-    .bind(env)
-    .bind(exposed_tool_count)
-    .bind(invoked_tool_count)
-    .bind(attempt_count)
-    .bind(req_trunc)
-    .bind(resp_trunc)
-    .bind(policy)
-    .bind(session_id)
-    .bind(session_source)
-    .bind(turn_kind)
-    .fetch_all(&mut **tx)
-    .await
-}
-
 /// Sends `rows` with `COPY {table} ({columns}) FROM STDIN (FORMAT binary)`: new rows by
 /// construction (the batch's summaries, or the children of those just inserted), so they skip
 /// `ON CONFLICT` and go in with COPY's multi-row inserts.
@@ -643,6 +460,35 @@ async fn copy_in(
     copy.send(rows.finish()).await?;
     copy.finish().await?;
     Ok(())
+}
+
+/// The dedupe path: stages `rows` in a temporary copy of `table`, then inserts those whose log
+/// id is not stored yet; returns their ids.
+async fn insert_new(
+    tx: &mut Tx<'_>,
+    table: &str,
+    columns: &str,
+    rows: BinaryRows,
+) -> Result<HashSet<Uuid>, sqlx::Error> {
+    if rows.rows() == 0 {
+        return Ok(HashSet::new());
+    }
+    let stage = format!("weir_stage_{table}");
+    // Once per connection (resends are rare); emptied by every commit.
+    sqlx::query(&format!(
+        "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS)
+         ON COMMIT DELETE ROWS"
+    ))
+    .execute(&mut **tx)
+    .await?;
+    copy_in(tx, &stage, columns, rows).await?;
+    let ids: Vec<Uuid> = sqlx::query_scalar(&format!(
+        "INSERT INTO {table} ({columns}) SELECT {columns} FROM {stage}
+         ON CONFLICT DO NOTHING RETURNING log_id"
+    ))
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(ids.into_iter().collect())
 }
 
 /// The capture policy a record was written under, as stored in `request_logs.policy`.
@@ -677,8 +523,17 @@ fn non_empty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
 
-/// The summaries of a batch none of whose records is stored yet.
-async fn copy_summaries(tx: &mut Tx<'_>, rows: &[Decoded<'_>]) -> Result<(), sqlx::Error> {
+/// The columns `summary_rows` writes, in order.
+const SUMMARY_COLUMNS: &str = "log_id, created_at, request_id, operation, stream, model_key,
+    provider_key, upstream_model, status_code, outcome, error_message, duration_us, ttfb_us,
+    input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, total_tokens, cost_pusd,
+    pricing_status, api_key_id, user_id, team_id, service_account_id, node_id, fleet_group,
+    harness_key, harness_label, harness_version, user_agent, service, component, env,
+    exposed_tool_count, invoked_tool_count, attempt_count, request_payload_truncated,
+    response_payload_truncated, policy, session_id, session_source, turn_kind";
+
+/// The `request_logs` rows of `rows`.
+fn summary_rows(rows: &[Decoded<'_>]) -> BinaryRows {
     let mut copy = BinaryRows::default();
     for r in rows {
         let rec = r.rec;
@@ -744,27 +599,17 @@ async fn copy_summaries(tx: &mut Tx<'_>, rows: &[Decoded<'_>]) -> Result<(), sql
         copy.opt_text(non_empty(&rec.turn_kind));
         copy.end_row();
     }
-    copy_in(
-        tx,
-        "request_logs",
-        "log_id, created_at, request_id, operation, stream, model_key, provider_key,
-         upstream_model, status_code, outcome, error_message, duration_us, ttfb_us,
-         input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, total_tokens,
-         cost_pusd, pricing_status, api_key_id, user_id, team_id, service_account_id, node_id,
-         fleet_group, harness_key, harness_label, harness_version, user_agent, service,
-         component, env, exposed_tool_count, invoked_tool_count, attempt_count,
-         request_payload_truncated, response_payload_truncated, policy, session_id,
-         session_source, turn_kind",
-        copy,
-    )
-    .await
+    copy
 }
 
-/// Ledger rows for the provider-backed records among `rows`, none of which is stored yet.
-async fn copy_ledger<'a, 'r: 'a>(
-    tx: &mut Tx<'_>,
-    rows: impl Iterator<Item = &'a Decoded<'r>>,
-) -> Result<(), sqlx::Error> {
+/// The columns `ledger_rows` writes, in order.
+const LEDGER_COLUMNS: &str = "log_id, created_at, api_key_id, user_id, team_id,
+    service_account_id, model_key, provider_key, upstream_model, input_tokens,
+    cached_input_tokens, output_tokens, reasoning_tokens, pricing_status, cost_pusd, price_id,
+    usage_extra";
+
+/// The `usage_cost_events` rows of the provider-backed records among `rows`.
+fn ledger_rows<'a, 'r: 'a>(rows: impl Iterator<Item = &'a Decoded<'r>>) -> BinaryRows {
     let mut copy = BinaryRows::default();
     let no_usage = weir_proto::logs::Usage::default();
     for r in rows {
@@ -796,15 +641,7 @@ async fn copy_ledger<'a, 'r: 'a>(
         copy.jsonb(&usage_extra(usage.unwrap_or(&no_usage), r.multipliers).to_string());
         copy.end_row();
     }
-    copy_in(
-        tx,
-        "usage_cost_events",
-        "log_id, created_at, api_key_id, user_id, team_id, service_account_id, model_key,
-         provider_key, upstream_model, input_tokens, cached_input_tokens, output_tokens,
-         reasoning_tokens, pricing_status, cost_pusd, price_id, usage_extra",
-        copy,
-    )
-    .await
+    copy
 }
 
 async fn insert_payloads(
@@ -912,82 +749,6 @@ async fn insert_attempts(
     )
     .await?;
     Ok(days)
-}
-
-/// Writes ledger rows for the provider-backed records; returns the ids that were new.
-async fn insert_ledger(tx: &mut Tx<'_>, rows: &[&Decoded<'_>]) -> Result<Vec<Uuid>, sqlx::Error> {
-    let rows: Vec<&&Decoded<'_>> = rows.iter().filter(|r| r.pricing_status.is_some()).collect();
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut ids = Vec::new();
-    let mut ats = Vec::new();
-    let mut key = Vec::new();
-    let mut user = Vec::new();
-    let mut team = Vec::new();
-    let mut sa = Vec::new();
-    let mut model = Vec::new();
-    let mut provider = Vec::new();
-    let mut upstream = Vec::new();
-    let mut input = Vec::new();
-    let mut cached = Vec::new();
-    let mut output = Vec::new();
-    let mut reasoning = Vec::new();
-    let mut status = Vec::new();
-    let mut cost = Vec::new();
-    let mut price = Vec::new();
-    let mut extra = Vec::new();
-    for r in rows {
-        let caller = r.rec.caller.clone().unwrap_or_default();
-        let usage = r.rec.usage.clone().unwrap_or_default();
-        ids.push(r.id);
-        ats.push(r.at);
-        key.push(opt_uuid(&caller.api_key_id));
-        user.push(opt_uuid(&caller.user_id));
-        team.push(opt_uuid(&caller.team_id));
-        sa.push(opt_uuid(&caller.service_account_id));
-        model.push(pg_text(&r.rec.model_key));
-        provider.push(pg_text(&r.rec.provider_key));
-        upstream.push(pg_text(&r.rec.upstream_model));
-        input.push(opt_i64(usage.input_tokens));
-        cached.push(opt_i64(usage.cached_input_tokens));
-        output.push(opt_i64(usage.output_tokens));
-        reasoning.push(opt_i64(usage.reasoning_tokens));
-        status.push(r.pricing_status.unwrap_or("usage_missing").to_string());
-        cost.push(r.cost);
-        price.push(r.price_id);
-        extra.push(usage_extra(&usage, r.multipliers));
-    }
-    sqlx::query_scalar(
-        "INSERT INTO usage_cost_events (log_id, created_at, api_key_id, user_id, team_id,
-            service_account_id, model_key, provider_key, upstream_model, input_tokens,
-            cached_input_tokens, output_tokens, reasoning_tokens, pricing_status, cost_pusd, price_id,
-            usage_extra)
-         SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::uuid[], $4::uuid[], $5::uuid[],
-            $6::uuid[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[],
-            $12::bigint[], $13::bigint[], $14::text[], $15::bigint[], $16::bigint[], $17::jsonb[])
-         ON CONFLICT (log_id) DO NOTHING
-         RETURNING log_id",
-    )
-    .bind(ids)
-    .bind(ats)
-    .bind(key)
-    .bind(user)
-    .bind(team)
-    .bind(sa)
-    .bind(model)
-    .bind(provider)
-    .bind(upstream)
-    .bind(input)
-    .bind(cached)
-    .bind(output)
-    .bind(reasoning)
-    .bind(status)
-    .bind(cost)
-    .bind(price)
-    .bind(extra)
-    .fetch_all(&mut **tx)
-    .await
 }
 
 /// Serves `weir.logs.v1.LogIngest`.
