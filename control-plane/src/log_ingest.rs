@@ -390,24 +390,25 @@ fn pg_text(s: &str) -> String {
 /// with no `\u0000` escape (which `->>` cannot turn into text).
 /// The common case (valid UTF-8 JSON without NUL escapes) is checked without building a value
 /// and passed through as is.
-fn pg_json(bytes: &[u8]) -> Option<String> {
+fn pg_json(bytes: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
     if bytes.is_empty() {
         return None;
     }
     let valid = serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
     if valid && !memchr_u0000(bytes) {
         if let Ok(text) = std::str::from_utf8(bytes) {
-            return Some(text.to_string());
+            return Some(text.into());
         }
     }
     match serde_json::from_slice::<serde_json::Value>(bytes) {
         Ok(mut v) => {
             scrub_nul(&mut v);
-            serde_json::to_string(&v).ok()
+            serde_json::to_string(&v).ok().map(Into::into)
         }
         Err(_) => Some(
             serde_json::json!({ "weir_invalid_payload": String::from_utf8_lossy(bytes).replace('\0', "\u{FFFD}") })
-                .to_string(),
+                .to_string()
+                .into(),
         ),
     }
 }
@@ -534,7 +535,8 @@ const SUMMARY_COLUMNS: &str = "log_id, created_at, request_id, operation, stream
 
 /// The `request_logs` rows of `rows`.
 fn summary_rows(rows: &[Decoded<'_>]) -> BinaryRows {
-    let mut copy = BinaryRows::default();
+    // About what a row takes: 42 field lengths, ids, and short text.
+    let mut copy = BinaryRows::with_capacity(rows.len() * 640);
     for r in rows {
         let rec = r.rec;
         let usage = rec.usage.as_ref();
@@ -610,7 +612,7 @@ const LEDGER_COLUMNS: &str = "log_id, created_at, api_key_id, user_id, team_id,
 
 /// The `usage_cost_events` rows of the provider-backed records among `rows`.
 fn ledger_rows<'a, 'r: 'a>(rows: impl Iterator<Item = &'a Decoded<'r>>) -> BinaryRows {
-    let mut copy = BinaryRows::default();
+    let mut copy = BinaryRows::with_capacity(rows.size_hint().0 * 320);
     let no_usage = weir_proto::logs::Usage::default();
     for r in rows {
         let Some(status) = r.pricing_status else {
@@ -648,7 +650,11 @@ async fn insert_payloads(
     tx: &mut Tx<'_>,
     rows: &[&Decoded<'_>],
 ) -> Result<Vec<DateTime<Utc>>, sqlx::Error> {
-    let mut copy = BinaryRows::default();
+    let bytes: usize = rows
+        .iter()
+        .map(|r| 64 + r.rec.request_payload.len() + r.rec.response_payload.len())
+        .sum();
+    let mut copy = BinaryRows::with_capacity(bytes);
     let mut days = Vec::new();
     for r in rows {
         let (req, resp) = (
@@ -714,7 +720,7 @@ async fn insert_attempts(
     tx: &mut Tx<'_>,
     rows: &[&Decoded<'_>],
 ) -> Result<Vec<DateTime<Utc>>, sqlx::Error> {
-    let mut copy = BinaryRows::default();
+    let mut copy = BinaryRows::with_capacity(rows.len() * 160);
     let mut days = Vec::new();
     for r in rows {
         // A record repeating an attempt number keeps the first, as the key would.

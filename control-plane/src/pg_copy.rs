@@ -36,6 +36,16 @@ impl Default for BinaryRows {
 }
 
 impl BinaryRows {
+    /// Rows expected to take about `bytes`, so the buffer does not regrow while they are added.
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut buf = Vec::with_capacity(HEADER.len() + bytes + 2);
+        buf.extend_from_slice(HEADER);
+        BinaryRows {
+            buf,
+            ..Default::default()
+        }
+    }
+
     /// Starts a row; fields follow in the table's column order.
     pub fn begin_row(&mut self) {
         self.row_start = self.buf.len();
@@ -66,7 +76,13 @@ impl BinaryRows {
 
     /// A `text` field; NUL, which Postgres text cannot hold, becomes U+FFFD.
     pub fn text(&mut self, s: &str) {
-        if memchr::memchr(0, s.as_bytes()).is_some() {
+        // Most fields are a few bytes: a plain scan beats memchr's setup there.
+        let has_nul = if s.len() < 64 {
+            s.bytes().any(|b| b == 0)
+        } else {
+            memchr::memchr(0, s.as_bytes()).is_some()
+        };
+        if has_nul {
             self.field(s.replace('\0', "\u{FFFD}").as_bytes());
         } else {
             self.field(s.as_bytes());
@@ -185,6 +201,19 @@ mod tests {
         want.extend_from_slice(&[0, 0, 0, 2, b'[', b']']);
         want.extend_from_slice(&[0xFF, 0xFF]);
         assert_eq!(c.finish(), want);
+    }
+
+    #[test]
+    fn nul_is_replaced_in_short_and_long_text_alike() {
+        for text in ["a\0b".to_string(), format!("{}\0b", "a".repeat(100))] {
+            let mut c = BinaryRows::with_capacity(8);
+            c.begin_row();
+            c.text(&text);
+            c.end_row();
+            let out = c.finish();
+            let field = &out[HEADER.len() + 2 + 4..out.len() - 2];
+            assert_eq!(field, text.replace('\0', "\u{FFFD}").as_bytes());
+        }
     }
 
     #[test]
