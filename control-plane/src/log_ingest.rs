@@ -83,6 +83,8 @@ struct Decoded<'a> {
     id: Uuid,
     at: DateTime<Utc>,
     rec: &'a RequestLog,
+    /// The caller's ids, parsed once: api key, user, team, service account.
+    caller: [Option<Uuid>; 4],
     cost: Option<i64>,
     pricing_status: Option<&'static str>,
     price_id: Option<i64>,
@@ -93,14 +95,13 @@ struct Decoded<'a> {
 impl Decoded<'_> {
     /// What the record adds to the usage rollups.
     fn usage(&self) -> usage_rollup::Usage<'_> {
-        let caller = self.rec.caller.as_ref();
         let harness = self.rec.harness.as_ref();
         let usage = self.rec.usage.as_ref();
         usage_rollup::Usage {
             at: self.at,
-            api_key_id: caller.and_then(|c| opt_uuid(&c.api_key_id)),
-            user_id: caller.and_then(|c| opt_uuid(&c.user_id)),
-            team_id: caller.and_then(|c| opt_uuid(&c.team_id)),
+            api_key_id: self.caller[0],
+            user_id: self.caller[1],
+            team_id: self.caller[2],
             model_key: &self.rec.model_key,
             harness_key: harness.map_or("", |h| h.key.as_str()),
             harness_label: harness.map_or("", |h| h.label.as_str()),
@@ -129,6 +130,14 @@ impl LogWriter {
                     id,
                     at,
                     rec,
+                    caller: rec.caller.as_ref().map_or([None; 4], |c| {
+                        [
+                            opt_uuid(&c.api_key_id),
+                            opt_uuid(&c.user_id),
+                            opt_uuid(&c.team_id),
+                            opt_uuid(&c.service_account_id),
+                        ]
+                    }),
                     cost: None,
                     pricing_status: None,
                     price_id: None,
@@ -265,7 +274,7 @@ impl LogWriter {
             .collect();
         let key_ids: Vec<Uuid> = rows
             .iter()
-            .filter_map(|r| r.rec.caller.as_ref().and_then(|c| opt_uuid(&c.api_key_id)))
+            .filter_map(|r| r.caller[0])
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
@@ -292,11 +301,7 @@ impl LogWriter {
             .collect()
         };
         for row in rows.iter_mut().filter(|r| !r.rec.attempts.is_empty()) {
-            let key_id = row
-                .rec
-                .caller
-                .as_ref()
-                .and_then(|c| opt_uuid(&c.api_key_id));
+            let key_id = row.caller[0];
             row.multipliers = [
                 provider_ppm
                     .get(&row.rec.provider_key)
@@ -540,10 +545,7 @@ fn summary_rows(rows: &[Decoded<'_>]) -> BinaryRows {
     for r in rows {
         let rec = r.rec;
         let usage = rec.usage.as_ref();
-        let caller = rec.caller.as_ref();
         let harness = rec.harness.as_ref();
-        let caller_id =
-            |f: fn(&weir_proto::logs::Caller) -> &str| caller.and_then(|c| opt_uuid(f(c)));
         let tokens = |f: fn(&weir_proto::logs::Usage) -> Option<u64>| opt_i64(usage.and_then(f));
         let tag = |k: &str| {
             rec.tags
@@ -572,10 +574,9 @@ fn summary_rows(rows: &[Decoded<'_>]) -> BinaryRows {
         copy.int8(tokens(|u| u.total_tokens));
         copy.int8(r.cost);
         copy.opt_text(r.pricing_status);
-        copy.uuid(caller_id(|c| &c.api_key_id));
-        copy.uuid(caller_id(|c| &c.user_id));
-        copy.uuid(caller_id(|c| &c.team_id));
-        copy.uuid(caller_id(|c| &c.service_account_id));
+        for id in r.caller {
+            copy.uuid(id);
+        }
         copy.text(&rec.node_id);
         copy.text(&rec.fleet_group);
         let harness_key = harness.map_or("", |h| h.key.as_str());
@@ -618,18 +619,14 @@ fn ledger_rows<'a, 'r: 'a>(rows: impl Iterator<Item = &'a Decoded<'r>>) -> Binar
         let Some(status) = r.pricing_status else {
             continue;
         };
-        let caller = r.rec.caller.as_ref();
         let usage = r.rec.usage.as_ref();
-        let caller_id =
-            |f: fn(&weir_proto::logs::Caller) -> &str| caller.and_then(|c| opt_uuid(f(c)));
         let tokens = |f: fn(&weir_proto::logs::Usage) -> Option<u64>| opt_i64(usage.and_then(f));
         copy.begin_row();
         copy.uuid(Some(r.id));
         copy.timestamptz(r.at);
-        copy.uuid(caller_id(|c| &c.api_key_id));
-        copy.uuid(caller_id(|c| &c.user_id));
-        copy.uuid(caller_id(|c| &c.team_id));
-        copy.uuid(caller_id(|c| &c.service_account_id));
+        for id in r.caller {
+            copy.uuid(id);
+        }
         copy.text(&r.rec.model_key);
         copy.text(&r.rec.provider_key);
         copy.text(&r.rec.upstream_model);
