@@ -93,6 +93,13 @@ struct Decoded<'a> {
 }
 
 impl Decoded<'_> {
+    /// Starts a row of one of the request-log tables, all keyed by `(log_id, created_at)`.
+    fn begin_row(&self, copy: &mut BinaryRows) {
+        copy.begin_row();
+        copy.uuid(Some(self.id));
+        copy.timestamptz(self.at);
+    }
+
     /// What the record adds to the usage rollups.
     fn usage(&self) -> usage_rollup::Usage<'_> {
         let harness = self.rec.harness.as_ref();
@@ -553,9 +560,7 @@ fn summary_rows(rows: &[Decoded<'_>]) -> BinaryRows {
                 .find(|t| t.key == k)
                 .map(|t| t.value.as_str())
         };
-        copy.begin_row();
-        copy.uuid(Some(r.id));
-        copy.timestamptz(r.at);
+        r.begin_row(&mut copy);
         copy.text(&rec.request_id);
         copy.text(&rec.operation);
         copy.bool(rec.stream);
@@ -621,9 +626,7 @@ fn ledger_rows<'a, 'r: 'a>(rows: impl Iterator<Item = &'a Decoded<'r>>) -> Binar
         };
         let usage = r.rec.usage.as_ref();
         let tokens = |f: fn(&weir_proto::logs::Usage) -> Option<u64>| opt_i64(usage.and_then(f));
-        copy.begin_row();
-        copy.uuid(Some(r.id));
-        copy.timestamptz(r.at);
+        r.begin_row(&mut copy);
         for id in r.caller {
             copy.uuid(id);
         }
@@ -661,9 +664,7 @@ async fn insert_payloads(
         if req.is_none() && resp.is_none() {
             continue;
         }
-        copy.begin_row();
-        copy.uuid(Some(r.id));
-        copy.timestamptz(r.at);
+        r.begin_row(&mut copy);
         for doc in [&req, &resp] {
             match doc {
                 Some(doc) => copy.json(doc),
@@ -693,9 +694,7 @@ async fn insert_tags(
         let mut seen = HashSet::new();
         for t in &r.rec.tags {
             if seen.insert(t.key.as_str()) {
-                copy.begin_row();
-                copy.uuid(Some(r.id));
-                copy.timestamptz(r.at);
+                r.begin_row(&mut copy);
                 copy.text(&t.key);
                 copy.text(&t.value);
                 copy.end_row();
@@ -727,9 +726,7 @@ async fn insert_attempts(
             if !seen.insert(no) {
                 continue;
             }
-            copy.begin_row();
-            copy.uuid(Some(r.id));
-            copy.timestamptz(r.at);
+            r.begin_row(&mut copy);
             copy.int2(no);
             copy.text(&a.provider_key);
             copy.text(&a.upstream_model);

@@ -610,6 +610,7 @@ fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn time_ordered_ids_are_v7_of_this_millisecond_and_distinct() {
@@ -634,7 +635,6 @@ mod tests {
             );
         }
     }
-    use serde_json::json;
 
     fn record(mode: &str, operation: &'static str, request: Value, response: Value) -> RequestLog {
         let key = Arc::new(KeyInfo {

@@ -144,6 +144,19 @@ async fn batches_are_idempotent_on_the_log_id() {
     assert_eq!((mixed.inserted, mixed.rejected), (1, 1));
 }
 
+/// $0.15 in, $0.075 cached, $0.60 out per MTok for `model`, valid from a minute ago.
+async fn price(pool: &PgPool, model: &str) {
+    sqlx::query(
+        "INSERT INTO prices (model_key, input_pusd_per_token, cached_input_pusd_per_token,
+                             output_pusd_per_token, valid_from)
+         VALUES ($1, 150000, 75000, 600000, now() - interval '1 minute')",
+    )
+    .bind(model)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
 /// Every column of a record's rows, without its id and time.
 async fn stored_rows(pool: &PgPool, request_id: &str) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
@@ -172,16 +185,10 @@ async fn stored_rows(pool: &PgPool, request_id: &str) -> Vec<serde_json::Value> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_copy_path_and_the_dedupe_path_store_the_same_rows() {
     let pool = pool().await;
-    sqlx::query(
-        "INSERT INTO prices (model_key, input_pusd_per_token, cached_input_pusd_per_token,
-                             output_pusd_per_token, valid_from)
-         VALUES ('m', 150000, 75000, 600000, now() - interval '1 minute')",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    price(&pool, "m").await;
     let writer = LogWriter::new(pool.clone(), Arc::new(Partitions::default()));
-    // Every optional column set, and text COPY must escape (tab, newline, backslash, NUL).
+    // Every optional column set; text with tab, newline, backslash and NUL (Postgres text cannot
+    // hold NUL).
     let full = |request_id: &str| {
         let mut r = record(request_id, "m", 1000, 400, 250);
         r.error_message = "tab\there\nnew line \\ back\0slash".into();
@@ -297,15 +304,7 @@ async fn ledger_prices_exactly_and_never_silently_free() {
         ],
         "a request with no upstream attempt has no ledger row"
     );
-    // $0.15 in, $0.075 cached, $0.60 out per MTok.
-    sqlx::query(
-        "INSERT INTO prices (model_key, input_pusd_per_token, cached_input_pusd_per_token,
-                             output_pusd_per_token, valid_from)
-         VALUES ('gpt-4o-mini', 150000, 75000, 600000, now() - interval '1 minute')",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    price(&pool, "gpt-4o-mini").await;
     writer
         .write(&[record("p", "gpt-4o-mini", 1000, 400, 250)])
         .await
