@@ -1575,7 +1575,7 @@ impl Admin for AdminService {
         let row = sqlx::query(&format!(
             "SELECT {SUMMARY_COLUMNS}, l.error_message, l.upstream_model, l.ttfb_us,
                     l.cached_input_tokens, l.reasoning_tokens, l.node_id, l.fleet_group, l.user_agent,
-                    l.request_payload_truncated, l.response_payload_truncated, l.policy,
+                    l.request_payload_truncated, l.response_payload_truncated, {POLICY_DOC} AS policy,
                     l.harness_label, l.harness_version, l.session_id, l.session_source,
                     l.turn_kind, l.exposed_tool_count, l.invoked_tool_count, l.feedback,
                     (SELECT count(*) FROM request_logs s WHERE s.request_id = l.request_id) AS same_count
@@ -2401,6 +2401,13 @@ async fn list_limits(pool: &PgPool) -> Result<Vec<Limits>, AdminError> {
     }
     Ok(out)
 }
+
+/// A request log's capture policy as one JSON document: rows since migration 0019 keep it in
+/// typed columns, older rows as `policy` jsonb.
+const POLICY_DOC: &str = "COALESCE(l.policy, jsonb_build_object(
+    'capture_mode', l.capture_mode, 'request_max_bytes', l.request_max_bytes,
+    'response_max_bytes', l.response_max_bytes, 'stream_max_events', l.stream_max_events,
+    'policy_version', l.policy_version, 'operation', l.operation, 'stream', l.stream))";
 
 /// The policy of `group` (falling back to the default when the group has none of its own).
 async fn read_policy(

@@ -109,6 +109,15 @@ async fn sdk_request_is_answered_and_logged_with_a_redacted_payload() {
     let policy: Value = serde_json::from_str(detail["policy"].as_str().unwrap()).unwrap();
     assert_eq!(policy["capture_mode"], "redacted_payloads");
     assert_eq!(policy["stream"], false);
+    assert_eq!(policy["request_max_bytes"], 65536);
+    assert_eq!(policy["stream_max_events"], 128);
+    assert!(
+        policy["policy_version"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty()),
+        "{policy}"
+    );
+    assert_eq!(policy.as_object().unwrap().len(), 7, "{policy}");
 
     // The table form of the detail carries the payloads, and still no key.
     let shown = run(stack.weirctl(&["logs", "show", "e2e-plain-1"])).await;

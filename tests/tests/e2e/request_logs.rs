@@ -110,14 +110,16 @@ async fn secrets_never_reach_postgres_and_policy_modes_hold() {
     )
     .await;
     assert_eq!(everything, 0);
-    let policy: serde_json::Value =
-        sqlx::query_scalar("SELECT policy FROM request_logs WHERE request_id = 'secret-1'")
-            .fetch_one(&stack.control_plane.pool)
-            .await
-            .unwrap();
-    assert_eq!(policy["policy_version"], v["version"]);
-    assert_eq!(policy["capture_mode"], "redacted_payloads");
-    assert_eq!(policy["request_max_bytes"], 65536);
+    let (version, mode, request_max): (String, String, i64) = sqlx::query_as(
+        "SELECT policy_version, capture_mode, request_max_bytes
+         FROM request_logs WHERE request_id = 'secret-1'",
+    )
+    .fetch_one(&stack.control_plane.pool)
+    .await
+    .unwrap();
+    assert_eq!(serde_json::Value::from(version), v["version"]);
+    assert_eq!(mode, "redacted_payloads");
+    assert_eq!(request_max, 65536);
 
     // summary_only: the row, no payloads.
     set_policy(&stack, &["--capture-mode", "summary_only"]).await;
