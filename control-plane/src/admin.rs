@@ -1616,7 +1616,8 @@ impl Admin for AdminService {
         let attempts = sqlx::query(
             "SELECT attempt_no, provider_key, upstream_model, status_code, error_kind,
                     error_message, duration_us, produced_response
-             FROM request_log_attempts WHERE log_id = $1 AND created_at = $2 ORDER BY attempt_no",
+             FROM request_log_attempts_all WHERE log_id = $1 AND created_at = $2
+             ORDER BY attempt_no",
         )
         .bind(log_id)
         .bind(created_at)

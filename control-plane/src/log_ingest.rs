@@ -516,11 +516,12 @@ const SUMMARY_COLUMNS: &str = "log_id, created_at, request_id, operation, stream
     harness_key, harness_label, harness_version, user_agent, service, component, env,
     exposed_tool_count, invoked_tool_count, attempt_count, request_payload_truncated,
     response_payload_truncated, capture_mode, request_max_bytes, response_max_bytes,
-    stream_max_events, policy_version, session_id, session_source, turn_kind";
+    stream_max_events, policy_version, session_id, session_source, turn_kind,
+    attempt_duration_us, attempt_ttfb_us";
 
 /// The `request_logs` rows of `rows`.
 fn summary_rows(rows: &[Decoded<'_>]) -> BinaryRows {
-    // About what a row takes: 46 field lengths, ids, and short text.
+    // About what a row takes: 48 field lengths, ids, and short text.
     let mut copy = BinaryRows::with_capacity(rows.len() * 640);
     for r in rows {
         let rec = r.rec;
@@ -585,6 +586,10 @@ fn summary_rows(rows: &[Decoded<'_>]) -> BinaryRows {
         copy.opt_text(non_empty(&rec.session_id));
         copy.opt_text(non_empty(&rec.session_source));
         copy.opt_text(non_empty(&rec.turn_kind));
+        // The attempt carried here instead of in request_log_attempts (migration 0020).
+        let inline = inline_attempt(rec);
+        copy.int8(inline.map(|a| opt_i64(Some(a.duration_us)).unwrap_or(i64::MAX)));
+        copy.int8(inline.and_then(|a| opt_i64(a.ttfb_us)));
         copy.end_row();
     }
     copy
@@ -692,6 +697,25 @@ async fn insert_tags(
     Ok(days)
 }
 
+/// The request's attempt when its summary row can carry it whole: the only attempt, number 1,
+/// it produced the response without an error, at the summary's provider, upstream model and
+/// status. Everything else (retries, fallbacks, failures) is stored in request_log_attempts.
+fn inline_attempt(rec: &RequestLog) -> Option<&weir_proto::logs::Attempt> {
+    match rec.attempts.as_slice() {
+        [a] if a.number == 1
+            && a.produced_response
+            && a.error_kind.is_empty()
+            && a.error_message.is_empty()
+            && a.provider_key == rec.provider_key
+            && a.upstream_model == rec.upstream_model
+            && a.status_code == rec.status_code =>
+        {
+            Some(a)
+        }
+        _ => None,
+    }
+}
+
 async fn insert_attempts(
     tx: &mut Tx<'_>,
     rows: &[&Decoded<'_>],
@@ -699,6 +723,11 @@ async fn insert_attempts(
     let mut copy = BinaryRows::with_capacity(rows.len() * 160);
     let mut days = Vec::new();
     for r in rows {
+        // Counted for the purge's report like a stored one.
+        if inline_attempt(r.rec).is_some() {
+            days.push(r.at);
+            continue;
+        }
         // A record repeating an attempt number keeps the first, as the key would.
         let mut seen = HashSet::new();
         for a in &r.rec.attempts {
@@ -825,6 +854,80 @@ mod tests {
         assert!(decode_log_id(Uuid::new_v4().as_bytes()).is_none());
         assert!(decode_log_id(&[1, 2, 3]).is_none());
         assert!(decode_log_id(&[]).is_none());
+    }
+
+    #[test]
+    fn only_a_clean_single_attempt_rides_on_the_summary_row() {
+        use weir_proto::logs::Attempt;
+        let ok = Attempt {
+            number: 1,
+            provider_key: "openai".into(),
+            upstream_model: "gpt-4o".into(),
+            status_code: 200,
+            duration_us: 900,
+            ttfb_us: Some(300),
+            produced_response: true,
+            ..Attempt::default()
+        };
+        let rec = |attempts: Vec<Attempt>| RequestLog {
+            provider_key: "openai".into(),
+            upstream_model: "gpt-4o".into(),
+            status_code: 200,
+            attempts,
+            ..RequestLog::default()
+        };
+        let with = |f: fn(&mut Attempt)| {
+            let mut a = ok.clone();
+            f(&mut a);
+            a
+        };
+        let failed = with(|a| {
+            a.status_code = 503;
+            a.produced_response = false;
+        });
+        let cases: Vec<(&str, Vec<Attempt>, bool)> = vec![
+            ("the usual request", vec![ok.clone()], true),
+            ("no attempt (refused before the provider)", vec![], false),
+            (
+                "a fallback",
+                vec![failed.clone(), with(|a| a.number = 2)],
+                false,
+            ),
+            ("the only attempt failed", vec![failed], false),
+            (
+                "an error kind",
+                vec![with(|a| a.error_kind = "timeout".into())],
+                false,
+            ),
+            (
+                "an error message",
+                vec![with(|a| a.error_message = "cut".into())],
+                false,
+            ),
+            (
+                "another provider",
+                vec![with(|a| a.provider_key = "azure".into())],
+                false,
+            ),
+            (
+                "another upstream model",
+                vec![with(|a| a.upstream_model = "x".into())],
+                false,
+            ),
+            ("another status", vec![with(|a| a.status_code = 201)], false),
+            ("numbered 2", vec![with(|a| a.number = 2)], false),
+            (
+                "not the response",
+                vec![with(|a| a.produced_response = false)],
+                false,
+            ),
+        ];
+        for (name, attempts, inline) in cases {
+            let r = rec(attempts);
+            assert_eq!(inline_attempt(&r).is_some(), inline, "{name}");
+        }
+        let r = rec(vec![ok.clone()]);
+        assert_eq!(inline_attempt(&r), Some(&ok));
     }
 
     #[test]

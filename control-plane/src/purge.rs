@@ -266,7 +266,7 @@ impl Purger {
                 "SELECT (SELECT count(*) FROM request_logs WHERE created_at >= $1 AND created_at < $2) AS logs,
                         (SELECT count(*) FROM request_log_payloads WHERE created_at >= $1 AND created_at < $2) AS payloads,
                         (SELECT count(*) FROM request_log_tags WHERE created_at >= $1 AND created_at < $2) AS tags,
-                        (SELECT count(*) FROM request_log_attempts WHERE created_at >= $1 AND created_at < $2) AS attempts",
+                        (SELECT count(*) FROM request_log_attempts_all WHERE created_at >= $1 AND created_at < $2) AS attempts",
             )
             .bind(from)
             .bind(cutoff)
@@ -401,17 +401,28 @@ impl Purger {
         let from = day.and_time(chrono::NaiveTime::MIN).and_utc();
         let mut tx = self.pool.begin().await?;
         let mut deleted = [0i64; 4];
+        // Attempts carried on summary rows (migration 0020) go with them and count as attempts.
+        let mut inline_attempts = 0i64;
         for (n, table) in deleted.iter_mut().zip(TABLES) {
-            *n = sqlx::query(&format!(
-                "DELETE FROM {table} WHERE created_at >= $1 AND created_at < $2"
+            let (rows, inline): (i64, i64) = sqlx::query_as(&format!(
+                "WITH d AS (DELETE FROM {table} WHERE created_at >= $1 AND created_at < $2
+                            RETURNING {})
+                 SELECT count(*), count(*) FILTER (WHERE inline) FROM d",
+                if table == "request_logs" {
+                    "attempt_duration_us IS NOT NULL AS inline"
+                } else {
+                    "false AS inline"
+                }
             ))
             .bind(from)
             .bind(cutoff)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected() as i64;
+            .fetch_one(&mut *tx)
+            .await?;
+            *n = rows;
+            inline_attempts += inline;
         }
-        let [request_logs, payloads, tags, attempts] = deleted;
+        let [request_logs, payloads, tags, stored_attempts] = deleted;
+        let attempts = stored_attempts + inline_attempts;
         sqlx::query(
             "INSERT INTO request_log_day_counts_pending (day, logs, payloads, tags, attempts)
              VALUES ($1, -$2, -$3, -$4, -$5)",

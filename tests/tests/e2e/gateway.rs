@@ -76,7 +76,7 @@ async fn log_row(stack: &Stack, request_id: &str) -> sqlx::postgres::PgRow {
 async fn attempts(stack: &Stack, request_id: &str) -> Vec<(i16, String, i32, String, bool)> {
     sqlx::query_as(
         "SELECT a.attempt_no, a.upstream_model, a.status_code, a.error_kind, a.produced_response
-         FROM request_log_attempts a JOIN request_logs l USING (log_id, created_at)
+         FROM request_log_attempts_all a JOIN request_logs l USING (log_id, created_at)
          WHERE l.request_id = $1 ORDER BY a.attempt_no",
     )
     .bind(request_id)

@@ -96,7 +96,9 @@ async fn batches_are_idempotent_on_the_log_id() {
         ("request_logs", 2),
         ("request_log_payloads", 2),
         ("request_log_tags", 4),
-        ("request_log_attempts", 2),
+        // The only attempt of each produced the response: it rides on the summary row.
+        ("request_log_attempts", 0),
+        ("request_log_attempts_all", 2),
         ("usage_cost_events", 2),
     ] {
         assert_eq!(count(&pool, table).await, want, "{table}");
@@ -164,7 +166,7 @@ async fn stored_rows(pool: &PgPool, request_id: &str) -> Vec<serde_json::Value> 
         "request_logs",
         "request_log_payloads",
         "request_log_tags",
-        "request_log_attempts",
+        "request_log_attempts_all",
         "usage_cost_events",
     ] {
         let rows: Vec<serde_json::Value> = sqlx::query_scalar(&format!(
@@ -238,24 +240,49 @@ async fn the_copy_path_and_the_dedupe_path_store_the_same_rows() {
         r.attempts[1].number = 2;
         r
     };
-    let copied = full("copied");
-    let out = writer.write(std::slice::from_ref(&copied)).await.unwrap();
+    // The usual request: one attempt, carried on the summary row.
+    let plain = |request_id: &str| {
+        let mut r = record(request_id, "m", 10, 0, 5);
+        r.attempts[0].ttfb_us = Some(400);
+        r.caller.as_mut().unwrap().api_key_id = "11111111-1111-7111-8111-111111111111".into();
+        r.caller.as_mut().unwrap().user_id = "22222222-2222-7222-8222-222222222222".into();
+        r
+    };
+    let copied = [full("copied"), plain("copied-plain")];
+    let out = writer.write(&copied).await.unwrap();
     assert!(!out.deduplicated);
-    // A batch with one stored record goes in on the dedupe path, the new record included.
-    let out = writer.write(&[copied, full("deduped")]).await.unwrap();
+    // A batch with one stored record goes in on the dedupe path, the new records included.
+    let [c1, c2] = copied;
+    let out = writer
+        .write(&[c1, full("deduped"), c2, plain("deduped-plain")])
+        .await
+        .unwrap();
     assert!(out.deduplicated);
-    assert_eq!((out.inserted, out.duplicates), (1, 1));
-    let (a, b) = (
-        stored_rows(&pool, "copied").await,
-        stored_rows(&pool, "deduped").await,
-    );
-    let a_text = serde_json::to_string(&a).unwrap();
+    assert_eq!((out.inserted, out.duplicates), (2, 2));
+    for (a, b) in [("copied", "deduped"), ("copied-plain", "deduped-plain")] {
+        let (a_rows, b_rows) = (stored_rows(&pool, a).await, stored_rows(&pool, b).await);
+        assert_eq!(
+            serde_json::to_string(&a_rows).unwrap(),
+            serde_json::to_string(&b_rows).unwrap().replace(b, a)
+        );
+    }
+    // The plain request's attempt is read back whole, and only the fallback's are stored.
+    let plain_attempt: serde_json::Value = sqlx::query_scalar(
+        "SELECT to_jsonb(a) - 'log_id' - 'created_at' FROM request_log_attempts_all a
+         JOIN request_logs l USING (log_id, created_at) WHERE l.request_id = 'deduped-plain'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(
-        a_text,
-        serde_json::to_string(&b)
-            .unwrap()
-            .replace("deduped", "copied")
+        plain_attempt,
+        serde_json::json!({"attempt_no": 1, "provider_key": "mock", "upstream_model": "up",
+            "status_code": 200, "error_kind": "", "error_message": "", "duration_us": 1000,
+            "ttfb_us": 400, "produced_response": true})
     );
+    assert_eq!(count(&pool, "request_log_attempts").await, 4);
+    let a = stored_rows(&pool, "copied").await;
+    let a_text = serde_json::to_string(&a).unwrap();
     assert!(
         a_text.contains("\"error_message\":\"tab\\there\\nnew line \\\\ back\u{FFFD}slash\""),
         "{a_text}"
