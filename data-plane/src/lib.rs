@@ -5,6 +5,7 @@
 //! - [`snapshot_store`]: the last good config on disk, for starts without the control plane.
 //! - [`config_stream`]: subscribing to the control plane, ACK/NACK, reconnects.
 //! - [`key_auth`]: gateway keys, by hash.
+//! - [`idle_spin`]: serving runtimes that may poll for work briefly before they sleep.
 //! - [`caller_tags`]: the `x-weir-*` tag headers, validated.
 //! - [`limits`]: requests/tokens per minute and budgets per key, user and team.
 //! - [`operation`]: the served operations, their upstream paths and body shapes.
@@ -37,6 +38,7 @@ pub mod genai_content;
 pub mod genai_metrics;
 pub mod genai_trace;
 pub mod harness;
+pub mod idle_spin;
 pub mod key_auth;
 pub mod limits;
 pub mod log_shipper;

@@ -131,14 +131,12 @@ pub fn start_servers(
     let mut threads = Vec::with_capacity(listeners.len());
     for (i, listener) in listeners.into_iter().enumerate() {
         let gw = gw.for_thread();
+        let spin = gw.settings.serve_idle_spin;
         let stop = stop.clone();
         let t = std::thread::Builder::new()
             .name(format!("weir-serve-{i}"))
             .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
+                let rt = match crate::idle_spin::serving_runtime(spin) {
                     Ok(rt) => rt,
                     Err(e) => {
                         tracing::error!(error = %e, "could not start a serving runtime");

@@ -52,6 +52,9 @@ pub struct Settings {
     pub upstream_connect_timeout: Duration,
     /// Time allowed for an upstream's response headers.
     pub upstream_first_byte_timeout: Duration,
+    /// How long a serving thread polls for work before it sleeps (zero: it sleeps at once);
+    /// see [`crate::idle_spin`].
+    pub serve_idle_spin: Duration,
 }
 
 impl Settings {
@@ -78,6 +81,7 @@ impl Settings {
             otel: None,
             upstream_connect_timeout: Duration::from_secs(10),
             upstream_first_byte_timeout: Duration::from_secs(300),
+            serve_idle_spin: Duration::ZERO,
         }
     }
 }

@@ -1,0 +1,151 @@
+//! Serving runtimes that poll their event queue for a short while before they sleep.
+//!
+//! On a VM whose idle vCPUs halt at once (no guest halt-polling), every sleep and wake of a
+//! serving thread costs tens of microseconds of exit and re-entry: at one connection that was
+//! most of what the data plane added to a request's latency (docs/benchmarks.md). Go's
+//! scheduler and the guest `haltpoll` driver answer the same problem the same way: look for
+//! work a little longer before going to sleep. Off by default (`serve_idle_spin` = 0), because
+//! the polling spends CPU that co-located work (a control plane and Postgres on the same cores)
+//! would otherwise get.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Serialises runtime construction so each build's new epoll descriptors can be told apart.
+static BUILD_LOCK: Mutex<()> = Mutex::new(());
+
+/// A single-threaded runtime for a serving thread; with a non-zero `spin`, each time it is about
+/// to sleep it first polls its epoll descriptors for up to `spin`, yielding the CPU between polls.
+pub fn serving_runtime(spin: Duration) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_all();
+    if spin.is_zero() {
+        return builder.build();
+    }
+    // Tokio does not expose its epoll descriptor: find the ones the build created.
+    let fds = std::sync::Arc::new(std::sync::OnceLock::<Vec<i32>>::new());
+    let hook_fds = fds.clone();
+    builder.on_thread_park(move || {
+        if let Some(fds) = hook_fds.get() {
+            wait_ready(fds, spin);
+        }
+    });
+    let guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let before = eventpoll_fds();
+    let rt = builder.build()?;
+    let created: Vec<i32> = eventpoll_fds()
+        .into_iter()
+        .filter(|fd| !before.contains(fd))
+        .collect();
+    drop(guard);
+    if created.is_empty() {
+        tracing::warn!(
+            "no epoll descriptor found for a serving runtime; it sleeps without polling"
+        );
+    } else {
+        let _ = fds.set(created);
+    }
+    Ok(rt)
+}
+
+/// The process's open epoll descriptors, from `/proc/self/fd` (empty where that is missing).
+fn eventpoll_fds() -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| {
+        let entry = entry.ok()?;
+        let target = std::fs::read_link(entry.path()).ok()?;
+        if target.as_os_str() != "anon_inode:[eventpoll]" {
+            return None;
+        }
+        entry.file_name().to_str()?.parse().ok()
+    })
+    .collect()
+}
+
+/// Polls `fds` (epoll descriptors: readable when they hold events, which polling does not
+/// consume) until one is ready or `spin` has passed; says whether one was ready.
+fn wait_ready(fds: &[i32], spin: Duration) -> bool {
+    let mut polled: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let deadline = Instant::now() + spin;
+    loop {
+        // SAFETY: `polled` is a valid array of `polled.len()` pollfd structs for the call.
+        let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, 0) };
+        if n != 0 {
+            // Ready, or an error: either way the runtime's own wait will say what it is.
+            return n > 0;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        // Lets anything else runnable on this CPU go first.
+        // SAFETY: sched_yield has no preconditions.
+        unsafe { libc::sched_yield() };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An epoll descriptor watching a fresh eventfd, and the eventfd.
+    fn epoll_with_eventfd() -> (i32, i32) {
+        // SAFETY: plain descriptor-creating calls; results are checked.
+        unsafe {
+            let ep = libc::epoll_create1(libc::EPOLL_CLOEXEC);
+            let ev = libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK);
+            assert!(ep >= 0 && ev >= 0);
+            let mut event = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: 1,
+            };
+            assert_eq!(libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, ev, &mut event), 0);
+            (ep, ev)
+        }
+    }
+
+    #[test]
+    fn polling_stops_at_the_first_event_and_leaves_it_for_the_runtime() {
+        let (ep, ev) = epoll_with_eventfd();
+        // Nothing pending: gives up once the spin is over.
+        assert!(!wait_ready(&[ep], Duration::from_millis(2)));
+        // SAFETY: writes 8 bytes from a valid u64 to the eventfd.
+        assert_eq!(
+            unsafe { libc::write(ev, (&1u64 as *const u64).cast(), 8) },
+            8
+        );
+        // Pending: returns at once, however long the spin (a 10-minute spin would hang the test).
+        assert!(wait_ready(&[ep], Duration::from_secs(600)));
+        // Still there for the real wait: polling consumed nothing.
+        let mut out = [libc::epoll_event { events: 0, u64: 0 }];
+        // SAFETY: `out` holds one event; zero timeout.
+        assert_eq!(unsafe { libc::epoll_wait(ep, out.as_mut_ptr(), 1, 0) }, 1);
+        // SAFETY: closing descriptors this test opened.
+        unsafe {
+            libc::close(ev);
+            libc::close(ep);
+        }
+    }
+
+    #[test]
+    fn a_spinning_runtime_finds_its_epoll_descriptor_and_still_runs_timers_and_io() {
+        let rt = serving_runtime(Duration::from_micros(50)).unwrap();
+        rt.block_on(async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (accepted, connected) =
+                tokio::join!(listener.accept(), tokio::net::TcpStream::connect(addr));
+            assert!(accepted.is_ok() && connected.is_ok());
+        });
+        assert!(!eventpoll_fds().is_empty());
+    }
+}
