@@ -4,10 +4,13 @@
 //! serving thread costs tens of microseconds of exit and re-entry: at one connection that was
 //! most of what the data plane added to a request's latency (docs/benchmarks.md). Go's
 //! scheduler and the guest `haltpoll` driver answer the same problem the same way: look for
-//! work a little longer before going to sleep. Off by default (`serve_idle_spin` = 0), because
-//! the polling spends CPU that co-located work (a control plane and Postgres on the same cores)
-//! would otherwise get.
+//! work a little longer before going to sleep. The window (`serve_idle_spin`, off by default)
+//! adapts like `haltpoll`'s: it closes while wake-ups come later than it, so a node whose
+//! requests wait seconds on their providers, or an idle one, stops polling on its own. It is
+//! off by default because under saturation the polling takes CPU from co-located work (the
+//! log worker, a control plane and Postgres on the same cores): see docs/benchmarks.md.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -24,11 +27,28 @@ pub fn serving_runtime(spin: Duration) -> std::io::Result<tokio::runtime::Runtim
     }
     // Tokio does not expose its epoll descriptor: find the ones the build created.
     let fds = std::sync::Arc::new(std::sync::OnceLock::<Vec<i32>>::new());
-    let hook_fds = fds.clone();
+    let state = std::sync::Arc::new(SpinState::new(spin));
+    let (park_fds, park_state, unpark_state) = (fds.clone(), state.clone(), state);
     builder.on_thread_park(move || {
-        if let Some(fds) = hook_fds.get() {
-            wait_ready(fds, spin);
+        let Some(fds) = park_fds.get() else { return };
+        let window = park_state.window_ns.load(Ordering::Relaxed);
+        let started = Instant::now();
+        if window > 0 {
+            wait_ready(fds, Duration::from_nanos(window));
         }
+        park_state
+            .parked_at_ns
+            .store(park_state.since(started), Ordering::Relaxed);
+    });
+    builder.on_thread_unpark(move || {
+        let s = &unpark_state;
+        // From the start of the park: polling and sleep together.
+        let waited = s
+            .since(Instant::now())
+            .saturating_sub(s.parked_at_ns.load(Ordering::Relaxed));
+        let window = s.window_ns.load(Ordering::Relaxed);
+        s.window_ns
+            .store(next_window(window, waited, s.max_ns), Ordering::Relaxed);
     });
     let guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let before = eventpoll_fds();
@@ -46,6 +66,53 @@ pub fn serving_runtime(spin: Duration) -> std::io::Result<tokio::runtime::Runtim
         let _ = fds.set(created);
     }
     Ok(rt)
+}
+
+/// One serving thread's polling window, adapted like the guest `haltpoll` governor's: it grows
+/// while wake-ups come within the longest window and shrinks while they come later, so a node
+/// whose requests wait seconds on their providers stops polling on its own.
+struct SpinState {
+    epoch: Instant,
+    max_ns: u64,
+    window_ns: AtomicU64,
+    /// When the thread last began to park (before polling), in ns since `epoch`.
+    parked_at_ns: AtomicU64,
+}
+
+impl SpinState {
+    fn new(max: Duration) -> Self {
+        let max_ns = max.as_nanos().min(u64::MAX as u128) as u64;
+        SpinState {
+            epoch: Instant::now(),
+            max_ns,
+            window_ns: AtomicU64::new(max_ns),
+            parked_at_ns: AtomicU64::new(0),
+        }
+    }
+
+    fn since(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch)
+            .as_nanos()
+            .min(u64::MAX as u128) as u64
+    }
+}
+
+/// The smallest window a growing one starts from.
+const GROW_START_NS: u64 = 10_000;
+
+/// The next polling window after a park that waited `waited_ns` in all (polling and sleep).
+fn next_window(window_ns: u64, waited_ns: u64, max_ns: u64) -> u64 {
+    if waited_ns <= max_ns {
+        // The wake-up came within reach: poll (at least) that long next time.
+        window_ns.saturating_mul(2).max(GROW_START_NS).min(max_ns)
+    } else {
+        let half = window_ns / 2;
+        if half < GROW_START_NS / 2 {
+            0
+        } else {
+            half
+        }
+    }
 }
 
 /// The process's open epoll descriptors, from `/proc/self/fd` (empty where that is missing).
@@ -109,6 +176,25 @@ mod tests {
             };
             assert_eq!(libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, ev, &mut event), 0);
             (ep, ev)
+        }
+    }
+
+    #[test]
+    fn the_window_grows_while_wake_ups_come_within_reach_and_shrinks_while_they_do_not() {
+        let max = 50_000;
+        let cases = [
+            // (window, waited, next)
+            (50_000, 20_000, 50_000), // caught by polling: stays at the maximum
+            (0, 30_000, 10_000),      // a short sleep: start polling again
+            (10_000, 30_000, 20_000), // and grow
+            (40_000, 45_000, 50_000), // capped at the maximum
+            (50_000, 2_000_000, 25_000), // a long wait (a provider thinking): halve
+            (10_000, 2_000_000, 5_000),
+            (5_000, 2_000_000, 0), // and stop
+            (0, 2_000_000, 0),
+        ];
+        for (window, waited, next) in cases {
+            assert_eq!(next_window(window, waited, max), next, "{window} {waited}");
         }
     }
 

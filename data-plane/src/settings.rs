@@ -52,7 +52,7 @@ pub struct Settings {
     pub upstream_connect_timeout: Duration,
     /// Time allowed for an upstream's response headers.
     pub upstream_first_byte_timeout: Duration,
-    /// How long a serving thread polls for work before it sleeps (zero: it sleeps at once);
+    /// The longest a serving thread polls for work before it sleeps (zero: it sleeps at once);
     /// see [`crate::idle_spin`].
     pub serve_idle_spin: Duration,
 }
