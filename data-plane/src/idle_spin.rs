@@ -25,7 +25,8 @@ pub fn serving_runtime(spin: Duration) -> std::io::Result<tokio::runtime::Runtim
     if spin.is_zero() {
         return builder.build();
     }
-    // Tokio does not expose its epoll descriptor: find the ones the build created.
+    // Tokio does not expose its epoll descriptor: find the ones the build created. One that
+    // another thread opened meanwhile is harmless: polling it can only end a spin early.
     let fds = std::sync::Arc::new(std::sync::OnceLock::<Vec<i32>>::new());
     let state = std::sync::Arc::new(SpinState::new(spin));
     let (park_fds, park_state, unpark_state) = (fds.clone(), state.clone(), state);
