@@ -90,6 +90,9 @@ struct Decoded<'a> {
     price_id: Option<i64>,
     /// The provider's and the key's cost multipliers applied, parts per million.
     multipliers: [u32; 2],
+    /// The attempt the summary row carries (migration 0020), decided once for both the summary
+    /// and the attempts encoder.
+    inline_attempt: Option<&'a weir_proto::logs::Attempt>,
 }
 
 impl Decoded<'_> {
@@ -149,6 +152,7 @@ impl LogWriter {
                     pricing_status: None,
                     price_id: None,
                     multipliers: [pricing::PPM_ONE; 2],
+                    inline_attempt: inline_attempt(rec),
                 }),
                 None => {
                     out.rejected += 1;
@@ -587,7 +591,7 @@ fn summary_rows(rows: &[Decoded<'_>]) -> BinaryRows {
         copy.opt_text(non_empty(&rec.session_source));
         copy.opt_text(non_empty(&rec.turn_kind));
         // The attempt carried here instead of in request_log_attempts (migration 0020).
-        let inline = inline_attempt(rec);
+        let inline = r.inline_attempt;
         copy.int8(inline.map(|a| opt_i64(Some(a.duration_us)).unwrap_or(i64::MAX)));
         copy.int8(inline.and_then(|a| opt_i64(a.ttfb_us)));
         copy.end_row();
@@ -724,7 +728,7 @@ async fn insert_attempts(
     let mut days = Vec::new();
     for r in rows {
         // Counted for the purge's report like a stored one.
-        if inline_attempt(r.rec).is_some() {
+        if r.inline_attempt.is_some() {
             days.push(r.at);
             continue;
         }
