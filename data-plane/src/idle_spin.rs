@@ -4,13 +4,18 @@
 //! serving thread costs tens of microseconds of exit and re-entry: at one connection that was
 //! most of what the data plane added to a request's latency (docs/benchmarks.md). Go's
 //! scheduler and the guest `haltpoll` driver answer the same problem the same way: look for
-//! work a little longer before going to sleep. The window (`serve_idle_spin`, off by default)
+//! work a little longer before going to sleep. The window (`serve_idle_spin`, 50 µs by default)
 //! adapts like `haltpoll`'s: it closes while wake-ups come later than it, so a node whose
-//! requests wait seconds on their providers, or an idle one, stops polling on its own. It is
-//! off by default because under saturation the polling takes CPU from co-located work (the
-//! log worker, a control plane and Postgres on the same cores): see docs/benchmarks.md.
+//! requests wait seconds on their providers, or an idle one, stops polling on its own.
+//!
+//! `haltpoll` polls only on a CPU with nothing else to run; a thread cannot know that, so it
+//! finds out: it yields between polls and stops as soon as a yield ran another task (its
+//! context-switch count moved), and the window shrinks while that keeps happening. Without
+//! this, polling under saturation took the CPU from co-located work (the log worker, a
+//! control plane and Postgres on the same cores) and cost a quarter of the throughput with
+//! payload capture on (docs/benchmarks.md, session 7).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -34,9 +39,9 @@ pub fn serving_runtime(spin: Duration) -> std::io::Result<tokio::runtime::Runtim
         let Some(fds) = park_fds.get() else { return };
         let window = park_state.window_ns.load(Ordering::Relaxed);
         let started = Instant::now();
-        if window > 0 {
-            wait_ready(fds, Duration::from_nanos(window));
-        }
+        let contended =
+            window > 0 && wait_ready(fds, Duration::from_nanos(window)) == Polled::Contended;
+        park_state.contended.store(contended, Ordering::Relaxed);
         park_state
             .parked_at_ns
             .store(park_state.since(started), Ordering::Relaxed);
@@ -48,8 +53,11 @@ pub fn serving_runtime(spin: Duration) -> std::io::Result<tokio::runtime::Runtim
             .since(Instant::now())
             .saturating_sub(s.parked_at_ns.load(Ordering::Relaxed));
         let window = s.window_ns.load(Ordering::Relaxed);
-        s.window_ns
-            .store(next_window(window, waited, s.max_ns), Ordering::Relaxed);
+        let contended = s.contended.load(Ordering::Relaxed);
+        s.window_ns.store(
+            next_window(window, waited, s.max_ns, contended),
+            Ordering::Relaxed,
+        );
     });
     let guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let before = eventpoll_fds();
@@ -78,6 +86,8 @@ struct SpinState {
     window_ns: AtomicU64,
     /// When the thread last began to park (before polling), in ns since `epoch`.
     parked_at_ns: AtomicU64,
+    /// The last park's polling ended because another task wanted the CPU.
+    contended: AtomicBool,
 }
 
 impl SpinState {
@@ -88,6 +98,7 @@ impl SpinState {
             max_ns,
             window_ns: AtomicU64::new(max_ns),
             parked_at_ns: AtomicU64::new(0),
+            contended: AtomicBool::new(false),
         }
     }
 
@@ -101,9 +112,10 @@ impl SpinState {
 /// The smallest window a growing one starts from.
 const GROW_START_NS: u64 = 10_000;
 
-/// The next polling window after a park that waited `waited_ns` in all (polling and sleep).
-fn next_window(window_ns: u64, waited_ns: u64, max_ns: u64) -> u64 {
-    if waited_ns <= max_ns {
+/// The next polling window after a park that waited `waited_ns` in all (polling and sleep), and
+/// whose polling was cut short by another task wanting the CPU (`contended`).
+fn next_window(window_ns: u64, waited_ns: u64, max_ns: u64, contended: bool) -> u64 {
+    if waited_ns <= max_ns && !contended {
         // The wake-up came within reach: poll (at least) that long next time.
         window_ns.saturating_mul(2).max(GROW_START_NS).min(max_ns)
     } else {
@@ -132,9 +144,20 @@ fn eventpoll_fds() -> Vec<i32> {
     .collect()
 }
 
+/// How a poll before sleeping ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Polled {
+    /// A descriptor is ready (or the poll failed: the runtime's own wait will say why).
+    Ready,
+    /// The window passed with nothing to do and nothing else wanting the CPU.
+    Quiet,
+    /// A yield handed the CPU to another task: polling would take CPU from real work.
+    Contended,
+}
+
 /// Polls `fds` (epoll descriptors: readable when they hold events, which polling does not
-/// consume) until one is ready or `spin` has passed; says whether one was ready.
-fn wait_ready(fds: &[i32], spin: Duration) -> bool {
+/// consume) until one is ready, `spin` has passed, or another task wants this CPU.
+fn wait_ready(fds: &[i32], spin: Duration) -> Polled {
     let mut polled: Vec<libc::pollfd> = fds
         .iter()
         .map(|&fd| libc::pollfd {
@@ -144,19 +167,67 @@ fn wait_ready(fds: &[i32], spin: Duration) -> bool {
         })
         .collect();
     let deadline = Instant::now() + spin;
+    let switches = thread_switches();
+    let mut first = true;
     loop {
         // SAFETY: `polled` is a valid array of `polled.len()` pollfd structs for the call.
         let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, 0) };
         if n != 0 {
-            // Ready, or an error: either way the runtime's own wait will say what it is.
-            return n > 0;
+            return Polled::Ready;
         }
         if Instant::now() >= deadline {
-            return false;
+            return Polled::Quiet;
         }
-        // Lets anything else runnable on this CPU go first.
+        if std::mem::take(&mut first) && runnable_beyond_cpus() {
+            // Tasks wait for a CPU somewhere: a polling thread keeps its CPU from looking idle,
+            // so the scheduler would not move them here.
+            return Polled::Contended;
+        }
+        // Lets anything else runnable on this CPU go first. If something did, the CPU is not
+        // idle: polling on would only take it from the log worker, a co-located control plane
+        // or the load itself (this cost a quarter of the throughput under saturation).
         // SAFETY: sched_yield has no preconditions.
         unsafe { libc::sched_yield() };
+        if thread_switches() != switches {
+            return Polled::Contended;
+        }
+    }
+}
+
+/// Whether more tasks are runnable machine-wide than there are CPUs for them (the running
+/// count of `/proc/loadavg` includes the caller); false where that cannot be read.
+fn runnable_beyond_cpus() -> bool {
+    use std::os::unix::fs::FileExt;
+    thread_local! {
+        static LOADAVG: Option<std::fs::File> = std::fs::File::open("/proc/loadavg").ok();
+    }
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cpus = *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut buf = [0u8; 128];
+    let read = LOADAVG.with(|f| f.as_ref().and_then(|f| f.read_at(&mut buf, 0).ok()));
+    read.and_then(|n| running_tasks(&buf[..n]))
+        .is_some_and(|running| running > cpus)
+}
+
+/// The running-task count in a `/proc/loadavg` line ("0.20 0.18 0.12 3/250 1234": 3).
+fn running_tasks(line: &[u8]) -> Option<usize> {
+    let field = std::str::from_utf8(line)
+        .ok()?
+        .split_ascii_whitespace()
+        .nth(3)?;
+    field.split_once('/')?.0.parse().ok()
+}
+
+/// This thread's context switches so far (voluntary and not), or 0 where unknown; a yield that
+/// ran another task adds one.
+fn thread_switches() -> i64 {
+    // SAFETY: getrusage writes into the zeroed struct we own; RUSAGE_THREAD is Linux's.
+    unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_THREAD, &mut usage) != 0 {
+            return 0;
+        }
+        usage.ru_nvcsw + usage.ru_nivcsw
     }
 }
 
@@ -195,7 +266,30 @@ mod tests {
             (0, 2_000_000, 0),
         ];
         for (window, waited, next) in cases {
-            assert_eq!(next_window(window, waited, max), next, "{window} {waited}");
+            assert_eq!(
+                next_window(window, waited, max, false),
+                next,
+                "{window} {waited}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_window_shrinks_while_other_tasks_want_the_cpu() {
+        let max = 50_000;
+        // (window, waited, next): however soon the wake-up came.
+        let cases = [
+            (50_000, 20_000, 25_000),
+            (10_000, 1_000, 5_000),
+            (5_000, 1_000, 0),
+            (0, 1_000, 0),
+        ];
+        for (window, waited, next) in cases {
+            assert_eq!(
+                next_window(window, waited, max, true),
+                next,
+                "{window} {waited}"
+            );
         }
     }
 
@@ -203,18 +297,83 @@ mod tests {
     fn polling_stops_at_the_first_event_and_leaves_it_for_the_runtime() {
         let (ep, ev) = epoll_with_eventfd();
         // Nothing pending: gives up once the spin is over.
-        assert!(!wait_ready(&[ep], Duration::from_millis(2)));
+        assert_ne!(wait_ready(&[ep], Duration::from_millis(2)), Polled::Ready);
         // SAFETY: writes 8 bytes from a valid u64 to the eventfd.
         assert_eq!(
             unsafe { libc::write(ev, (&1u64 as *const u64).cast(), 8) },
             8
         );
         // Pending: returns at once, however long the spin (a 10-minute spin would hang the test).
-        assert!(wait_ready(&[ep], Duration::from_secs(600)));
+        assert_eq!(wait_ready(&[ep], Duration::from_secs(600)), Polled::Ready);
         // Still there for the real wait: polling consumed nothing.
         let mut out = [libc::epoll_event { events: 0, u64: 0 }];
         // SAFETY: `out` holds one event; zero timeout.
         assert_eq!(unsafe { libc::epoll_wait(ep, out.as_mut_ptr(), 1, 0) }, 1);
+        // SAFETY: closing descriptors this test opened.
+        unsafe {
+            libc::close(ev);
+            libc::close(ep);
+        }
+    }
+
+    #[test]
+    fn reads_the_running_count_from_loadavg() {
+        let cases: [(&[u8], Option<usize>); 5] = [
+            (b"0.20 0.18 0.12 3/250 1234\n", Some(3)),
+            (b"12.00 9.50 4.10 17/1024 99", Some(17)),
+            (b"0.20 0.18 0.12 3 1234", None),
+            (b"0.20 0.18", None),
+            (b"", None),
+        ];
+        for (line, want) in cases {
+            assert_eq!(
+                running_tasks(line),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        // This machine's, if it has one: at least this thread is running.
+        if let Ok(real) = std::fs::read("/proc/loadavg") {
+            assert!(running_tasks(&real).is_some_and(|n| n >= 1));
+        }
+    }
+
+    #[test]
+    fn polling_gives_way_when_another_task_wants_the_cpu() {
+        // Both threads on this CPU: the busy one is runnable whenever the poller yields.
+        // SAFETY: sched_getcpu has no preconditions; the cpu_set_t is zeroed and then filled.
+        let one_cpu = unsafe {
+            let cpu = libc::sched_getcpu();
+            assert!(cpu >= 0);
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu as usize, &mut set);
+            set
+        };
+        let pin = move || {
+            // SAFETY: pins the calling thread to a set holding a CPU it may run on.
+            assert_eq!(
+                unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&one_cpu), &one_cpu) },
+                0
+            );
+        };
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let busy = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                pin();
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        };
+        pin();
+        let (ep, ev) = epoll_with_eventfd();
+        // Nothing will arrive: without giving way this would poll for the whole 5 s and be Quiet.
+        let polled = wait_ready(&[ep], Duration::from_secs(5));
+        stop.store(true, Ordering::Relaxed);
+        busy.join().unwrap();
+        assert_eq!(polled, Polled::Contended);
         // SAFETY: closing descriptors this test opened.
         unsafe {
             libc::close(ev);

@@ -55,9 +55,9 @@ struct Cli {
     #[arg(long, env = "WEIR_LOG_WORKER_NICE", value_parser = clap::value_parser!(i32).range(0..=19))]
     log_worker_nice: Option<i32>,
     /// The longest a serving thread keeps polling for work before it sleeps, in µs (0–1000,
-    /// default 0, off): lower latency on VMs whose idle CPUs halt at once, for CPU that
-    /// co-located processes would otherwise get. The window adapts, and closes while requests
-    /// wait long on their providers.
+    /// default 50; 0 turns it off): lower latency on VMs whose idle CPUs halt at once. Polling
+    /// stops as soon as another task wants the CPU, and the window closes while requests wait
+    /// long on their providers.
     #[arg(long, env = "WEIR_SERVE_IDLE_SPIN_US", value_parser = clap::value_parser!(u32).range(0..=1000))]
     serve_idle_spin_us: Option<u32>,
     /// Probe a running node's /healthz on --listen and exit 0 when it answers 200 (for

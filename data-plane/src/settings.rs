@@ -81,7 +81,7 @@ impl Settings {
             otel: None,
             upstream_connect_timeout: Duration::from_secs(10),
             upstream_first_byte_timeout: Duration::from_secs(300),
-            serve_idle_spin: Duration::ZERO,
+            serve_idle_spin: Duration::from_micros(50),
         }
     }
 }
