@@ -9,8 +9,10 @@
 //! requests wait seconds on their providers, or an idle one, stops polling on its own.
 //!
 //! `haltpoll` polls only on a CPU with nothing else to run; a thread cannot know that, so it
-//! finds out: it yields between polls and stops as soon as a yield ran another task (its
-//! context-switch count moved), and the window shrinks while that keeps happening. Without
+//! finds out: it stops as soon as a yield between polls ran another task (its context-switch
+//! count moved) or the machine has more runnable tasks than CPUs (a polling CPU never looks
+//! idle, so waiting work would not move onto it), and the window shrinks while that keeps
+//! happening. Without
 //! this, polling under saturation took the CPU from co-located work (the log worker, a
 //! control plane and Postgres on the same cores) and cost a quarter of the throughput with
 //! payload capture on (docs/benchmarks.md, session 7).
@@ -151,7 +153,8 @@ enum Polled {
     Ready,
     /// The window passed with nothing to do and nothing else wanting the CPU.
     Quiet,
-    /// A yield handed the CPU to another task: polling would take CPU from real work.
+    /// Another task wanted the CPU (a yield ran it, or tasks wait for CPUs): polling would take
+    /// CPU from real work.
     Contended,
 }
 
@@ -194,15 +197,18 @@ fn wait_ready(fds: &[i32], spin: Duration) -> Polled {
     }
 }
 
-/// Whether more tasks are runnable machine-wide than there are CPUs for them (the running
-/// count of `/proc/loadavg` includes the caller); false where that cannot be read.
+/// Whether more tasks are runnable machine-wide than the machine has CPUs (the running count of
+/// `/proc/loadavg` includes the caller); false where that cannot be read. Both counts are the
+/// host's, not a container's share: in a busy shared host this keeps polling off.
 fn runnable_beyond_cpus() -> bool {
     use std::os::unix::fs::FileExt;
     thread_local! {
         static LOADAVG: Option<std::fs::File> = std::fs::File::open("/proc/loadavg").ok();
     }
     static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let cpus = *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // SAFETY: sysconf has no preconditions.
+    let cpus =
+        *CPUS.get_or_init(|| unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize);
     let mut buf = [0u8; 128];
     let read = LOADAVG.with(|f| f.as_ref().and_then(|f| f.read_at(&mut buf, 0).ok()));
     read.and_then(|n| running_tasks(&buf[..n]))
@@ -252,44 +258,27 @@ mod tests {
     }
 
     #[test]
-    fn the_window_grows_while_wake_ups_come_within_reach_and_shrinks_while_they_do_not() {
+    fn the_window_grows_while_wake_ups_come_within_reach_and_shrinks_otherwise() {
         let max = 50_000;
         let cases = [
-            // (window, waited, next)
-            (50_000, 20_000, 50_000), // caught by polling: stays at the maximum
-            (0, 30_000, 10_000),      // a short sleep: start polling again
-            (10_000, 30_000, 20_000), // and grow
-            (40_000, 45_000, 50_000), // capped at the maximum
-            (50_000, 2_000_000, 25_000), // a long wait (a provider thinking): halve
-            (10_000, 2_000_000, 5_000),
-            (5_000, 2_000_000, 0), // and stop
-            (0, 2_000_000, 0),
+            // (window, waited, contended, next)
+            (50_000, 20_000, false, 50_000), // caught by polling: stays at the maximum
+            (0, 30_000, false, 10_000),      // a short sleep: start polling again
+            (10_000, 30_000, false, 20_000), // and grow
+            (40_000, 45_000, false, 50_000), // capped at the maximum
+            (50_000, 2_000_000, false, 25_000), // a long wait (a provider thinking): halve
+            (10_000, 2_000_000, false, 5_000),
+            (5_000, 2_000_000, false, 0), // and stop
+            (0, 2_000_000, false, 0),
+            // Another task wanted the CPU: shrink however soon the wake-up came.
+            (50_000, 20_000, true, 25_000),
+            (10_000, 1_000, true, 5_000),
+            (5_000, 1_000, true, 0),
+            (0, 1_000, true, 0),
         ];
-        for (window, waited, next) in cases {
-            assert_eq!(
-                next_window(window, waited, max, false),
-                next,
-                "{window} {waited}"
-            );
-        }
-    }
-
-    #[test]
-    fn the_window_shrinks_while_other_tasks_want_the_cpu() {
-        let max = 50_000;
-        // (window, waited, next): however soon the wake-up came.
-        let cases = [
-            (50_000, 20_000, 25_000),
-            (10_000, 1_000, 5_000),
-            (5_000, 1_000, 0),
-            (0, 1_000, 0),
-        ];
-        for (window, waited, next) in cases {
-            assert_eq!(
-                next_window(window, waited, max, true),
-                next,
-                "{window} {waited}"
-            );
+        for (window, waited, contended, next) in cases {
+            let got = next_window(window, waited, max, contended);
+            assert_eq!(got, next, "{window} {waited} {contended}");
         }
     }
 
