@@ -69,6 +69,12 @@ pub fn serving_runtime(spin: Duration) -> std::io::Result<tokio::runtime::Runtim
         .filter(|fd| !before.contains(fd))
         .collect();
     drop(guard);
+    if created.len() > MAX_POLLED {
+        tracing::warn!(
+            found = created.len(),
+            "more epoll descriptors than expected around a serving runtime's build; polling the first {MAX_POLLED}"
+        );
+    }
     if created.is_empty() {
         tracing::warn!(
             "no epoll descriptor found for a serving runtime; it sleeps without polling"
@@ -146,6 +152,9 @@ fn eventpoll_fds() -> Vec<i32> {
     .collect()
 }
 
+/// The most epoll descriptors polled per runtime (tokio's build makes one).
+const MAX_POLLED: usize = 4;
+
 /// How a poll before sleeping ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Polled {
@@ -161,37 +170,43 @@ enum Polled {
 /// Polls `fds` (epoll descriptors: readable when they hold events, which polling does not
 /// consume) until one is ready, `spin` has passed, or another task wants this CPU.
 fn wait_ready(fds: &[i32], spin: Duration) -> Polled {
-    let mut polled: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
+    // On the stack: this runs each time a serving thread is about to sleep.
+    let mut polled = [libc::pollfd {
+        fd: -1,
+        events: libc::POLLIN,
+        revents: 0,
+    }; MAX_POLLED];
+    for (p, &fd) in polled.iter_mut().zip(fds) {
+        p.fd = fd;
+    }
+    let count = fds.len().min(MAX_POLLED) as libc::nfds_t;
     let deadline = Instant::now() + spin;
-    let switches = thread_switches();
-    let mut first = true;
+    // Read once polling goes on past the first look, so a park that finds work at once pays
+    // for neither this nor the run-queue check.
+    let mut switches_before: Option<i64> = None;
     loop {
-        // SAFETY: `polled` is a valid array of `polled.len()` pollfd structs for the call.
-        let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, 0) };
+        // SAFETY: `polled` holds at least `count` valid pollfd structs.
+        let n = unsafe { libc::poll(polled.as_mut_ptr(), count, 0) };
         if n != 0 {
             return Polled::Ready;
         }
         if Instant::now() >= deadline {
             return Polled::Quiet;
         }
-        if std::mem::take(&mut first) && runnable_beyond_cpus() {
-            // Tasks wait for a CPU somewhere: a polling thread keeps its CPU from looking idle,
-            // so the scheduler would not move them here.
-            return Polled::Contended;
+        if switches_before.is_none() {
+            if runnable_beyond_cpus() {
+                // Tasks wait for a CPU somewhere: a polling thread keeps its CPU from looking
+                // idle, so the scheduler would not move them here.
+                return Polled::Contended;
+            }
+            switches_before = Some(thread_switches());
         }
         // Lets anything else runnable on this CPU go first. If something did, the CPU is not
         // idle: polling on would only take it from the log worker, a co-located control plane
         // or the load itself (this cost a quarter of the throughput under saturation).
         // SAFETY: sched_yield has no preconditions.
         unsafe { libc::sched_yield() };
-        if thread_switches() != switches {
+        if Some(thread_switches()) != switches_before {
             return Polled::Contended;
         }
     }
