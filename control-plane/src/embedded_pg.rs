@@ -50,6 +50,12 @@ fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> EmbeddedPgErr
     move |source| EmbeddedPgError::Io { action, source }
 }
 
+/// glibc malloc settings for the embedded cluster's processes: keep up to 16 MB of freed heap
+/// per backend instead of trimming it, and serve blocks under 4 MB from the heap rather than
+/// fresh mappings (a fixed threshold also stops glibc's own adjustment of both).
+pub const POSTGRES_MALLOC_TUNABLES: &str =
+    "glibc.malloc.trim_threshold=16777216:glibc.malloc.mmap_threshold=4194304";
+
 /// How the cluster trades durability for speed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -139,6 +145,13 @@ impl EmbeddedPostgres {
             cmd.args(["-c", "fsync=off"])
                 .args(["-c", "synchronous_commit=off"])
                 .args(["-c", "full_page_writes=off"]);
+        }
+        // Each ingest COPY builds a few MB of executor memory (a slot per row) and frees it at
+        // the end; glibc's default trim gave it back to the kernel after every batch, so the
+        // next batch page-faulted it in again (~200k faults in a 10 s benchmark run, 60 %
+        // fewer with these). Kept for the embedded cluster only; an operator's own setting wins.
+        if std::env::var_os("GLIBC_TUNABLES").is_none() {
+            cmd.env("GLIBC_TUNABLES", POSTGRES_MALLOC_TUNABLES);
         }
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone().map_err(io("cloning log handle"))?)

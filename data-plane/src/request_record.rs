@@ -292,24 +292,37 @@ impl RequestRecord {
             });
             (usage, Some(invoked), (wrapped, !kept_all))
         } else {
-            let body = light
-                .then(|| {
-                    payload_policy::top_fields(
-                        &self.response_body,
-                        &["usage", "service_tier", "choices", "content", "output"],
-                    )
-                })
-                .flatten()
-                .unwrap_or_else(|| payload_policy::body_value(&self.response_body));
-            if traced {
-                response_facts.observe(&body);
-            }
-            let (usage, invoked) = if self.attempts.iter().any(|a| a.produced_response) {
-                usage::response_facts(self.operation, &body)
-            } else {
-                (None, None)
+            let produced = self.attempts.iter().any(|a| a.produced_response);
+            // Nothing but the facts is needed from a light record's body: read them from the
+            // bytes (none without a response), falling back to a parse for unusual shapes.
+            let light_facts = match (light, produced) {
+                (true, true) => usage::response_facts_light(self.operation, &self.response_body),
+                (true, false) => Some((None, None)),
+                (false, _) => None,
             };
-            (usage, invoked, (object([("body", body)]), false))
+            match light_facts {
+                Some((usage, invoked)) => (usage, invoked, (Value::Null, false)),
+                None => {
+                    let body = light
+                        .then(|| {
+                            payload_policy::top_fields(
+                                &self.response_body,
+                                &["usage", "service_tier", "choices", "content", "output"],
+                            )
+                        })
+                        .flatten()
+                        .unwrap_or_else(|| payload_policy::body_value(&self.response_body));
+                    if traced {
+                        response_facts.observe(&body);
+                    }
+                    let (usage, invoked) = if produced {
+                        usage::response_facts(self.operation, &body)
+                    } else {
+                        (None, None)
+                    };
+                    (usage, invoked, (object([("body", body)]), false))
+                }
+            }
         };
 
         let (request_payload, request_truncated, response_payload, response_truncated) =

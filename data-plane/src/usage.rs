@@ -140,6 +140,126 @@ pub fn with_tier(mut u: Usage, tier: Option<&Value>) -> Usage {
     u
 }
 
+/// [`response_facts`] read straight from the body's bytes, building values only for `usage` and
+/// `service_tier`: the choices, content or output items (the model's whole answer) are scanned
+/// and counted, never built. `None` when the body is not the usual shape (not an object, a
+/// repeated or odd-typed field): the caller then parses it whole, so the facts never differ.
+pub fn response_facts_light(operation: &str, body: &[u8]) -> Option<(Option<Usage>, Option<u32>)> {
+    use serde::de::IgnoredAny;
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+    use std::borrow::Cow;
+
+    /// `T` read only from a JSON object: serde's derived structs also take arrays
+    /// (positionally), which the whole-body reading would not see as these fields.
+    struct Obj<T>(T);
+    impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V<T>(std::marker::PhantomData<T>);
+            impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+                type Value = Obj<T>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    map: A,
+                ) -> Result<Obj<T>, A::Error> {
+                    T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Obj)
+                }
+            }
+            d.deserialize_map(V(std::marker::PhantomData))
+        }
+    }
+    /// A member as written, `null` included (a plain `Option` would read `null` as absent,
+    /// where the whole-body reading sees a present member).
+    fn member<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+        <&RawValue>::deserialize(d).map(Some)
+    }
+    #[derive(Deserialize)]
+    struct Top<'a> {
+        #[serde(borrow, default, deserialize_with = "member")]
+        usage: Option<&'a RawValue>,
+        #[serde(borrow, default, deserialize_with = "member")]
+        service_tier: Option<&'a RawValue>,
+        #[serde(borrow, default, deserialize_with = "member")]
+        choices: Option<&'a RawValue>,
+        #[serde(borrow, default, deserialize_with = "member")]
+        content: Option<&'a RawValue>,
+        #[serde(borrow, default, deserialize_with = "member")]
+        output: Option<&'a RawValue>,
+    }
+    #[derive(Deserialize)]
+    struct Choice {
+        #[serde(default)]
+        message: Option<Obj<Message>>,
+    }
+    #[derive(Deserialize)]
+    struct Message {
+        #[serde(default)]
+        tool_calls: Option<Vec<IgnoredAny>>,
+    }
+    #[derive(Deserialize)]
+    struct Item<'a> {
+        #[serde(rename = "type", borrow, default)]
+        kind: Option<Cow<'a, str>>,
+    }
+    /// Items of `raw` (an array of objects) whose `type` is `kind`.
+    fn count_typed(raw: &RawValue, kind: &str) -> Option<u32> {
+        let items: Vec<Obj<Item>> = serde_json::from_str(raw.get()).ok()?;
+        Some(
+            items
+                .iter()
+                .filter(|i| i.0.kind.as_deref() == Some(kind))
+                .count() as u32,
+        )
+    }
+
+    let Obj(top): Obj<Top> = serde_json::from_slice(body).ok()?;
+    let value = |f: Option<&RawValue>| -> Option<Option<Value>> {
+        match f {
+            None => Some(None),
+            Some(raw) => serde_json::from_str(raw.get()).ok().map(Some),
+        }
+    };
+    let usage = value(top.usage)?;
+    let tier = value(top.service_tier)?;
+    let (usage, calls) = match operation {
+        "messages" => (
+            usage.as_ref().and_then(from_anthropic_usage),
+            match top.content {
+                Some(raw) => Some(count_typed(raw, "tool_use")?),
+                None => None,
+            },
+        ),
+        "responses" => (
+            usage.as_ref().and_then(from_openai_usage),
+            match top.output {
+                Some(raw) => Some(count_typed(raw, "function_call")?),
+                None => None,
+            },
+        ),
+        "embeddings" => (usage.as_ref().and_then(from_openai_usage), None),
+        _ => (
+            usage.as_ref().and_then(from_openai_usage),
+            match top.choices {
+                Some(raw) => {
+                    let choices: Vec<Obj<Choice>> = serde_json::from_str(raw.get()).ok()?;
+                    Some(
+                        choices
+                            .iter()
+                            .filter_map(|c| c.0.message.as_ref()?.0.tool_calls.as_ref())
+                            .map(Vec::len)
+                            .sum::<usize>() as u32,
+                    )
+                }
+                None => None,
+            },
+        ),
+    };
+    Some((usage.map(|u| with_tier(u, tier.as_ref())), calls))
+}
+
 fn response_facts_inner(operation: &str, body: &Value) -> (Option<Usage>, Option<u32>) {
     let usage = body.get("usage");
     match operation {
@@ -596,5 +716,146 @@ mod tests {
             from_openai_usage(&json!({"prompt_tokens": 1, "completion_tokens": 1, "cost": "0.1"}))
                 .unwrap();
         assert_eq!(u.provider_cost_pusd, None);
+    }
+
+    #[test]
+    fn light_response_facts_read_the_usual_shapes_and_refuse_the_rest() {
+        use crate::payload_policy::{body_value, top_fields};
+        let parsed = |op: &str, body: &str| {
+            let v = top_fields(
+                body.as_bytes(),
+                &["usage", "service_tier", "choices", "content", "output"],
+            )
+            .unwrap_or_else(|| body_value(body.as_bytes()));
+            response_facts(op, &v)
+        };
+        /// Operation, body, whether the light reader answers, tokens in, tool calls.
+        type Case<'a> = (&'a str, &'a str, bool, Option<u64>, Option<u32>);
+        let cases: &[Case] = &[
+            (
+                "chat_completions",
+                r#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"hi \"there\""},"finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":9,"total_tokens":28}}"#,
+                true,
+                Some(19),
+                Some(0),
+            ),
+            (
+                "chat_completions",
+                r#"{"choices":[{"message":{"tool_calls":[{"id":"a"},{"id":"b"}]}},{"message":{"tool_calls":[{"id":"c"}]}},{"message":null},{}],"usage":{"prompt_tokens":5},"service_tier":"priority"}"#,
+                true,
+                Some(5),
+                Some(3),
+            ),
+            (
+                "chat_completions",
+                r#"{"usage":{"prompt_tokens":1}}"#,
+                true,
+                Some(1),
+                None,
+            ),
+            (
+                "chat_completions",
+                r#"{"choices":[{"message":{"tool_calls":null}}],"usage":null}"#,
+                true,
+                None,
+                Some(0),
+            ),
+            (
+                "chat_completions",
+                r#"{"us\u0061ge":{"prompt_tokens":4},"choices":[]}"#,
+                true,
+                Some(4),
+                Some(0),
+            ),
+            (
+                "messages",
+                r#"{"content":[{"type":"text","text":"a"},{"type":"tool_use","id":"t"},{"type":null}],"usage":{"input_tokens":7,"output_tokens":2}}"#,
+                true,
+                Some(7),
+                Some(1),
+            ),
+            (
+                "responses",
+                r#"{"output":[{"type":"function_call"},{"type":"function_call"},{"type":"message"}],"usage":{"input_tokens":3,"output_tokens":1}}"#,
+                true,
+                Some(3),
+                Some(2),
+            ),
+            (
+                "embeddings",
+                r#"{"data":[{"embedding":[0.1]}],"usage":{"prompt_tokens":5,"total_tokens":5}}"#,
+                true,
+                Some(5),
+                None,
+            ),
+            // Shapes left to the whole parse.
+            (
+                "chat_completions",
+                r#"{"choices":null,"usage":{"prompt_tokens":2}}"#,
+                false,
+                Some(2),
+                Some(0),
+            ),
+            (
+                "chat_completions",
+                r#"{"choices":[1],"usage":{"prompt_tokens":2}}"#,
+                false,
+                Some(2),
+                Some(0),
+            ),
+            (
+                "chat_completions",
+                r#"{"choices":[{"message":{"tool_calls":"x"}}]}"#,
+                false,
+                None,
+                Some(0),
+            ),
+            (
+                "chat_completions",
+                r#"{"usage":{"prompt_tokens":1},"usage":{"prompt_tokens":2}}"#,
+                false,
+                Some(2),
+                None,
+            ),
+            (
+                "messages",
+                r#"{"content":[{"type":1}]}"#,
+                false,
+                None,
+                Some(0),
+            ),
+            ("messages", r#"{"content":"text"}"#, false, None, None),
+            ("chat_completions", r#"[1,2]"#, false, None, None),
+            (
+                "chat_completions",
+                r#"{"usage":{"prompt_tokens":1}} trailing"#,
+                false,
+                None,
+                None,
+            ),
+            ("chat_completions", "", false, None, None),
+        ];
+        for (op, body, answers, tokens, calls) in cases {
+            let whole = parsed(op, body);
+            assert_eq!(
+                (whole.0.as_ref().and_then(|u| u.input_tokens), whole.1),
+                (*tokens, *calls),
+                "parse of {body}"
+            );
+            match response_facts_light(op, body.as_bytes()) {
+                Some(light) => {
+                    assert!(answers, "light reader answered for {body}");
+                    assert_eq!(light, whole, "{body}");
+                }
+                None => assert!(!answers, "light reader refused {body}"),
+            }
+        }
+        // The tier the provider reported reaches the usage.
+        let (u, _) = response_facts_light(
+            "chat_completions",
+            br#"{"usage":{"prompt_tokens":1},"service_tier":"Flex"}"#,
+        )
+        .unwrap();
+        assert_eq!(u.unwrap().service_tier, "flex");
     }
 }

@@ -9,7 +9,60 @@ use weir_data_plane::payload_policy::{
     body_value, cap, redact_keys, wrap_response, REDACTED, SECRET_KEYS,
 };
 use weir_data_plane::sse_transcript::{event_data, frame_all, SseFramer};
-use weir_data_plane::usage::StreamFacts;
+use weir_data_plane::usage::{response_facts, response_facts_light, StreamFacts};
+
+/// Facts as a record read them before the light reader: a parse of the wanted fields.
+fn facts_by_parse(operation: &str, body: &[u8]) -> (Option<weir_proto::logs::Usage>, Option<u32>) {
+    let value = weir_data_plane::payload_policy::top_fields(
+        body,
+        &["usage", "service_tier", "choices", "content", "output"],
+    )
+    .unwrap_or_else(|| body_value(body));
+    response_facts(operation, &value)
+}
+
+/// JSON built from the names response readers look at, so generated bodies hit their paths.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        (0u64..2000).prop_map(Value::from),
+        (-5i64..5).prop_map(Value::from),
+        prop_oneof![
+            Just("tool_use"),
+            Just("function_call"),
+            Just("text"),
+            Just("priority"),
+            Just("flex"),
+        ]
+        .prop_map(Value::from),
+    ];
+    let names = prop_oneof![
+        Just("usage"),
+        Just("service_tier"),
+        Just("choices"),
+        Just("content"),
+        Just("output"),
+        Just("message"),
+        Just("tool_calls"),
+        Just("type"),
+        Just("prompt_tokens"),
+        Just("completion_tokens"),
+        Just("input_tokens"),
+        Just("output_tokens"),
+        Just("total_tokens"),
+        Just("cache_read_input_tokens"),
+        Just("other"),
+    ];
+    leaf.prop_recursive(4, 48, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+            prop::collection::vec((names.clone(), inner), 0..6).prop_map(|kv| {
+                Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+            }),
+        ]
+    })
+}
 
 /// A realistic stream: OpenAI chunks with usage and tool calls, some multi-byte text.
 fn stream(words: &[String], with_crlf: bool) -> Vec<u8> {
@@ -106,5 +159,26 @@ proptest! {
         let text = v.to_string();
         prop_assert!(!text.contains(&secret), "{}", text);
         prop_assert!(text.contains(REDACTED));
+    }
+
+    #[test]
+    fn light_response_facts_agree_with_a_parse(
+        body in json_value(),
+        op in prop_oneof![
+            Just("chat_completions"), Just("messages"), Just("responses"), Just("embeddings")
+        ],
+        duplicate in any::<bool>(),
+        garbage in prop::collection::vec(any::<u8>(), 0..64),
+    ) {
+        let mut text = body.to_string();
+        // A repeated member (the parse keeps the last) must not read differently.
+        if duplicate && text.starts_with('{') && text.len() > 2 {
+            text.insert_str(1, r#""choices":[{"message":{"tool_calls":[1,2]}}],"usage":{"prompt_tokens":3},"#);
+        }
+        for bytes in [text.as_bytes(), &garbage[..]] {
+            if let Some(light) = response_facts_light(op, bytes) {
+                prop_assert_eq!(light, facts_by_parse(op, bytes), "{}", String::from_utf8_lossy(bytes));
+            }
+        }
     }
 }

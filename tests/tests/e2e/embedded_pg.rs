@@ -31,6 +31,23 @@ async fn the_cluster_outlives_the_thread_that_started_it() {
         .await
         .unwrap();
     assert_eq!(one, 1);
+    // Backends keep freed executor memory instead of trimming it after every batch. They
+    // inherit the postmaster's environment; theirs is overwritten by their process titles.
+    let pid_file = std::fs::read_to_string(pg.data_dir().join("postmaster.pid")).unwrap();
+    let postmaster = pid_file.lines().next().unwrap().trim();
+    let environ = std::fs::read(format!("/proc/{postmaster}/environ")).unwrap();
+    let expected = std::env::var("GLIBC_TUNABLES")
+        .unwrap_or_else(|_| weir_control_plane::embedded_pg::POSTGRES_MALLOC_TUNABLES.to_string());
+    // glibc splits the variable in place as it reads it, so look for each setting.
+    for setting in expected.split(':') {
+        assert!(
+            environ
+                .windows(setting.len())
+                .any(|w| w == setting.as_bytes()),
+            "the postmaster runs without {setting}"
+        );
+    }
+    assert!(environ.windows(15).any(|w| w == b"GLIBC_TUNABLES="));
     pool.close().await;
     // Restarting on the same folder reuses the cluster and its password.
     let port = pg.port();
