@@ -307,7 +307,7 @@ impl RequestRecord {
                         .then(|| {
                             payload_policy::top_fields(
                                 &self.response_body,
-                                &["usage", "service_tier", "choices", "content", "output"],
+                                usage::RESPONSE_FACT_FIELDS,
                             )
                         })
                         .flatten()

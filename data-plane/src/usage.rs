@@ -140,6 +140,10 @@ pub fn with_tier(mut u: Usage, tier: Option<&Value>) -> Usage {
     u
 }
 
+/// The top-level fields of a whole response that [`response_facts`] reads.
+pub const RESPONSE_FACT_FIELDS: &[&str] =
+    &["usage", "service_tier", "choices", "content", "output"];
+
 /// [`response_facts`] read straight from the body's bytes, building values only for `usage` and
 /// `service_tier`: the choices, content or output items (the model's whole answer) are scanned
 /// and counted, never built. `None` when the body is not the usual shape (not an object, a
@@ -722,11 +726,8 @@ mod tests {
     fn light_response_facts_read_the_usual_shapes_and_refuse_the_rest() {
         use crate::payload_policy::{body_value, top_fields};
         let parsed = |op: &str, body: &str| {
-            let v = top_fields(
-                body.as_bytes(),
-                &["usage", "service_tier", "choices", "content", "output"],
-            )
-            .unwrap_or_else(|| body_value(body.as_bytes()));
+            let v = top_fields(body.as_bytes(), RESPONSE_FACT_FIELDS)
+                .unwrap_or_else(|| body_value(body.as_bytes()));
             response_facts(op, &v)
         };
         /// Operation, body, whether the light reader answers, tokens in, tool calls.

@@ -9,15 +9,14 @@ use weir_data_plane::payload_policy::{
     body_value, cap, redact_keys, wrap_response, REDACTED, SECRET_KEYS,
 };
 use weir_data_plane::sse_transcript::{event_data, frame_all, SseFramer};
-use weir_data_plane::usage::{response_facts, response_facts_light, StreamFacts};
+use weir_data_plane::usage::{
+    response_facts, response_facts_light, StreamFacts, RESPONSE_FACT_FIELDS,
+};
 
 /// Facts as a record read them before the light reader: a parse of the wanted fields.
 fn facts_by_parse(operation: &str, body: &[u8]) -> (Option<weir_proto::logs::Usage>, Option<u32>) {
-    let value = weir_data_plane::payload_policy::top_fields(
-        body,
-        &["usage", "service_tier", "choices", "content", "output"],
-    )
-    .unwrap_or_else(|| body_value(body));
+    let value = weir_data_plane::payload_policy::top_fields(body, RESPONSE_FACT_FIELDS)
+        .unwrap_or_else(|| body_value(body));
     response_facts(operation, &value)
 }
 

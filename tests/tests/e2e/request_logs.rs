@@ -139,6 +139,16 @@ async fn secrets_never_reach_postgres_and_policy_modes_hold() {
         count(&stack, "SELECT count(*) FROM request_log_payloads p JOIN request_logs l USING (log_id, created_at) WHERE l.request_id = 'summary-1'").await,
         0
     );
+    // Without payloads the usage and tool count are read from the response bytes alone.
+    assert_eq!(
+        count(
+            &stack,
+            "SELECT count(*) FROM request_logs WHERE request_id = 'summary-1'
+               AND input_tokens > 0 AND output_tokens > 0 AND invoked_tool_count = 0"
+        )
+        .await,
+        1
+    );
 
     // disabled: a user's requests leave only their spend.
     set_policy(&stack, &["--capture-mode", "disabled"]).await;
