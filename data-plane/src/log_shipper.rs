@@ -43,6 +43,8 @@ pub struct LogCounters {
     pub buffered: AtomicU64,
     /// Records still unacked when a shutdown's drain time ran out.
     pub dropped_shutdown: AtomicU64,
+    /// Batches sealed for the control plane (records over batches: the mean batch size).
+    pub batches: AtomicU64,
 }
 
 /// The queue between the request path and the worker.
@@ -459,6 +461,7 @@ impl Worker {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         let count = records.len();
+        self.counters.batches.fetch_add(1, Ordering::Relaxed);
         let encoded = LogBatch { sequence, records }.encode_to_vec();
         self.unacked.push_back(Sealed {
             sequence,

@@ -275,6 +275,7 @@ fn readyz(gw: &Gateway) -> Response<Body> {
             "dropped_buffer_full": load(&c.dropped_buffer_full),
             "dropped_shutdown": load(&c.dropped_shutdown),
             "rejected": load(&c.rejected),
+            "batches": load(&c.batches),
         },
     });
     let mut r = Response::new(full(serde_json::to_vec(&detail).unwrap_or_default()));
@@ -357,6 +358,13 @@ fn metrics(gw: &Gateway) -> Response<Body> {
         "Request logs the control plane acked after commit.",
         "counter",
         c.acked.load(Relaxed),
+    );
+    gauge(
+        &mut out,
+        "weir_request_log_batches_total",
+        "Request-log batches sealed for the control plane.",
+        "counter",
+        c.batches.load(Relaxed),
     );
     gauge(
         &mut out,

@@ -640,3 +640,58 @@ async fn spend_reports_group_the_ledger_and_show_unpriced_usage() {
     }
     stack.shutdown().await;
 }
+
+/// The node counts the batches it ships next to the records, so an operator can see the mean
+/// batch size (in `/readyz` and `/metrics`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_counts_the_batches_it_ships() {
+    let stack = Stack::start().await;
+    let key = stack.seed(&[("gpt", "mock-model")]).await;
+    let client = reqwest::Client::new();
+    let base = format!("http://{}", stack.data_plane.addr);
+    let sent = 4u64;
+    for i in 0..sent {
+        let resp = client
+            .post(format!("{base}/v1/chat/completions"))
+            .bearer_auth(&key)
+            .header("x-request-id", format!("batch-count-{i}"))
+            .json(&json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        // Past the harness's 20 ms batch delay: each record leaves in its own batch.
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+    let logs = eventually(Duration::from_secs(5), || async {
+        let v: serde_json::Value = client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (v["request_logs"]["acked"] == sent).then(|| v["request_logs"].clone())
+    })
+    .await
+    .expect("every record acked");
+    let batches = logs["batches"].as_u64().expect("a batch count");
+    assert!(
+        (sent - 1..=sent).contains(&batches),
+        "{sent} records spaced past the batch delay: {logs}"
+    );
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!("weir_request_log_batches_total {batches}")),
+        "{metrics}"
+    );
+    stack.shutdown().await;
+}
