@@ -295,21 +295,6 @@ struct Worker {
     config: Option<Arc<crate::config_stream::ConfigState>>,
 }
 
-/// When a partial batch begun at `since` is sealed. While the control plane has acked every
-/// earlier batch (`idle`), soon: at low load recording then runs in small steps, whose bursts
-/// on a CPU shared with Postgres stay short. While batches await acks, the pipeline is the
-/// bottleneck and the batch grows towards full size, where its fixed cost in the control plane
-/// and Postgres (~0.7 ms a batch in the benchmark) is spread over many records. Like Nagle's
-/// algorithm, the acks clock the batch size; no load estimate is needed.
-fn seal_deadline(since: Instant, idle: bool, settings: &Settings) -> Instant {
-    let idle_delay = settings.log_batch_idle_delay;
-    if idle && !idle_delay.is_zero() {
-        since + idle_delay.min(settings.log_batch_delay)
-    } else {
-        since + settings.log_batch_delay
-    }
-}
-
 /// Encoded size a batch may reach before it is sealed whatever its record count: a batch of
 /// records with large captured payloads stays far below the control plane's 64 MiB message
 /// limit.
@@ -419,11 +404,9 @@ impl Worker {
                 }
                 return;
             }
-            // Nothing unacked: the control plane and Postgres have caught up (or a connection
-            // is yet to open; while one is down, batches wait unacked and grow).
             let seal_at = self
                 .building_since
-                .map(|since| seal_deadline(since, self.unacked.is_empty(), &self.settings));
+                .map(|t| t + self.settings.log_batch_delay);
             let retry_at =
                 (self.conn.is_none() && !self.unacked.is_empty()).then_some(self.retry_at);
             tokio::select! {
@@ -632,34 +615,6 @@ async fn sleep_until(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_batch_is_sealed_soon_only_while_nothing_awaits_an_ack() {
-        let since = Instant::now();
-        let ms = Duration::from_millis;
-        let with = |idle_delay: Duration, delay: Duration| Settings {
-            log_batch_idle_delay: idle_delay,
-            log_batch_delay: delay,
-            ..Settings::new("http://127.0.0.1:1", "t")
-        };
-        // (idle delay, batch delay, nothing unacked, sealed after)
-        let cases = [
-            (ms(5), ms(100), true, ms(5)),
-            (ms(5), ms(100), false, ms(100)),
-            // Off: only the batch delay (and the size) seal.
-            (ms(0), ms(100), true, ms(100)),
-            // Never later than the batch delay.
-            (ms(50), ms(20), true, ms(20)),
-            (ms(50), ms(20), false, ms(20)),
-        ];
-        for (idle_delay, delay, idle, after) in cases {
-            assert_eq!(
-                seal_deadline(since, idle, &with(idle_delay, delay)),
-                since + after,
-                "idle delay {idle_delay:?}, delay {delay:?}, idle {idle}"
-            );
-        }
-    }
 
     #[test]
     fn a_batch_is_sealed_by_its_record_count_or_its_size() {

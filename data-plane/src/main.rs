@@ -46,9 +46,8 @@ struct Cli {
     /// Request-log records kept unacked while the control plane is unreachable.
     #[arg(long, env = "WEIR_LOG_BUFFER_RECORDS")]
     log_buffer_records: Option<usize>,
-    /// Most request-log records per batch sent to the control plane (1–65536, default 2048):
-    /// smaller batches shorten the tail latency of co-located recording under load and cost
-    /// more recording CPU per request (at low load batches are small anyway).
+    /// Request-log records per batch sent to the control plane (1–65536): smaller batches
+    /// shorten the tail latency of co-located recording and cost more recording CPU per request.
     #[arg(long, env = "WEIR_LOG_BATCH_RECORDS", value_parser = clap::value_parser!(u32).range(1..=65536))]
     log_batch_records: Option<u32>,
     /// Nice value of the log worker thread (0–19): higher yields more CPU to serving when the

@@ -38,9 +38,6 @@ pub struct Settings {
     pub log_batch_records: usize,
     /// Longest a partial batch waits before it is sent.
     pub log_batch_delay: Duration,
-    /// How long a partial batch waits while no earlier batch awaits its ack (zero: only
-    /// `log_batch_delay` and the batch's size seal it); see `log_shipper::seal_deadline`.
-    pub log_batch_idle_delay: Duration,
     /// Longest a shutdown waits for unacked request logs to be acked.
     pub log_drain_timeout: Duration,
     /// Where the last good config is kept, to start from when the control plane is unreachable;
@@ -76,9 +73,8 @@ impl Settings {
             log_queue_records: 16_384,
             log_buffer_records: 200_000,
             log_worker_nice: 10,
-            log_batch_records: 2048,
+            log_batch_records: 512,
             log_batch_delay: Duration::from_millis(100),
-            log_batch_idle_delay: Duration::from_millis(5),
             log_drain_timeout: Duration::from_secs(5),
             snapshot_dir: None,
             upstream_ca: None,
