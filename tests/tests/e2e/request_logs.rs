@@ -647,26 +647,18 @@ async fn spend_reports_group_the_ledger_and_show_unpriced_usage() {
 async fn the_node_counts_the_batches_it_ships() {
     let stack = Stack::start().await;
     let key = stack.seed(&[("gpt", "mock-model")]).await;
-    let client = reqwest::Client::new();
     let base = format!("http://{}", stack.data_plane.addr);
     let sent = 4u64;
     for i in 0..sent {
-        let resp = client
-            .post(format!("{base}/v1/chat/completions"))
-            .bearer_auth(&key)
-            .header("x-request-id", format!("batch-count-{i}"))
-            .json(&json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            stack.chat(&key, "gpt", &format!("batch-count-{i}")).await,
+            200
+        );
         // Past the harness's 20 ms batch delay: each record leaves in its own batch.
         tokio::time::sleep(Duration::from_millis(120)).await;
     }
     let logs = eventually(Duration::from_secs(5), || async {
-        let v: serde_json::Value = client
-            .get(format!("{base}/readyz"))
-            .send()
+        let v: serde_json::Value = reqwest::get(format!("{base}/readyz"))
             .await
             .unwrap()
             .json()
@@ -681,9 +673,7 @@ async fn the_node_counts_the_batches_it_ships() {
         (sent - 1..=sent).contains(&batches),
         "{sent} records spaced past the batch delay: {logs}"
     );
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
+    let metrics = reqwest::get(format!("{base}/metrics"))
         .await
         .unwrap()
         .text()
