@@ -43,11 +43,20 @@ struct Cli {
     /// Folder for the last good config, to start from when the control plane is unreachable.
     #[arg(long, env = "WEIR_SNAPSHOT_DIR")]
     snapshot_dir: Option<std::path::PathBuf>,
+    /// Finished requests' records that may wait for the log worker (default 65536); past it, or
+    /// past --log-queue-bytes, a record is dropped and counted (`dropped_queue_full`).
+    #[arg(long, env = "WEIR_LOG_QUEUE_RECORDS", value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
+    log_queue_records: Option<u64>,
+    /// Request, response and stream bytes the waiting records may hold (default 268435456,
+    /// 256 MiB): bounds the node's memory when large payloads meet a busy log worker.
+    #[arg(long, env = "WEIR_LOG_QUEUE_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    log_queue_bytes: Option<u64>,
     /// Request-log records kept unacked while the control plane is unreachable.
     #[arg(long, env = "WEIR_LOG_BUFFER_RECORDS")]
     log_buffer_records: Option<usize>,
-    /// Request-log records per batch sent to the control plane (1–65536): smaller batches
-    /// shorten the tail latency of co-located recording and cost more recording CPU per request.
+    /// Most request-log records per batch sent to the control plane (1–65536, default 2048):
+    /// smaller batches shorten the tail latency of co-located recording under load and cost
+    /// more recording CPU per request (at low load batches are small anyway).
     #[arg(long, env = "WEIR_LOG_BATCH_RECORDS", value_parser = clap::value_parser!(u32).range(1..=65536))]
     log_batch_records: Option<u32>,
     /// Nice value of the log worker thread (0–19): higher yields more CPU to serving when the
@@ -101,6 +110,12 @@ async fn main() -> anyhow::Result<()> {
     s.otel = weir_data_plane::otlp_export::ExportSettings::from_env(|k| std::env::var(k).ok())
         .context("OpenTelemetry export settings")?;
     s.control_plane_ca = cli.control_plane_ca;
+    if let Some(n) = cli.log_queue_records {
+        s.log_queue_records = n as usize;
+    }
+    if let Some(n) = cli.log_queue_bytes {
+        s.log_queue_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+    }
     if let Some(n) = cli.log_buffer_records {
         s.log_buffer_records = n;
     }
@@ -151,6 +166,22 @@ mod tests {
         for bad in ["0", "65537", "-1", "many"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn log_queue_bounds_are_checked() {
+        let parse = |flag: &str, v: &str| {
+            Cli::try_parse_from(["weir-data-plane", "--dataplane-token", "t", flag, v])
+        };
+        let records = |v| parse("--log-queue-records", v).map(|c| c.log_queue_records);
+        let bytes = |v| parse("--log-queue-bytes", v).map(|c| c.log_queue_bytes);
+        assert_eq!(records("100000").unwrap(), Some(100_000));
+        assert_eq!(bytes("1048576").unwrap(), Some(1 << 20));
+        for bad in ["0", "-1", "lots"] {
+            assert!(records(bad).is_err(), "records {bad}");
+            assert!(bytes(bad).is_err(), "bytes {bad}");
+        }
+        assert!(records("16777217").is_err(), "records past 16 Mi");
     }
 
     #[test]

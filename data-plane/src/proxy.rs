@@ -276,6 +276,7 @@ fn readyz(gw: &Gateway) -> Response<Body> {
             "dropped_shutdown": load(&c.dropped_shutdown),
             "rejected": load(&c.rejected),
             "batches": load(&c.batches),
+            "queue_peak": load(&c.queue_peak),
         },
     });
     let mut r = Response::new(full(serde_json::to_vec(&detail).unwrap_or_default()));
@@ -365,6 +366,13 @@ fn metrics(gw: &Gateway) -> Response<Body> {
         "Request-log batches sealed for the control plane.",
         "counter",
         c.batches.load(Relaxed),
+    );
+    gauge(
+        &mut out,
+        "weir_request_log_queue_peak",
+        "The most request logs found waiting for the log worker at once.",
+        "gauge",
+        c.queue_peak.load(Relaxed),
     );
     gauge(
         &mut out,

@@ -144,7 +144,21 @@ pub struct Built {
     pub metrics: crate::genai_metrics::Extra,
 }
 
+/// What a record holds besides its bodies and events: the struct, headers and strings, roughly.
+const RECORD_OVERHEAD_BYTES: usize = 1024;
+
 impl RequestRecord {
+    /// About the memory this record holds while it waits for the log worker: its bodies and
+    /// stream events (which dominate when they are large) plus a fixed allowance for the rest.
+    pub fn held_bytes(&self) -> usize {
+        let events: usize = self.stream_events.iter().map(Bytes::len).sum();
+        RECORD_OVERHEAD_BYTES
+            + self.request_body.len()
+            + self.response_body.len()
+            + events
+            + self.last_usage_event.as_ref().map_or(0, Bytes::len)
+    }
+
     /// A record for a request that just authenticated.
     #[allow(clippy::too_many_arguments)]
     pub fn new(

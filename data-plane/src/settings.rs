@@ -29,6 +29,9 @@ pub struct Settings {
     pub max_response_bytes: usize,
     /// Records waiting for the log worker; beyond it a record is dropped and counted.
     pub log_queue_records: usize,
+    /// Request and response bytes the records waiting for the log worker may hold; beyond it a
+    /// record is dropped and counted like one over `log_queue_records`.
+    pub log_queue_bytes: usize,
     /// Records kept (sealed in batches) until the control plane acks them.
     pub log_buffer_records: usize,
     /// Nice value of the log worker thread: how much it yields to request serving when the CPU
@@ -38,6 +41,9 @@ pub struct Settings {
     pub log_batch_records: usize,
     /// Longest a partial batch waits before it is sent.
     pub log_batch_delay: Duration,
+    /// How long a partial batch waits while no earlier batch awaits its ack (zero: only
+    /// `log_batch_delay` and the batch's size seal it); see `log_shipper::seal_deadline`.
+    pub log_batch_idle_delay: Duration,
     /// Longest a shutdown waits for unacked request logs to be acked.
     pub log_drain_timeout: Duration,
     /// Where the last good config is kept, to start from when the control plane is unreachable;
@@ -70,11 +76,13 @@ impl Settings {
             group: "default".into(),
             max_body_bytes: 32 * 1024 * 1024,
             max_response_bytes: 64 * 1024 * 1024,
-            log_queue_records: 16_384,
+            log_queue_records: 65_536,
+            log_queue_bytes: 256 << 20,
             log_buffer_records: 200_000,
             log_worker_nice: 10,
-            log_batch_records: 512,
+            log_batch_records: 2048,
             log_batch_delay: Duration::from_millis(100),
+            log_batch_idle_delay: Duration::from_millis(5),
             log_drain_timeout: Duration::from_secs(5),
             snapshot_dir: None,
             upstream_ca: None,

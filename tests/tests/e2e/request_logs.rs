@@ -222,6 +222,7 @@ async fn a_data_plane_shutting_down_ships_what_it_holds() {
         "slow-batcher",
         |s| {
             s.log_batch_delay = Duration::from_secs(60);
+            s.log_batch_idle_delay = Duration::ZERO;
             s.log_batch_records = 100_000;
         },
     )
@@ -683,5 +684,73 @@ async fn the_node_counts_the_batches_it_ships() {
         metrics.contains(&format!("weir_request_log_batches_total {batches}")),
         "{metrics}"
     );
+    // Spaced requests never wait in the queue together: the idle worker takes each alone.
+    assert_eq!(logs["queue_peak"], 1, "{logs}");
+    assert!(
+        metrics.contains("weir_request_log_queue_peak 1\n"),
+        "{metrics}"
+    );
+    stack.shutdown().await;
+}
+
+/// While the control plane has acked every earlier batch, a batch goes out soon after its
+/// first record instead of waiting for the batch delay: recording at low load runs in small
+/// steps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_pipeline_ships_each_record_in_its_own_small_batch() {
+    let stack = Stack::start().await;
+    let key = stack.seed(&[("gpt", "mock-model")]).await;
+    // A long batch delay: only the idle seal can send these before it.
+    let dp = Stack::start_data_plane_with(
+        &stack.control_plane,
+        &stack.dataplane_token,
+        "idle-batching",
+        |s| {
+            s.log_batch_delay = Duration::from_secs(5);
+            s.log_batch_idle_delay = Duration::from_millis(5);
+        },
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let sent = 6u64;
+    for i in 0..sent {
+        let resp = client
+            .post(format!("http://{}/v1/chat/completions", dp.addr))
+            .bearer_auth(&key)
+            .header("x-request-id", format!("idle-batch-{i}"))
+            .json(&json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        // Long enough for the previous batch's ack on a slow machine.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let logs = eventually(Duration::from_secs(3), || async {
+        let v: serde_json::Value = client
+            .get(format!("http://{}/readyz", dp.addr))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (v["request_logs"]["acked"] == sent).then(|| v["request_logs"].clone())
+    })
+    .await
+    .expect("every record acked well before the 5 s batch delay");
+    assert!(
+        logs["batches"].as_u64().unwrap() >= sent - 1,
+        "records were held for a fuller batch: {logs}"
+    );
+    assert_eq!(
+        count(
+            &stack,
+            "SELECT count(*) FROM request_logs WHERE request_id LIKE 'idle-batch-%'"
+        )
+        .await,
+        sent as i64
+    );
+    dp.shutdown().await;
     stack.shutdown().await;
 }
