@@ -59,6 +59,9 @@ impl Database {
     }
 }
 
+/// How long a pooled connection may sit idle before it is checked with a ping when next taken.
+const PING_IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Opens a pool sized for a control plane.
 pub async fn connect(url: &str) -> Result<PgPool, DatabaseError> {
     let opts: PgConnectOptions = url.parse().map_err(DatabaseError::Connect)?;
@@ -69,6 +72,18 @@ pub async fn connect(url: &str) -> Result<PgPool, DatabaseError> {
     PgPoolOptions::new()
         .max_connections(16)
         .acquire_timeout(std::time::Duration::from_secs(5))
+        // sqlx pings every idle connection before handing it out: a round trip to Postgres per
+        // acquire, five per ingested batch. A connection back in the pool for under a second
+        // was just working; only ones idle longer are checked.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IDLE_AFTER {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(opts)
         .await
         .map_err(DatabaseError::Connect)

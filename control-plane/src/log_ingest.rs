@@ -289,28 +289,31 @@ impl LogWriter {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let provider_ppm: HashMap<String, i32> = sqlx::query_as(
-            "SELECT key, price_multiplier_ppm FROM providers
-             WHERE key = ANY($1) AND price_multiplier_ppm <> 1000000",
+        // Both kinds of multiplier in one round trip: a batch's fixed cost is mostly round trips.
+        let mut provider_ppm: HashMap<String, i32> = HashMap::new();
+        let mut key_ppm: HashMap<Uuid, i32> = HashMap::new();
+        let multipliers: Vec<(Option<String>, Option<Uuid>, i32)> = sqlx::query_as(
+            "SELECT key, NULL::uuid, price_multiplier_ppm FROM providers
+             WHERE key = ANY($1) AND price_multiplier_ppm <> 1000000
+             UNION ALL
+             SELECT NULL, id, price_multiplier_ppm FROM api_keys
+             WHERE id = ANY($2) AND price_multiplier_ppm <> 1000000",
         )
         .bind(&provider_keys)
+        .bind(&key_ids)
         .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .collect();
-        let key_ppm: HashMap<Uuid, i32> = if key_ids.is_empty() {
-            HashMap::new()
-        } else {
-            sqlx::query_as(
-                "SELECT id, price_multiplier_ppm FROM api_keys
-                 WHERE id = ANY($1) AND price_multiplier_ppm <> 1000000",
-            )
-            .bind(&key_ids)
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .collect()
-        };
+        .await?;
+        for (provider, key, ppm) in multipliers {
+            match (provider, key) {
+                (Some(p), _) => {
+                    provider_ppm.insert(p, ppm);
+                }
+                (None, Some(k)) => {
+                    key_ppm.insert(k, ppm);
+                }
+                (None, None) => {}
+            }
+        }
         for row in rows.iter_mut().filter(|r| !r.rec.attempts.is_empty()) {
             let key_id = row.caller[0];
             row.multipliers = [

@@ -162,3 +162,54 @@ async fn a_control_plane_outage_and_a_postgres_restart_lose_no_request_log() {
     drop(upstream);
     drop(pg);
 }
+
+/// Connections Postgres closed while they sat idle in the control plane's pool are checked when
+/// next taken (once idle for a second or more) and replaced, never handed to a query: admin
+/// reads and ingest go on without an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_closed_while_idle_are_replaced_not_used() {
+    let stack = Stack::start().await;
+    let key = stack.seed(&[("gpt", "mock-model")]).await;
+    assert_eq!(stack.chat(&key, "gpt", "idle-conn-0").await, 200);
+    let pool = stack.control_plane.pool.clone();
+    // Several connections open and idle in the pool.
+    let held: Vec<_> = futures::future::join_all((0..4).map(|_| pool.acquire()))
+        .await
+        .into_iter()
+        .map(|c| c.expect("a pooled connection"))
+        .collect();
+    drop(held);
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()
+           AND backend_type = 'client backend') t",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(killed >= 3, "{killed} backends closed");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for i in 0..8 {
+        let one: i32 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("query {i} after the backends closed: {e}"));
+        assert_eq!(one, 1);
+    }
+    assert_eq!(stack.chat(&key, "gpt", "idle-conn-1").await, 200);
+    let logged = eventually(Duration::from_secs(10), || {
+        let pool = pool.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM request_logs WHERE request_id LIKE 'idle-conn-%'",
+            )
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+            (n == 2).then_some(())
+        }
+    })
+    .await;
+    assert!(logged.is_some(), "both requests logged");
+    stack.shutdown().await;
+}
