@@ -388,6 +388,21 @@ impl ModelSpec {
     }
 }
 
+/// One small chat completion through the data plane at `addr` with gateway key `key` and
+/// request id `rid`; returns the status.
+pub async fn chat_at(addr: std::net::SocketAddr, key: &str, model: &str, rid: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .bearer_auth(key)
+        .header("x-request-id", rid)
+        .json(&serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("gateway answers")
+        .status()
+        .as_u16()
+}
+
 /// A whole Weir: mock upstream, control plane on a fresh database, one data plane.
 pub struct Stack {
     /// The mock upstream.
@@ -521,16 +536,7 @@ impl Stack {
     /// One small chat completion through the stack's data plane with gateway key `key` and
     /// request id `rid`; returns the status.
     pub async fn chat(&self, key: &str, model: &str, rid: &str) -> u16 {
-        reqwest::Client::new()
-            .post(format!("{}/chat/completions", self.gateway_url()))
-            .bearer_auth(key)
-            .header("x-request-id", rid)
-            .json(&serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
-            .send()
-            .await
-            .expect("gateway answers")
-            .status()
-            .as_u16()
+        chat_at(self.data_plane.addr, key, model, rid).await
     }
 
     /// Sends `batches` over the real log-ingest stream as a data plane would, and waits until

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use weir_e2e::{eventually, run, Stack};
+use weir_e2e::{chat_at, eventually, run, Stack};
 
 async fn count(stack: &Stack, sql: &str) -> i64 {
     sqlx::query_scalar(sql)
@@ -236,17 +236,11 @@ async fn a_data_plane_shutting_down_ships_what_it_holds() {
     .await
     .expect("key reached the new node");
     let n = 40;
-    let client = reqwest::Client::new();
     for i in 0..n {
-        let resp = client
-            .post(format!("http://{}/v1/chat/completions", dp.addr))
-            .bearer_auth(&key)
-            .header("x-request-id", format!("drain-{i}"))
-            .json(&json!({"model": "gpt", "messages": []}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            chat_at(dp.addr, &key, "gpt", &format!("drain-{i}")).await,
+            200
+        );
     }
     let stored_before: i64 = count(
         &stack,
@@ -711,25 +705,15 @@ async fn an_idle_pipeline_ships_each_record_in_its_own_small_batch() {
         },
     )
     .await;
-    let client = reqwest::Client::new();
     let sent = 6u64;
     for i in 0..sent {
-        let resp = client
-            .post(format!("http://{}/v1/chat/completions", dp.addr))
-            .bearer_auth(&key)
-            .header("x-request-id", format!("idle-batch-{i}"))
-            .json(&json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        let rid = format!("idle-batch-{i}");
+        assert_eq!(chat_at(dp.addr, &key, "gpt", &rid).await, 200);
         // Long enough for the previous batch's ack on a slow machine.
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     let logs = eventually(Duration::from_secs(3), || async {
-        let v: serde_json::Value = client
-            .get(format!("http://{}/readyz", dp.addr))
-            .send()
+        let v: serde_json::Value = reqwest::get(format!("http://{}/readyz", dp.addr))
             .await
             .unwrap()
             .json()
