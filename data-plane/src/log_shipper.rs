@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::Status;
-use weir_proto::logs::{BatchAck, LogBatch, RequestLog};
+use weir_proto::logs::{BatchAck, RequestLog};
 
 use crate::config_stream::{connect, token_interceptor, Backoff};
 use crate::limits::SpendTicket;
@@ -301,9 +301,8 @@ struct Worker {
     /// How many of `unacked` were sent on the current connection.
     sent: usize,
     next_sequence: u64,
-    building: Vec<RequestLog>,
-    /// Roughly the encoded size of `building` (see [`record_bytes`]).
-    building_bytes: usize,
+    /// The batch being built, encoded as its records arrive.
+    building: BatchBuf,
     /// Budget spend of `building`'s records, settled when their batch is acked.
     building_spend: Vec<SpendTicket>,
     /// The same for each batch of `unacked`, in the same order.
@@ -340,13 +339,39 @@ fn seal_deadline(since: Instant, idle: bool, settings: &Settings) -> Instant {
 /// limit.
 const BATCH_MAX_BYTES: usize = 8 * 1024 * 1024;
 
-/// A record's size in a batch: its payloads plus a generous allowance for the summary fields
-/// (a few hundred bytes encoded), without encoding it.
-fn record_bytes(log: &RequestLog) -> usize {
-    log.request_payload.len() + log.response_payload.len() + 1024
+/// A `LogBatch` being built, already encoded: each record is encoded when it arrives (a
+/// `records` field) and dropped, and the sequence is appended when the batch is sealed
+/// (protobuf allows fields in any order). No record is moved or kept after it is built, and
+/// the batch's size is known exactly.
+#[derive(Debug, Default)]
+struct BatchBuf {
+    encoded: Vec<u8>,
+    records: usize,
 }
 
-/// Whether a batch of `records` records and about `bytes` bytes is sealed now.
+impl BatchBuf {
+    fn push(&mut self, log: &RequestLog) {
+        prost::encoding::message::encode(2, log, &mut self.encoded);
+        self.records += 1;
+    }
+
+    /// The `LogBatch` bytes with `sequence`, and how many records they hold; leaves the
+    /// builder empty, with room for a batch like this one.
+    fn seal(&mut self, sequence: u64) -> (Bytes, usize) {
+        prost::encoding::uint64::encode(1, &sequence, &mut self.encoded);
+        let room = self.encoded.len();
+        let encoded = std::mem::replace(&mut self.encoded, Vec::with_capacity(room));
+        (Bytes::from(encoded), std::mem::take(&mut self.records))
+    }
+
+    /// Drops what was built; returns how many records it held.
+    fn discard(&mut self) -> usize {
+        self.encoded.clear();
+        std::mem::take(&mut self.records)
+    }
+}
+
+/// Whether a batch of `records` records and `bytes` encoded bytes is sealed now.
 fn batch_full(records: usize, bytes: usize, settings: &Settings) -> bool {
     records >= settings.log_batch_records || bytes >= BATCH_MAX_BYTES
 }
@@ -363,8 +388,7 @@ impl Worker {
             unacked_records: 0,
             sent: 0,
             next_sequence: 1,
-            building: Vec::new(),
-            building_bytes: 0,
+            building: BatchBuf::default(),
             building_spend: Vec::new(),
             unacked_spend: VecDeque::new(),
             building_since: None,
@@ -434,11 +458,11 @@ impl Worker {
                 self.reconnect().await;
             }
             self.send_window().await;
-            if !input_open && self.building.is_empty() && self.unacked.is_empty() {
+            if !input_open && self.building.records == 0 && self.unacked.is_empty() {
                 return;
             }
             if drain_deadline.is_some_and(|d| Instant::now() >= d) {
-                let left = self.unacked_records + self.building.len();
+                let left = self.unacked_records + self.building.records;
                 self.counters
                     .dropped_shutdown
                     .fetch_add(left as u64, Ordering::Relaxed);
@@ -488,51 +512,52 @@ impl Worker {
             t.sync(&config.current.load().sinks);
             t.record(&built);
         }
-        let (log, spend) = (built.log, built.spend);
-        self.building_bytes += record_bytes(&log);
-        self.building.push(log);
-        self.building_spend.extend(spend);
+        self.building.push(&built.log);
+        self.building_spend.extend(built.spend);
         self.building_since.get_or_insert_with(Instant::now);
-        if batch_full(self.building.len(), self.building_bytes, &self.settings) {
+        if batch_full(
+            self.building.records,
+            self.building.encoded.len(),
+            &self.settings,
+        ) {
             self.seal();
         }
     }
 
     fn seal(&mut self) {
         self.building_since = None;
-        self.building_bytes = 0;
-        if self.building.is_empty() {
+        let records = self.building.records;
+        if records == 0 {
             return;
         }
-        let records = std::mem::take(&mut self.building);
         let spend = std::mem::take(&mut self.building_spend);
-        if self.unacked_records + records.len() > self.settings.log_buffer_records {
+        if self.unacked_records + records > self.settings.log_buffer_records {
+            self.building.discard();
             // These ledger rows will never exist: their spend leaves the local count with the
             // next fleet sum, as it would have after a commit.
             settle(spend);
             // The control plane has been away long enough to fill the buffer: count, don't wait.
             self.counters
                 .dropped_buffer_full
-                .fetch_add(records.len() as u64, Ordering::Relaxed);
+                .fetch_add(records as u64, Ordering::Relaxed);
             tracing::warn!(
-                dropped = records.len(),
+                dropped = records,
                 "request-log buffer full while the control plane is unreachable; records dropped"
             );
             return;
         }
-        self.unacked_records += records.len();
+        self.unacked_records += records;
         self.counters
             .buffered
             .store(self.unacked_records as u64, Ordering::Relaxed);
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        let count = records.len();
         self.counters.batches.fetch_add(1, Ordering::Relaxed);
-        let encoded = LogBatch { sequence, records }.encode_to_vec();
+        let (encoded, records) = self.building.seal(sequence);
         self.unacked.push_back(Sealed {
             sequence,
-            records: count,
-            encoded: Bytes::from(encoded),
+            records,
+            encoded,
         });
         self.unacked_spend.push_back(spend);
     }
@@ -660,6 +685,7 @@ async fn sleep_until(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weir_proto::logs::LogBatch;
 
     #[test]
     fn a_batch_is_sealed_soon_only_while_nothing_awaits_an_ack() {
@@ -712,13 +738,53 @@ mod tests {
             (64, &payloads, true),
         ];
         for (records, like, sealed) in cases {
-            let bytes = records * record_bytes(like);
+            let mut batch = BatchBuf::default();
+            for _ in 0..records {
+                batch.push(like);
+            }
             assert_eq!(
-                batch_full(records, bytes, &settings),
+                batch_full(batch.records, batch.encoded.len(), &settings),
                 sealed,
                 "{records} records"
             );
         }
+    }
+
+    #[test]
+    fn a_batch_encoded_record_by_record_reads_as_the_whole_message() {
+        let log = |id: &str, payload: &[u8]| RequestLog {
+            request_id: id.into(),
+            model_key: "gpt".into(),
+            request_payload: payload.to_vec(),
+            ..RequestLog::default()
+        };
+        // (sequence, records)
+        let cases: [(u64, Vec<RequestLog>); 3] = [
+            (1, vec![log("a", b"")]),
+            (
+                7,
+                vec![log("a", b"{}"), log("b", &[0u8; 300]), log("", b"")],
+            ),
+            (u64::MAX, vec![RequestLog::default(); 3]),
+        ];
+        let mut batch = BatchBuf::default();
+        for (sequence, records) in cases {
+            for r in &records {
+                batch.push(r);
+            }
+            let (encoded, count) = batch.seal(sequence);
+            assert_eq!(count, records.len());
+            let expected = LogBatch { sequence, records };
+            assert_eq!(
+                LogBatch::decode(encoded).unwrap(),
+                expected,
+                "sequence {sequence}"
+            );
+            assert_eq!((batch.records, batch.encoded.len()), (0, 0), "reused empty");
+        }
+        batch.push(&log("dropped", b""));
+        assert_eq!(batch.discard(), 1);
+        assert!(batch.encoded.is_empty());
     }
 
     #[test]
