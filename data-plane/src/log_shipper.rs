@@ -357,11 +357,15 @@ impl BatchBuf {
 
     /// The `LogBatch` bytes with `sequence`, and how many records they hold; leaves the
     /// builder empty, with room for a batch like this one.
-    fn seal(&mut self, sequence: u64) -> (Bytes, usize) {
+    fn seal(&mut self, sequence: u64) -> (Vec<u8>, usize) {
         prost::encoding::uint64::encode(1, &sequence, &mut self.encoded);
         let room = self.encoded.len();
-        let encoded = std::mem::replace(&mut self.encoded, Vec::with_capacity(room));
-        (Bytes::from(encoded), std::mem::take(&mut self.records))
+        let mut encoded = std::mem::replace(&mut self.encoded, Vec::with_capacity(room));
+        // A small batch after a large one must not hold the large one's room while unacked.
+        if encoded.capacity() > 2 * encoded.len() {
+            encoded.shrink_to_fit();
+        }
+        (encoded, std::mem::take(&mut self.records))
     }
 
     /// Drops what was built; returns how many records it held.
@@ -557,7 +561,7 @@ impl Worker {
         self.unacked.push_back(Sealed {
             sequence,
             records,
-            encoded,
+            encoded: Bytes::from(encoded),
         });
         self.unacked_spend.push_back(spend);
     }
@@ -776,12 +780,24 @@ mod tests {
             assert_eq!(count, records.len());
             let expected = LogBatch { sequence, records };
             assert_eq!(
-                LogBatch::decode(encoded).unwrap(),
+                LogBatch::decode(encoded.as_slice()).unwrap(),
                 expected,
                 "sequence {sequence}"
             );
             assert_eq!((batch.records, batch.encoded.len()), (0, 0), "reused empty");
         }
+        // After a large batch, a small one is sealed without the large one's room.
+        batch.push(&log("large", &[7u8; 1 << 20]));
+        let (large, _) = batch.seal(8);
+        batch.push(&log("small", b""));
+        let (small, _) = batch.seal(9);
+        assert!(large.len() > 1 << 20);
+        assert!(
+            small.capacity() <= 2 * small.len(),
+            "{} bytes in {}",
+            small.len(),
+            small.capacity()
+        );
         batch.push(&log("dropped", b""));
         assert_eq!(batch.discard(), 1);
         assert!(batch.encoded.is_empty());
