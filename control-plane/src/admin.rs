@@ -1499,9 +1499,10 @@ impl Admin for AdminService {
                 .await
                 .map_err(AdminError::from)?;
         }
+        let request_id_1 = request_id_is("$1");
         let rows = sqlx::query(&format!(
             "SELECT {SUMMARY_COLUMNS} FROM {from}
-             WHERE ($1::text IS NULL OR l.request_id = $1)
+             WHERE ($1::text IS NULL OR {request_id_1} OR l.log_id = $21)
                AND ($2::text IS NULL OR l.model_key = $2)
                AND ($3::uuid IS NULL OR l.user_id = $3)
                AND ($4::int IS NULL OR l.status_code = $4)
@@ -1543,6 +1544,7 @@ impl Admin for AdminService {
         .bind(since)
         .bind(until)
         .bind(nonempty(&r.feedback_label))
+        .bind(Uuid::parse_str(&r.request_id).ok())
         .fetch_all(&mut *tx)
         .await
         .map_err(AdminError::from)?;
@@ -1572,15 +1574,16 @@ impl Admin for AdminService {
             return Err(AdminError::Invalid("id must not be empty".into()).into());
         }
         let by_log_id = Uuid::parse_str(&wanted).ok();
+        let request_id_2 = request_id_is("$2");
         let row = sqlx::query(&format!(
             "SELECT {SUMMARY_COLUMNS}, l.error_message, l.upstream_model, l.ttfb_us,
                     l.cached_input_tokens, l.reasoning_tokens, l.node_id, l.fleet_group, l.user_agent,
                     l.request_payload_truncated, l.response_payload_truncated, {POLICY_DOC} AS policy,
                     l.harness_label, l.harness_version, l.session_id, l.session_source,
                     l.turn_kind, l.exposed_tool_count, l.invoked_tool_count, l.feedback,
-                    (SELECT count(*) FROM request_logs s WHERE s.request_id = l.request_id) AS same_count
+                    {SAME_REQUEST_ID_COUNT} AS same_count
              FROM request_logs l
-             WHERE (l.log_id = $1 OR ($1 IS NULL AND l.request_id = $2))
+             WHERE (l.log_id = $1 OR ($1 IS NULL AND {request_id_2}))
                AND ($3::uuid IS NULL OR l.team_id = $3)
              ORDER BY l.log_id DESC
              LIMIT 1"
@@ -2015,7 +2018,8 @@ impl Admin for AdminService {
         let merged: Option<serde_json::Value> = sqlx::query_scalar(
             "WITH target AS (
                  SELECT log_id, created_at FROM request_logs
-                 WHERE (log_id = $1 OR ($1 IS NULL AND request_id = $2))
+                 WHERE (log_id = $1 OR ($1 IS NULL AND request_id = $2
+                        AND request_id <> replace(log_id::text, '-', '')))
                    AND ($6::uuid IS NULL OR (user_id = $6 AND service_account_id IS NULL))
                    AND ($7::uuid IS NULL OR service_account_id = $7)
                  ORDER BY log_id DESC LIMIT 1
@@ -2405,6 +2409,21 @@ async fn list_limits(pool: &PgPool) -> Result<Vec<Limits>, AdminError> {
 
 /// A request log's capture policy as one JSON document: rows since migration 0019 keep it in
 /// typed columns, older rows as `policy` jsonb.
+/// `l.request_id` is the id bound at `param`, written so the partial request-id index serves it
+/// (migration 0021): ids the gateway minted are log ids and are looked up by log id instead.
+fn request_id_is(param: &str) -> String {
+    format!("(l.request_id = {param} AND l.request_id <> replace(l.log_id::text, '-', ''))")
+}
+
+/// How many logs carry `l`'s request id: those in the partial request-id index, plus the log
+/// that minted it when it is a minted id (found by log id).
+const SAME_REQUEST_ID_COUNT: &str = "((SELECT count(*) FROM request_logs s
+        WHERE s.request_id = l.request_id AND s.request_id <> replace(s.log_id::text, '-', ''))
+    + CASE WHEN l.request_id ~ '^[0-9a-f]{32}$'
+        THEN (SELECT count(*) FROM request_logs m
+              WHERE m.log_id = l.request_id::uuid AND m.request_id = l.request_id)
+        ELSE 0 END)";
+
 const POLICY_DOC: &str = "COALESCE(l.policy, jsonb_build_object(
     'capture_mode', l.capture_mode, 'request_max_bytes', l.request_max_bytes,
     'response_max_bytes', l.response_max_bytes, 'stream_max_events', l.stream_max_events,

@@ -433,10 +433,12 @@ fn new_request_id() -> String {
         .to_string()
 }
 
-/// The caller's `x-request-id` when acceptable, a new one when absent, an error when malformed.
-fn request_id(headers: &HeaderMap) -> Result<String, GatewayError> {
+/// The caller's `x-request-id` when acceptable, the request's log id (32 hex digits) when absent,
+/// an error when malformed. A minted id is the log id, so one id names the request everywhere
+/// and the request-id index only holds ids callers chose (migration 0021).
+fn request_id(headers: &HeaderMap, log_id: uuid::Uuid) -> Result<String, GatewayError> {
     match headers.get("x-request-id") {
-        None => Ok(new_request_id()),
+        None => Ok(log_id.simple().to_string()),
         Some(v) => v
             .to_str()
             .ok()
@@ -451,7 +453,7 @@ fn request_id(headers: &HeaderMap) -> Result<String, GatewayError> {
 
 fn models(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
     let snap = gw.config.current.load_full();
-    let request_id = match request_id(req.headers()) {
+    let request_id = match request_id(req.headers(), crate::request_record::time_ordered_id()) {
         Ok(id) => id,
         Err(e) => return e.response(&new_request_id()),
     };
@@ -505,7 +507,8 @@ async fn proxy_operation(
 ) -> Response<Body> {
     let snap = gw.config.current.load_full();
     let anthropic = op.anthropic_client();
-    let request_id = match request_id(req.headers()) {
+    let log_id = crate::request_record::time_ordered_id();
+    let request_id = match request_id(req.headers(), log_id) {
         Ok(id) => id,
         Err(e) => return e.response_for(&new_request_id(), anthropic),
     };
@@ -521,6 +524,7 @@ async fn proxy_operation(
     let mut guard = RecordGuard::new(
         RequestRecord::new(
             op.name(),
+            log_id,
             request_id.clone(),
             started,
             key.clone(),
@@ -1328,22 +1332,29 @@ mod tests {
 
     #[test]
     fn request_ids() {
+        use crate::request_record::time_ordered_id;
         let mut h = HeaderMap::new();
-        let generated = request_id(&h).unwrap();
+        let log_id = time_ordered_id();
+        let generated = request_id(&h, log_id).unwrap();
         assert_eq!(generated.len(), 32);
+        assert_eq!(
+            uuid::Uuid::parse_str(&generated).unwrap(),
+            log_id,
+            "minted id is the log id"
+        );
         std::thread::sleep(std::time::Duration::from_millis(2));
-        let later = request_id(&h).unwrap();
+        let later = request_id(&h, time_ordered_id()).unwrap();
         assert!(
             generated < later,
             "generated ids sort by time: {generated} {later}"
         );
         h.insert("x-request-id", HeaderValue::from_static("caller-123"));
-        assert_eq!(request_id(&h).unwrap(), "caller-123");
+        assert_eq!(request_id(&h, log_id).unwrap(), "caller-123");
         h.insert(
             "x-request-id",
             HeaderValue::from_static("bad id with spaces"),
         );
-        assert_eq!(request_id(&h).unwrap_err().code(), "invalid_header");
+        assert_eq!(request_id(&h, log_id).unwrap_err().code(), "invalid_header");
     }
 
     #[test]

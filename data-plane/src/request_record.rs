@@ -163,6 +163,7 @@ impl RequestRecord {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         operation: &'static str,
+        log_id: Uuid,
         request_id: String,
         started: Instant,
         key: Arc<KeyInfo>,
@@ -172,7 +173,7 @@ impl RequestRecord {
         group: Arc<str>,
     ) -> Self {
         RequestRecord {
-            log_id: time_ordered_id(),
+            log_id,
             request_id,
             operation,
             stream: false,
@@ -685,6 +686,7 @@ mod tests {
         });
         let mut rec = RequestRecord::new(
             operation,
+            time_ordered_id(),
             "r".into(),
             Instant::now(),
             key,

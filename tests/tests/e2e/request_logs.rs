@@ -738,3 +738,112 @@ async fn an_idle_pipeline_ships_each_record_in_its_own_small_batch() {
     dp.shutdown().await;
     stack.shutdown().await;
 }
+
+/// A request without an x-request-id gets its log id as its request id (32 hex digits): the
+/// admin API finds it by that id, a caller reusing it (a client retrying with the id it was
+/// given) is matched too, and the request-id index holds only ids callers chose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minted_request_id_is_the_log_id_and_lookups_still_match() {
+    use weir_proto::admin::{GetRequestLogRequest, ListRequestLogsRequest};
+    let stack = Stack::start().await;
+    let key = stack.seed(&[("gpt", "mock-model")]).await;
+    let resp = reqwest::Client::new()
+        .post(format!("{}/chat/completions", stack.gateway_url()))
+        .bearer_auth(&key)
+        .json(&json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let minted = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(minted.len(), 32, "{minted}");
+    for rid in ["caller-dup", "caller-dup", minted.as_str()] {
+        assert_eq!(stack.chat(&key, "gpt", rid).await, 200);
+    }
+    let stored = eventually(Duration::from_secs(10), || async {
+        (count(&stack, "SELECT count(*) FROM request_logs").await == 4).then_some(())
+    })
+    .await;
+    assert!(stored.is_some(), "four logs stored");
+    assert_eq!(
+        count(
+            &stack,
+            &format!(
+                "SELECT count(*) FROM request_logs
+                 WHERE request_id = '{minted}' AND request_id = replace(log_id::text, '-', '')"
+            )
+        )
+        .await,
+        1,
+        "the minted id is its log's id"
+    );
+
+    let mut admin = stack.admin().await;
+    // (request id, logs listed with it, the newest's count of logs sharing it)
+    let cases = [
+        (minted.as_str(), 2, 2),
+        ("caller-dup", 2, 2),
+        ("nobody", 0, 0),
+    ];
+    for (rid, listed, same) in cases {
+        let page = admin
+            .list_request_logs(ListRequestLogsRequest {
+                request_id: rid.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(page.logs.len(), listed, "{rid}: {:?}", page.logs);
+        assert!(page.logs.iter().all(|l| l.request_id == rid), "{rid}");
+        if listed == 0 {
+            continue;
+        }
+        let detail = admin
+            .get_request_log(GetRequestLogRequest { id: rid.into() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(detail.same_request_id_count, same, "{rid}");
+    }
+    // The minted id names the request that minted it, not the later one that reused it.
+    let first = admin
+        .get_request_log(GetRequestLogRequest { id: minted.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    let first_id = first.summary.expect("summary").log_id;
+    assert_eq!(
+        uuid::Uuid::parse_str(&first_id)
+            .unwrap()
+            .simple()
+            .to_string(),
+        minted
+    );
+    let partial: String = sqlx::query_scalar(
+        "SELECT indexdef FROM pg_indexes WHERE indexname = 'request_logs_request_id'",
+    )
+    .fetch_one(&stack.control_plane.pool)
+    .await
+    .unwrap();
+    assert!(partial.contains("WHERE"), "{partial}");
+    // The admin API's form of a request-id match can use the partial index.
+    let mut tx = stack.control_plane.pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL enable_seqscan = off")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN SELECT log_id FROM request_logs l
+         WHERE (l.request_id = 'caller-dup' AND l.request_id <> replace(l.log_id::text, '-', ''))",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    assert!(
+        plan.iter().any(|l| l.contains("request_id_idx")),
+        "{plan:#?}"
+    );
+    drop(tx);
+    stack.shutdown().await;
+}
