@@ -1499,7 +1499,7 @@ impl Admin for AdminService {
                 .await
                 .map_err(AdminError::from)?;
         }
-        let request_id_1 = request_id_is("$1");
+        let request_id_1 = request_id_is("l", "$1");
         let rows = sqlx::query(&format!(
             "SELECT {SUMMARY_COLUMNS} FROM {from}
              WHERE ($1::text IS NULL OR {request_id_1} OR l.log_id = $21)
@@ -1574,14 +1574,15 @@ impl Admin for AdminService {
             return Err(AdminError::Invalid("id must not be empty".into()).into());
         }
         let by_log_id = Uuid::parse_str(&wanted).ok();
-        let request_id_2 = request_id_is("$2");
+        let request_id_2 = request_id_is("l", "$2");
+        let same_count = same_request_id_count();
         let row = sqlx::query(&format!(
             "SELECT {SUMMARY_COLUMNS}, l.error_message, l.upstream_model, l.ttfb_us,
                     l.cached_input_tokens, l.reasoning_tokens, l.node_id, l.fleet_group, l.user_agent,
                     l.request_payload_truncated, l.response_payload_truncated, {POLICY_DOC} AS policy,
                     l.harness_label, l.harness_version, l.session_id, l.session_source,
                     l.turn_kind, l.exposed_tool_count, l.invoked_tool_count, l.feedback,
-                    {SAME_REQUEST_ID_COUNT} AS same_count
+                    {same_count} AS same_count
              FROM request_logs l
              WHERE (l.log_id = $1 OR ($1 IS NULL AND {request_id_2}))
                AND ($3::uuid IS NULL OR l.team_id = $3)
@@ -2015,24 +2016,24 @@ impl Admin for AdminService {
         }
         let by_log_id = Uuid::parse_str(&r.id).ok();
         // Merge in one statement, so concurrent calls do not lose each other's scores or labels.
-        let merged: Option<serde_json::Value> = sqlx::query_scalar(
+        let request_id_2 = request_id_is("t", "$2");
+        let merged: Option<serde_json::Value> = sqlx::query_scalar(&format!(
             "WITH target AS (
-                 SELECT log_id, created_at FROM request_logs
-                 WHERE (log_id = $1 OR ($1 IS NULL AND request_id = $2
-                        AND request_id <> replace(log_id::text, '-', '')))
-                   AND ($6::uuid IS NULL OR (user_id = $6 AND service_account_id IS NULL))
-                   AND ($7::uuid IS NULL OR service_account_id = $7)
-                 ORDER BY log_id DESC LIMIT 1
+                 SELECT t.log_id, t.created_at FROM request_logs t
+                 WHERE (t.log_id = $1 OR ($1 IS NULL AND {request_id_2}))
+                   AND ($6::uuid IS NULL OR (t.user_id = $6 AND t.service_account_id IS NULL))
+                   AND ($7::uuid IS NULL OR t.service_account_id = $7)
+                 ORDER BY t.log_id DESC LIMIT 1
              )
              UPDATE request_logs l SET feedback = jsonb_build_object(
-                 'scores', coalesce(l.feedback->'scores', '{}') || $3::jsonb,
+                 'scores', coalesce(l.feedback->'scores', '{{}}') || $3::jsonb,
                  'labels', (SELECT coalesce(jsonb_agg(DISTINCT x ORDER BY x), '[]')
                             FROM jsonb_array_elements_text(coalesce(l.feedback->'labels', '[]') || $4::jsonb) x),
                  'comment', CASE WHEN $5 = '' THEN coalesce(l.feedback->'comment', '\"\"') ELSE to_jsonb($5::text) END,
                  'updated_at', to_jsonb(now()))
              FROM target WHERE l.log_id = target.log_id AND l.created_at = target.created_at
-             RETURNING l.feedback",
-        )
+             RETURNING l.feedback"
+        ))
         .bind(by_log_id)
         .bind(&r.id)
         .bind(serde_json::to_value(&r.scores).unwrap_or_default())
@@ -2409,20 +2410,24 @@ async fn list_limits(pool: &PgPool) -> Result<Vec<Limits>, AdminError> {
 
 /// A request log's capture policy as one JSON document: rows since migration 0019 keep it in
 /// typed columns, older rows as `policy` jsonb.
-/// `l.request_id` is the id bound at `param`, written so the partial request-id index serves it
-/// (migration 0021): ids the gateway minted are log ids and are looked up by log id instead.
-fn request_id_is(param: &str) -> String {
-    format!("(l.request_id = {param} AND l.request_id <> replace(l.log_id::text, '-', ''))")
+/// `{table}.request_id` is `id`, written so the partial request-id index serves it (migration
+/// 0021): ids the gateway minted are log ids and are looked up by log id instead.
+fn request_id_is(table: &str, id: &str) -> String {
+    format!("({table}.request_id = {id} AND {table}.request_id <> replace({table}.log_id::text, '-', ''))")
 }
 
 /// How many logs carry `l`'s request id: those in the partial request-id index, plus the log
 /// that minted it when it is a minted id (found by log id).
-const SAME_REQUEST_ID_COUNT: &str = "((SELECT count(*) FROM request_logs s
-        WHERE s.request_id = l.request_id AND s.request_id <> replace(s.log_id::text, '-', ''))
-    + CASE WHEN l.request_id ~ '^[0-9a-f]{32}$'
-        THEN (SELECT count(*) FROM request_logs m
-              WHERE m.log_id = l.request_id::uuid AND m.request_id = l.request_id)
-        ELSE 0 END)";
+fn same_request_id_count() -> String {
+    let indexed = request_id_is("s", "l.request_id");
+    format!(
+        "((SELECT count(*) FROM request_logs s WHERE {indexed})
+          + CASE WHEN l.request_id ~ '^[0-9a-f]{{32}}$'
+              THEN (SELECT count(*) FROM request_logs m
+                    WHERE m.log_id = l.request_id::uuid AND m.request_id = l.request_id)
+              ELSE 0 END)"
+    )
+}
 
 const POLICY_DOC: &str = "COALESCE(l.policy, jsonb_build_object(
     'capture_mode', l.capture_mode, 'request_max_bytes', l.request_max_bytes,

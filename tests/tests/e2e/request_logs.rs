@@ -13,6 +13,25 @@ async fn count(stack: &Stack, sql: &str) -> i64 {
         .unwrap()
 }
 
+/// The node's `/readyz` request-log counters once `sent` records are acked, or `None` after
+/// `limit`.
+async fn acked_counters(
+    node: std::net::SocketAddr,
+    sent: u64,
+    limit: Duration,
+) -> Option<serde_json::Value> {
+    eventually(limit, || async {
+        let v: serde_json::Value = reqwest::get(format!("http://{node}/readyz"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (v["request_logs"]["acked"] == sent).then(|| v["request_logs"].clone())
+    })
+    .await
+}
+
 async fn wait_policy_version(stack: &Stack, version: &str) {
     let cfg = stack.data_plane.config.clone();
     let v = version.to_string();
@@ -652,17 +671,9 @@ async fn the_node_counts_the_batches_it_ships() {
         // Past the harness's 20 ms batch delay: each record leaves in its own batch.
         tokio::time::sleep(Duration::from_millis(120)).await;
     }
-    let logs = eventually(Duration::from_secs(5), || async {
-        let v: serde_json::Value = reqwest::get(format!("{base}/readyz"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        (v["request_logs"]["acked"] == sent).then(|| v["request_logs"].clone())
-    })
-    .await
-    .expect("every record acked");
+    let logs = acked_counters(stack.data_plane.addr, sent, Duration::from_secs(5))
+        .await
+        .expect("every record acked");
     let batches = logs["batches"].as_u64().expect("a batch count");
     assert!(
         (sent - 1..=sent).contains(&batches),
@@ -712,17 +723,9 @@ async fn an_idle_pipeline_ships_each_record_in_its_own_small_batch() {
         // Long enough for the previous batch's ack on a slow machine.
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
-    let logs = eventually(Duration::from_secs(3), || async {
-        let v: serde_json::Value = reqwest::get(format!("http://{}/readyz", dp.addr))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        (v["request_logs"]["acked"] == sent).then(|| v["request_logs"].clone())
-    })
-    .await
-    .expect("every record acked well before the 5 s batch delay");
+    let logs = acked_counters(dp.addr, sent, Duration::from_secs(3))
+        .await
+        .expect("every record acked well before the 5 s batch delay");
     assert!(
         logs["batches"].as_u64().unwrap() >= sent - 1,
         "records were held for a fuller batch: {logs}"
