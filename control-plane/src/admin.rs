@@ -2408,8 +2408,6 @@ async fn list_limits(pool: &PgPool) -> Result<Vec<Limits>, AdminError> {
     Ok(out)
 }
 
-/// A request log's capture policy as one JSON document: rows since migration 0019 keep it in
-/// typed columns, older rows as `policy` jsonb.
 /// `{table}.request_id` is `id`, written so the partial request-id index serves it (migration
 /// 0021): ids the gateway minted are log ids and are looked up by log id instead.
 fn request_id_is(table: &str, id: &str) -> String {
@@ -2429,6 +2427,8 @@ fn same_request_id_count() -> String {
     )
 }
 
+/// A request log's capture policy as one JSON document: rows since migration 0019 keep it in
+/// typed columns, older rows as `policy` jsonb.
 const POLICY_DOC: &str = "COALESCE(l.policy, jsonb_build_object(
     'capture_mode', l.capture_mode, 'request_max_bytes', l.request_max_bytes,
     'response_max_bytes', l.response_max_bytes, 'stream_max_events', l.stream_max_events,

@@ -323,8 +323,8 @@ struct Worker {
 /// earlier batch (`idle`), soon: at low load recording then runs in small steps, whose bursts
 /// on a CPU shared with Postgres stay short. While batches await acks, the pipeline is the
 /// bottleneck and the batch grows towards full size, where its fixed cost in the control plane
-/// and Postgres (~0.7 ms a batch in the benchmark) is spread over many records. Like Nagle's
-/// algorithm, the acks clock the batch size; no load estimate is needed.
+/// and Postgres (~1.2 ms of CPU a batch in the benchmark) is spread over many records. Like
+/// Nagle's algorithm, the acks clock the batch size; no load estimate is needed.
 fn seal_deadline(since: Instant, idle: bool, settings: &Settings) -> Instant {
     let idle_delay = settings.log_batch_idle_delay;
     if idle && !idle_delay.is_zero() {

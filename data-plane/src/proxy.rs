@@ -425,8 +425,8 @@ fn metrics(gw: &Gateway) -> Response<Body> {
     r
 }
 
-/// A fresh request id: 32 hex characters of a UUIDv7, so ids sort by time and land at the right
-/// edge of the request-id index instead of on random pages of it.
+/// A request id for an answer that is not a request's (an unrouted path): 32 hex characters of
+/// a UUIDv7, shaped like the ids minted for requests (their log ids, ADR 0014).
 fn new_request_id() -> String {
     crate::request_record::time_ordered_id()
         .simple()
@@ -453,9 +453,10 @@ fn request_id(headers: &HeaderMap, log_id: uuid::Uuid) -> Result<String, Gateway
 
 fn models(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
     let snap = gw.config.current.load_full();
-    let request_id = match request_id(req.headers(), crate::request_record::time_ordered_id()) {
+    let log_id = crate::request_record::time_ordered_id();
+    let request_id = match request_id(req.headers(), log_id) {
         Ok(id) => id,
-        Err(e) => return e.response(&new_request_id()),
+        Err(e) => return e.response(&log_id.simple().to_string()),
     };
     if !snap.is_complete() {
         return GatewayError::NotReady.response(&request_id);
@@ -510,7 +511,7 @@ async fn proxy_operation(
     let log_id = crate::request_record::time_ordered_id();
     let request_id = match request_id(req.headers(), log_id) {
         Ok(id) => id,
-        Err(e) => return e.response_for(&new_request_id(), anthropic),
+        Err(e) => return e.response_for(&log_id.simple().to_string(), anthropic),
     };
     if !snap.is_complete() {
         return GatewayError::NotReady.response_for(&request_id, anthropic);
